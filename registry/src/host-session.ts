@@ -1,0 +1,147 @@
+import { EventEmitter } from 'node:events';
+import type { KvStore, LeaseHandle } from './kv.js';
+import type { Keys } from './keys.js';
+import type { HostRecord, InstanceRecord, SlotRecord } from './types.js';
+
+/**
+ * Everything one agent writes on its host lease: the host record, its instances and the
+ * warm slots they hold. If the lease is lost (an etcd partition longer than its TTL), the
+ * session grants a new lease and puts every record again; a slot someone else took in the
+ * meantime is reported through 'slot-lost' so the agent can retire the surplus instance.
+ *
+ * Events: 'lost' (reason), 'restored', 'slot-lost' (service, slot, instanceId), 'error'.
+ */
+export class HostSession extends EventEmitter {
+  private lease: LeaseHandle | undefined;
+  private records = new Map<string, string>();
+  private slotsHeld = new Map<string, SlotRecord>();
+  private closed = false;
+  private recovering: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: KvStore,
+    private readonly keys: Keys,
+    private host: HostRecord,
+    readonly ttlSec: number,
+  ) {
+    super();
+  }
+
+  get leaseId(): string | undefined { return this.lease?.id; }
+
+  async open(): Promise<void> {
+    await this.grant();
+    await this.putHost(this.host);
+  }
+
+  private async grant(): Promise<void> {
+    const lease = await this.store.grantKeptLease(this.ttlSec);
+    this.lease = lease;
+    lease.onLost((reason) => {
+      if (this.closed || this.lease !== lease) return;
+      this.emit('lost', reason);
+      void this.recover();
+    });
+  }
+
+  /** Re-grants and re-puts until it works; exposed for tests and for the agent's resync. */
+  recover(): Promise<void> {
+    if (this.recovering) return this.recovering;
+    this.recovering = (async () => {
+      let delay = 200;
+      while (!this.closed) {
+        try {
+          await this.grant();
+          const leaseId = this.lease!.id;
+          for (const [key, value] of this.records) {
+            await this.store.txn([], [{ type: 'put', key, value, lease: leaseId }]);
+          }
+          for (const [key, slot] of [...this.slotsHeld]) {
+            const r = await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }], [key]);
+            if (!r.succeeded) {
+              const holder = r.reads?.[0] ? (JSON.parse(r.reads[0].value) as SlotRecord) : undefined;
+              if (holder?.instanceId !== slot.instanceId) {
+                this.slotsHeld.delete(key);
+                this.emit('slot-lost', slot.service, slot.slot, slot.instanceId);
+              }
+            }
+          }
+          this.emit('restored');
+          return;
+        } catch (err) {
+          this.emit('error', err);
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 5_000);
+        }
+      }
+    })().finally(() => { this.recovering = undefined; });
+    return this.recovering;
+  }
+
+  private async put(key: string, value: string): Promise<void> {
+    this.records.set(key, value);
+    await this.store.txn([], [{ type: 'put', key, value, lease: this.lease!.id }]);
+  }
+
+  async putHost(rec: HostRecord): Promise<void> {
+    this.host = rec;
+    await this.put(this.keys.host(rec.id), JSON.stringify(rec));
+  }
+
+  async putInstance(rec: InstanceRecord): Promise<void> {
+    await this.put(this.keys.instance(rec.service, rec.id), JSON.stringify(rec));
+  }
+
+  async deleteInstance(service: string, id: string): Promise<void> {
+    const key = this.keys.instance(service, id);
+    this.records.delete(key);
+    const ops = [{ type: 'delete' as const, key }];
+    for (const [k, s] of this.slotsHeld) {
+      if (s.instanceId === id) { this.slotsHeld.delete(k); ops.push({ type: 'delete', key: k }); }
+    }
+    await this.store.txn([], ops);
+  }
+
+  /** Takes warm slot n of a service for an instance; false when another agent holds it. */
+  async takeSlot(service: string, n: number, instanceId: string): Promise<boolean> {
+    const key = this.keys.slot(service, n);
+    const slot: SlotRecord = { service, slot: n, instanceId, host: this.host.id };
+    const r = await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify(slot), lease: this.lease!.id }]);
+    if (r.succeeded) this.slotsHeld.set(key, slot);
+    return r.succeeded;
+  }
+
+  /** Frees a slot this host holds, only if it still holds it. */
+  async releaseSlot(service: string, n: number, instanceId: string): Promise<void> {
+    const key = this.keys.slot(service, n);
+    const held = this.slotsHeld.get(key);
+    if (!held || held.instanceId !== instanceId) return;
+    this.slotsHeld.delete(key);
+    const cur = await this.store.get(key);
+    if (!cur) return;
+    const holder = JSON.parse(cur.value) as SlotRecord;
+    if (holder.instanceId !== instanceId) return;
+    await this.store.txn([{ key, op: 'modRevision', equals: cur.modRevision }], [{ type: 'delete', key }]);
+  }
+
+  /** Forgets a slot that a claim consumed (the claim transaction deleted its key). */
+  forgetSlot(service: string, n: number): void {
+    this.slotsHeld.delete(this.keys.slot(service, n));
+  }
+
+  heldSlots(): SlotRecord[] {
+    return [...this.slotsHeld.values()];
+  }
+
+  /**
+   * Graceful stop. revoke=true removes the host and its instances from the registry at
+   * once (the agent is going away for good); false leaves them to the TTL, so an agent
+   * restart adopts them without routers ever seeing them vanish.
+   */
+  async close(opts: { revoke: boolean }): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (opts.revoke) await this.lease?.revoke().catch(() => undefined);
+    else this.lease?.release();
+  }
+}

@@ -1,0 +1,289 @@
+import type { KvOp, KvStore } from './kv.js';
+import { Keys, DEFAULT_PREFIX } from './keys.js';
+import { RegistryCache, type CacheOptions } from './cache.js';
+import { LeasePool } from './lease-pool.js';
+import { HostSession } from './host-session.js';
+import { SessionKeeper } from './session-keeper.js';
+import { newClusterSecret } from './credentials.js';
+import { RegistryError } from './errors.js';
+import type { ClaimRecord, ClaimResult, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, TombstoneRecord } from './types.js';
+
+export interface RegistryOptions {
+  prefix?: string;
+  now?: () => number;
+  random?: () => number;
+  cache?: CacheOptions;
+  /** How long tombstones of ended sessions are kept (410 instead of 404). */
+  tombstoneRetentionSec?: number;
+  /** How often batched session keep-alives are sent. */
+  touchFlushMs?: number;
+  leasePoolSize?: number;
+}
+
+export interface ClaimRequest {
+  service: string;
+  sessionId: string;
+  idempotencyKey?: string;
+  /** Attempts against other instances when a concurrent claimer wins the race. */
+  maxAttempts?: number;
+}
+
+export type SessionLookup =
+  | { state: 'active'; session: SessionRecord }
+  | { state: 'ended'; tombstone: TombstoneRecord }
+  | { state: 'unknown' };
+
+/**
+ * The registry: Warmpool's only shared state, on any KvStore. Writers: `warmpool apply`
+ * (services), agents (hosts, instances, slots: through HostSession), routers (claims and
+ * sessions). Readers use the watch cache.
+ */
+export class Registry {
+  readonly keys: Keys;
+  readonly store: KvStore;
+  private cachePromise: Promise<RegistryCache> | undefined;
+  private readonly leases: LeasePool;
+  private readonly keeper: SessionKeeper;
+  private readonly now: () => number;
+  private tombstoneLease: { id: string; grantedAt: number } | undefined;
+  /** Instances this process is claiming right now: concurrent claims pick different ones. */
+  private inFlight = new Set<string>();
+
+  constructor(store: KvStore, private readonly opts: RegistryOptions = {}) {
+    this.store = store;
+    this.keys = new Keys(opts.prefix ?? DEFAULT_PREFIX);
+    this.now = opts.now ?? Date.now;
+    this.leases = new LeasePool(store, { size: opts.leasePoolSize ?? 16, now: this.now });
+    this.keeper = new SessionKeeper(store, { flushMs: opts.touchFlushMs ?? 1000 });
+  }
+
+  /** The watch cache, listed and watching (shared by every caller in this process). */
+  cache(): Promise<RegistryCache> {
+    if (!this.cachePromise) {
+      const c = new RegistryCache(this.store, this.keys, { random: this.opts.random, ...this.opts.cache });
+      this.cachePromise = c.start().then(() => c);
+      this.cachePromise.catch(() => { this.cachePromise = undefined; });
+    }
+    return this.cachePromise;
+  }
+
+  // ---- desired state -------------------------------------------------------------
+
+  async putService(spec: ServiceSpec): Promise<void> {
+    await this.store.txn([], [{ type: 'put', key: this.keys.service(spec.name), value: JSON.stringify(spec) }]);
+  }
+
+  async deleteService(name: string): Promise<boolean> {
+    const r = await this.store.txn([{ key: this.keys.service(name), op: 'present' }], [{ type: 'delete', key: this.keys.service(name) }]);
+    return r.succeeded;
+  }
+
+  async listServices(): Promise<ServiceSpec[]> {
+    const { entries } = await this.store.list(this.keys.kindPrefix('services'));
+    return entries.map((e) => JSON.parse(e.value) as ServiceSpec);
+  }
+
+  /** The cluster secret credentials derive from; created once by whoever asks first. */
+  async clusterSecret(): Promise<string> {
+    const key = this.keys.cluster();
+    const cur = await this.store.get(key);
+    if (cur) return (JSON.parse(cur.value) as { secret: string }).secret;
+    const secret = newClusterSecret();
+    const r = await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify({ secret }) }], [key]);
+    if (r.succeeded) return secret;
+    const won = r.reads?.[0];
+    if (!won) throw new RegistryError('WARMPOOL_REGISTRY_CORRUPT_RECORD', 'cluster secret vanished while creating it', { retryable: true });
+    return (JSON.parse(won.value) as { secret: string }).secret;
+  }
+
+  async setDrain(hostId: string, draining: boolean): Promise<void> {
+    const key = this.keys.drain(hostId);
+    await this.store.txn([], [draining ? { type: 'put', key, value: JSON.stringify({ draining: true, at: this.now() }) } : { type: 'delete', key }]);
+  }
+
+  // ---- hosts ---------------------------------------------------------------------
+
+  async openHost(rec: HostRecord, ttlSec = 10): Promise<HostSession> {
+    const s = new HostSession(this.store, this.keys, rec, ttlSec);
+    await s.open();
+    return s;
+  }
+
+  // ---- sessions ------------------------------------------------------------------
+
+  /**
+   * Hands one ready, unclaimed instance to the session in one transaction: the claim
+   * marker, the session record (both on the session's lease) and the removal of the
+   * instance's warm slot, all or nothing. The compare on the instance's revision means a
+   * claim never lands on an instance whose state changed since the cache saw it ready.
+   */
+  async claim(req: ClaimRequest): Promise<ClaimResult> {
+    const cache = await this.cache();
+    const spec = cache.services.get(req.service)?.value;
+    if (!spec) return { ok: false, reason: 'unknown-service' };
+    const ttl = spec.session.idleTimeoutSec;
+    const tried = new Set<string>();
+    const attempts = req.maxAttempts ?? 8;
+    const sessionKey = this.keys.session(req.sessionId);
+    const idemKey = req.idempotencyKey ? this.keys.idempotency(req.service, req.idempotencyKey) : undefined;
+    if (cache.tombstones.has(req.sessionId)) return { ok: false, reason: 'session-ended' };
+    for (let i = 0; i < attempts; i++) {
+      const exclude = new Set([...tried, ...this.inFlight]);
+      const picked = cache.pickReady(req.service, exclude);
+      if (!picked) {
+        const existing = await this.existingClaim(req.sessionId, idemKey);
+        if (existing) return existing;
+        return { ok: false, reason: 'no-ready-instance' };
+      }
+      const inst = picked.value;
+      tried.add(inst.id);
+      this.inFlight.add(inst.id);
+      const lease = await this.leases.take(ttl);
+      try {
+        const at = this.now();
+        const session: SessionRecord = {
+          id: req.sessionId, service: req.service, instanceId: inst.id, host: inst.host, address: inst.address,
+          createdAt: at, expiresAt: at + spec.session.maxLifetimeSec * 1000, idleTimeoutSec: ttl, lease,
+          ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
+        };
+        const claim: ClaimRecord = { sessionId: req.sessionId, service: req.service, instanceId: inst.id, claimedAt: at };
+        const claimKey = this.keys.claim(req.service, inst.id);
+        const ops: KvOp[] = [
+          { type: 'put', key: claimKey, value: JSON.stringify(claim), lease },
+          { type: 'put', key: sessionKey, value: JSON.stringify(session), lease },
+        ];
+        if (idemKey) ops.push({ type: 'put', key: idemKey, value: JSON.stringify({ sessionId: req.sessionId }), lease });
+        if (inst.slot !== null) ops.push({ type: 'delete', key: this.keys.slot(req.service, inst.slot) });
+        const compares = [
+          { key: this.keys.instance(req.service, inst.id), op: 'modRevision' as const, equals: picked.modRevision },
+          { key: claimKey, op: 'absent' as const },
+          { key: sessionKey, op: 'absent' as const },
+          ...(idemKey ? [{ key: idemKey, op: 'absent' as const }] : []),
+        ];
+        const r = await this.store.txn(compares, ops, [sessionKey, ...(idemKey ? [idemKey] : [])]);
+        if (r.succeeded) return { ok: true, session, instance: inst, created: true };
+        this.leases.giveBack(ttl, lease, at);
+        // Lost the race, or this session / idempotency key already exists.
+        const [sess, idem] = r.reads ?? [];
+        if (sess) return this.resultFor(JSON.parse(sess.value) as SessionRecord);
+        if (idem) {
+          const existing = await this.existingClaim(req.sessionId, idemKey);
+          if (existing) return existing;
+        }
+      } catch (err) {
+        this.leases.giveBack(ttl, lease);
+        throw err;
+      } finally {
+        this.inFlight.delete(inst.id);
+      }
+    }
+    return { ok: false, reason: 'no-ready-instance' };
+  }
+
+  private async existingClaim(sessionId: string, idemKey: string | undefined): Promise<ClaimResult | undefined> {
+    const sess = await this.store.get(this.keys.session(sessionId));
+    if (sess) return this.resultFor(JSON.parse(sess.value) as SessionRecord);
+    if (idemKey) {
+      const idem = await this.store.get(idemKey);
+      if (idem) {
+        const { sessionId: other } = JSON.parse(idem.value) as { sessionId: string };
+        const s = await this.store.get(this.keys.session(other));
+        if (s) return this.resultFor(JSON.parse(s.value) as SessionRecord);
+      }
+    }
+    return undefined;
+  }
+
+  private async resultFor(session: SessionRecord): Promise<ClaimResult> {
+    const cache = await this.cache();
+    const inst = cache.instances.get(session.instanceId)?.value ?? instanceFromSession(session);
+    return { ok: true, session, instance: inst, created: false };
+  }
+
+  /**
+   * A session by id: from the cache, else from the store (another router may have created
+   * it a moment ago). A session past its max lifetime is ended here.
+   */
+  async lookupSession(id: string): Promise<SessionLookup> {
+    const cache = await this.cache();
+    let session = cache.sessions.get(id)?.value;
+    if (!session) {
+      const tomb = cache.tombstones.get(id)?.value;
+      if (tomb) return { state: 'ended', tombstone: tomb };
+      const e = await this.store.get(this.keys.session(id));
+      if (e) session = JSON.parse(e.value) as SessionRecord;
+      else {
+        const t = await this.store.get(this.keys.tombstone(id));
+        return t ? { state: 'ended', tombstone: JSON.parse(t.value) as TombstoneRecord } : { state: 'unknown' };
+      }
+    }
+    if (session.expiresAt <= this.now()) {
+      await this.endSession(id, 'expired');
+      return { state: 'ended', tombstone: { sessionId: id, service: session.service, instanceId: session.instanceId, reason: 'expired', endedAt: this.now() } };
+    }
+    return { state: 'active', session };
+  }
+
+  /** Records traffic on a session; keep-alives are batched (no etcd write per request). */
+  touch(session: SessionRecord): void {
+    this.keeper.touch(session.lease);
+  }
+
+  /**
+   * Ends a session: claim, session and idempotency keys go and a tombstone stays, in one
+   * transaction; then the session's lease is revoked. False if it was not active.
+   */
+  async endSession(id: string, reason: TombstoneRecord['reason']): Promise<boolean> {
+    const key = this.keys.session(id);
+    const cur = await this.store.get(key);
+    if (!cur) return false;
+    const s = JSON.parse(cur.value) as SessionRecord;
+    const tomb: TombstoneRecord = { sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now() };
+    const ops: KvOp[] = [
+      { type: 'delete', key },
+      { type: 'delete', key: this.keys.claim(s.service, s.instanceId) },
+      { type: 'put', key: this.keys.tombstone(id), value: JSON.stringify(tomb), lease: await this.tombstoneLeaseId() },
+    ];
+    if (s.idempotencyKey) ops.push({ type: 'delete', key: this.keys.idempotency(s.service, s.idempotencyKey) });
+    const r = await this.store.txn([{ key, op: 'modRevision', equals: cur.modRevision }], ops);
+    if (r.succeeded) await this.store.revokeLease(s.lease).catch(() => undefined);
+    return r.succeeded;
+  }
+
+  /**
+   * Writes a tombstone for a session whose lease ran out (nobody ended it explicitly), if
+   * none exists yet. Agents call this when a claim on their instance disappears.
+   */
+  async recordExpired(tomb: TombstoneRecord): Promise<void> {
+    const key = this.keys.tombstone(tomb.sessionId);
+    await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify(tomb), lease: await this.tombstoneLeaseId() }]);
+  }
+
+  /**
+   * Tombstones share a lease that is not kept alive and is rotated every half retention,
+   * so each tombstone lives between half and the full retention, with no sweeper.
+   */
+  private async tombstoneLeaseId(): Promise<string> {
+    const retention = this.opts.tombstoneRetentionSec ?? 3600;
+    const t = this.tombstoneLease;
+    if (t && this.now() - t.grantedAt < (retention * 1000) / 2) return t.id;
+    const id = await this.store.grantLease(retention);
+    this.tombstoneLease = { id, grantedAt: this.now() };
+    return id;
+  }
+
+  async close(): Promise<void> {
+    await this.keeper.close();
+    await this.leases.close();
+    const c = await this.cachePromise?.catch(() => undefined);
+    await c?.close();
+  }
+}
+
+/** The instance a session points at, when the instance record itself is gone (agent restart). */
+export function instanceFromSession(s: SessionRecord): InstanceRecord {
+  return {
+    id: s.instanceId, service: s.service, host: s.host, state: 'claimed', address: s.address, containerId: '',
+    slot: null, createdAt: s.createdAt, readyAt: null, bootMs: null,
+  };
+}

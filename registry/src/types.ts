@@ -1,0 +1,119 @@
+/**
+ * Records stored in the registry. Every value is JSON; the layout under the prefix is
+ * documented in docs/registry.md. Times are epoch milliseconds.
+ */
+
+export type InstanceState = 'booting' | 'ready' | 'claimed' | 'draining' | 'failed';
+
+/** Desired state of one service, written by `warmpool apply`. */
+export interface ServiceSpec {
+  name: string;
+  image: string;
+  /** Port the app listens on inside its container (never published). */
+  containerPort: number;
+  /** Ready-and-unclaimed instances kept across the whole fleet. */
+  warm: number;
+  /** Upper bound of instances of this service on one host. */
+  maxPerHost: number;
+  /** An instance not ready within this many seconds is destroyed and replaced. */
+  bootTimeoutSec: number;
+  readiness: {
+    path: string;
+    /** Status that means ready (200 for vLLM / TGI / llama.cpp server). */
+    expectStatus: number;
+    intervalMs: number;
+    /** Consecutive failed liveness probes after ready that take the instance out. */
+    failureThreshold: number;
+  };
+  session: {
+    /** A session with no traffic for this long expires. */
+    idleTimeoutSec: number;
+    /** A session never lives longer than this. */
+    maxLifetimeSec: number;
+  };
+  env: Record<string, string>;
+  resources: {
+    /** Memory limit in MiB (0 = none). */
+    memoryMb: number;
+    /** CPU limit in cores (0 = none). */
+    cpus: number;
+  };
+}
+
+/** A host, written by its agent on the host lease. */
+export interface HostRecord {
+  id: string;
+  /** Address the host's instances are reachable at (published ports bind here). */
+  address: string;
+  capacity: { instances: number; memoryMb: number };
+  labels: Record<string, string>;
+  /** Set by `warmpool drain`: no new instances are started here. */
+  draining: boolean;
+  startedAt: number;
+  agentVersion: string;
+}
+
+/** An instance, owned by the agent of its host (the sidecar reports through the agent). */
+export interface InstanceRecord {
+  id: string;
+  service: string;
+  host: string;
+  state: InstanceState;
+  /** host:port of the sidecar in front of the app. */
+  address: string;
+  containerId: string;
+  /** Warm slot this instance holds while unclaimed (see docs/ARCHITECTURE.md). */
+  slot: number | null;
+  createdAt: number;
+  readyAt: number | null;
+  /** Measured from container start to the first successful readiness probe. */
+  bootMs: number | null;
+  /** Why the instance failed, when state is failed. */
+  reason?: string;
+}
+
+/** A session, owned by the router that claimed it; lives on a lease whose TTL is the idle timeout. */
+export interface SessionRecord {
+  id: string;
+  service: string;
+  instanceId: string;
+  host: string;
+  /** Copied from the instance at claim time, so the session survives its agent's restart. */
+  address: string;
+  createdAt: number;
+  /** Hard end: createdAt + maxLifetimeSec. */
+  expiresAt: number;
+  idleTimeoutSec: number;
+  /** etcd lease id (decimal string) or Consul session id. */
+  lease: string;
+  idempotencyKey?: string;
+}
+
+/** Marker that an instance is taken; lives on the session's lease. */
+export interface ClaimRecord {
+  sessionId: string;
+  service: string;
+  instanceId: string;
+  claimedAt: number;
+}
+
+/** Left behind when a session ends, so routers can answer 410 instead of 404. */
+export interface TombstoneRecord {
+  sessionId: string;
+  service: string;
+  instanceId: string;
+  reason: 'ended' | 'expired' | 'instance-gone';
+  endedAt: number;
+}
+
+/** Holder of a warm slot. */
+export interface SlotRecord {
+  service: string;
+  slot: number;
+  instanceId: string;
+  host: string;
+}
+
+export type ClaimResult =
+  | { ok: true; session: SessionRecord; instance: InstanceRecord; created: boolean }
+  | { ok: false; reason: 'no-ready-instance' | 'unknown-service' | 'session-ended' };
