@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { KvEntry, KvEvent, KvStore, KvWatch } from './kv.js';
-import { Keys, type KeyKind } from './keys.js';
+import type { Keys} from './keys.js';
+import { type KeyKind } from './keys.js';
 import type { ClaimRecord, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, SlotRecord, TombstoneRecord } from './types.js';
 import { ReadyIndex } from './ready-index.js';
 

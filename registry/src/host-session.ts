@@ -15,6 +15,9 @@ export class HostSession extends EventEmitter {
   private lease: LeaseHandle | undefined;
   private records = new Map<string, string>();
   private slotsHeld = new Map<string, SlotRecord>();
+  /** Session leases of ready, unclaimed instances, kept alive by this host until claimed. */
+  private sessionLeases = new Map<string, { id: string; ttlSec: number }>();
+  private leaseTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private recovering: Promise<void> | undefined;
 
@@ -88,8 +91,52 @@ export class HostSession extends EventEmitter {
     await this.put(this.keys.host(rec.id), JSON.stringify(rec));
   }
 
-  async putInstance(rec: InstanceRecord): Promise<void> {
-    await this.put(this.keys.instance(rec.service, rec.id), JSON.stringify(rec));
+  /**
+   * Puts an instance record. With `sessionLeaseTtlSec` and state ready, the instance gets a
+   * pre-granted session lease (see InstanceRecord.sessionLease) kept alive until
+   * `instanceClaimed` or `deleteInstance`.
+   */
+  async putInstance(rec: InstanceRecord, opts: { sessionLeaseTtlSec?: number } = {}): Promise<InstanceRecord> {
+    let out = rec;
+    if (rec.state === 'ready' && opts.sessionLeaseTtlSec && !rec.sessionLease) {
+      let held = this.sessionLeases.get(rec.id);
+      if (!held) {
+        held = { id: await this.store.grantLease(opts.sessionLeaseTtlSec), ttlSec: opts.sessionLeaseTtlSec };
+        this.sessionLeases.set(rec.id, held);
+        this.scheduleLeaseKeepAlive();
+      }
+      out = { ...rec, sessionLease: held.id };
+    }
+    await this.put(this.keys.instance(out.service, out.id), JSON.stringify(out));
+    return out;
+  }
+
+  /** The instance was claimed: its session lease now belongs to the session (routers refresh it). */
+  instanceClaimed(instanceId: string): void {
+    this.sessionLeases.delete(instanceId);
+  }
+
+  private scheduleLeaseKeepAlive(): void {
+    if (this.leaseTimer || this.closed) return;
+    const tick = async (): Promise<void> => {
+      this.leaseTimer = undefined;
+      if (this.closed || this.sessionLeases.size === 0) return;
+      const byId = new Map([...this.sessionLeases].map(([inst, l]) => [l.id, inst]));
+      try {
+        const ttls = await this.store.keepAlive([...byId.keys()]);
+        for (const [id, ttl] of ttls) {
+          const inst = byId.get(id);
+          // Gone (expired during an outage): the next putInstance grants a fresh one.
+          if (ttl <= 0 && inst !== undefined) this.sessionLeases.delete(inst);
+        }
+      } catch (err) {
+        this.emit('error', err);
+      }
+      this.scheduleLeaseKeepAlive();
+    };
+    const minTtl = Math.min(...[...this.sessionLeases.values()].map((l) => l.ttlSec));
+    this.leaseTimer = setTimeout(() => void tick(), Math.max(200, (minTtl * 1000) / 3));
+    this.leaseTimer.unref();
   }
 
   async deleteInstance(service: string, id: string): Promise<void> {
@@ -100,6 +147,11 @@ export class HostSession extends EventEmitter {
       if (s.instanceId === id) { this.slotsHeld.delete(k); ops.push({ type: 'delete', key: k }); }
     }
     await this.store.txn([], ops);
+    const lease = this.sessionLeases.get(id);
+    if (lease) {
+      this.sessionLeases.delete(id);
+      await this.store.revokeLease(lease.id).catch(() => undefined);
+    }
   }
 
   /** Takes warm slot n of a service for an instance; false when another agent holds it. */
@@ -141,6 +193,10 @@ export class HostSession extends EventEmitter {
   async close(opts: { revoke: boolean }): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    if (opts.revoke) {
+      await Promise.all([...this.sessionLeases.values()].map((l) => this.store.revokeLease(l.id).catch(() => undefined)));
+    }
     if (opts.revoke) await this.lease?.revoke().catch(() => undefined);
     else this.lease?.release();
   }

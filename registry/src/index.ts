@@ -11,3 +11,4 @@ export * from './host-session.js';
 export * from './session-keeper.js';
 export * from './registry.js';
 export * from './memory-kv.js';
+export * from './open-store.js';

@@ -25,14 +25,19 @@ export class LeasePool {
     const maxAge = (ttlSec * 1000) / 3;
     while (pool.length) {
       const l = pool.pop()!;
-      if (this.now() - l.grantedAt <= maxAge) {
-        this.refill(ttlSec);
-        return l.id;
-      }
+      if (this.now() - l.grantedAt <= maxAge) return l.id;
       void this.store.revokeLease(l.id).catch(() => undefined);
     }
-    this.refill(ttlSec);
     return this.store.grantLease(ttlSec);
+  }
+
+  /**
+   * Tops the pool up in the background. Claims call it after their transaction, so grants
+   * run between claims instead of competing with them.
+   */
+  replenish(ttlSec: number): void {
+    if (!this.pools.has(ttlSec)) this.pools.set(ttlSec, []);
+    this.refill(ttlSec);
   }
 
   /** Gives back a lease that was taken but not used (its claim found nothing). */

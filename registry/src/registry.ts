@@ -123,6 +123,7 @@ export class Registry {
     if (!spec) return { ok: false, reason: 'unknown-service' };
     const ttl = spec.session.idleTimeoutSec;
     const tried = new Set<string>();
+    const ownLeaseGone = new Set<string>();
     const attempts = req.maxAttempts ?? 8;
     const sessionKey = this.keys.session(req.sessionId);
     const idemKey = req.idempotencyKey ? this.keys.idempotency(req.service, req.idempotencyKey) : undefined;
@@ -138,7 +139,9 @@ export class Registry {
       const inst = picked.value;
       tried.add(inst.id);
       this.inFlight.add(inst.id);
-      const lease = await this.leases.take(ttl);
+      // The instance's pre-granted lease when its agent made one; else one from the pool.
+      const pooled = !inst.sessionLease || ownLeaseGone.has(inst.id);
+      const lease = pooled ? await this.leases.take(ttl) : inst.sessionLease!;
       try {
         const at = this.now();
         const session: SessionRecord = {
@@ -162,7 +165,7 @@ export class Registry {
         ];
         const r = await this.store.txn(compares, ops, [sessionKey, ...(idemKey ? [idemKey] : [])]);
         if (r.succeeded) return { ok: true, session, instance: inst, created: true };
-        this.leases.giveBack(ttl, lease, at);
+        if (pooled) this.leases.giveBack(ttl, lease, at);
         // Lost the race, or this session / idempotency key already exists.
         const [sess, idem] = r.reads ?? [];
         if (sess) return this.resultFor(JSON.parse(sess.value) as SessionRecord);
@@ -171,10 +174,18 @@ export class Registry {
           if (existing) return existing;
         }
       } catch (err) {
-        this.leases.giveBack(ttl, lease);
+        if (pooled) this.leases.giveBack(ttl, lease);
+        // The instance's own lease expired (its agent stopped refreshing it): retry this
+        // instance with a pooled lease on the next attempt.
+        if (!pooled && isLeaseNotFound(err)) {
+          tried.delete(inst.id);
+          ownLeaseGone.add(inst.id);
+          continue;
+        }
         throw err;
       } finally {
         this.inFlight.delete(inst.id);
+        if (pooled) this.leases.replenish(ttl);
       }
     }
     return { ok: false, reason: 'no-ready-instance' };
@@ -278,6 +289,11 @@ export class Registry {
     const c = await this.cachePromise?.catch(() => undefined);
     await c?.close();
   }
+}
+
+function isLeaseNotFound(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { message?: string } };
+  return e?.code === 'WARMPOOL_LEASE_LOST' || /lease not found/i.test(`${e?.message ?? ''} ${e?.cause?.message ?? ''}`);
 }
 
 /** The instance a session points at, when the instance record itself is gone (agent restart). */

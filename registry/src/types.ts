@@ -68,6 +68,12 @@ export interface InstanceRecord {
   readyAt: number | null;
   /** Measured from container start to the first successful readiness probe. */
   bootMs: number | null;
+  /**
+   * A lease (TTL = the service's idle timeout) granted by the agent when the instance became
+   * ready and kept alive by it until the instance is claimed: the claim attaches the session
+   * to it, so a claim costs one transaction and no lease grant.
+   */
+  sessionLease?: string | null;
   /** Why the instance failed, when state is failed. */
   reason?: string;
 }

@@ -1,0 +1,123 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { parseServicesFile, Registry, type KvStore, type ServiceSpec } from '@warmpool/registry';
+import { computeStatus, renderStatus } from './status.js';
+
+/** Output sink, so commands are testable without a terminal. */
+export interface Io { out(s: string): void; err(s: string): void }
+
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+/** Reads and validates a services file (YAML or JSON); errors name the field path. */
+export async function loadServicesFile(file: string): Promise<ServiceSpec[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new CliError(`${file}: not valid YAML: ${(err as Error).message}`);
+  }
+  const r = parseServicesFile(doc);
+  if (!r.ok) throw new CliError(`${file}: invalid services file:\n${r.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+  return r.services;
+}
+
+export async function apply(store: KvStore, prefix: string, io: Io, opts: { file: string; prune?: boolean; dryRun?: boolean; json?: boolean }): Promise<void> {
+  const services = await loadServicesFile(opts.file);
+  const reg = new Registry(store, { prefix });
+  try {
+    const current = new Map((await reg.listServices()).map((s) => [s.name, s]));
+    const changes: { service: string; action: 'create' | 'update' | 'unchanged' | 'delete' }[] = [];
+    for (const s of services) {
+      const cur = current.get(s.name);
+      const action = !cur ? 'create' : JSON.stringify(cur) === JSON.stringify(s) ? 'unchanged' : 'update';
+      changes.push({ service: s.name, action });
+      if (!opts.dryRun && action !== 'unchanged') await reg.putService(s);
+    }
+    if (opts.prune) {
+      for (const name of current.keys()) {
+        if (services.some((s) => s.name === name)) continue;
+        changes.push({ service: name, action: 'delete' });
+        if (!opts.dryRun) await reg.deleteService(name);
+      }
+    }
+    if (!opts.dryRun) await reg.clusterSecret();
+    if (opts.json) io.out(JSON.stringify({ dryRun: Boolean(opts.dryRun), changes }));
+    else for (const c of changes) io.out(`${c.service}: ${c.action}${opts.dryRun ? ' (dry run)' : ''}`);
+  } finally {
+    await reg.close();
+  }
+}
+
+async function withCache<T>(store: KvStore, prefix: string, fn: (reg: Registry) => Promise<T>): Promise<T> {
+  const reg = new Registry(store, { prefix, cache: { resyncMs: 3_600_000 } });
+  try {
+    await reg.cache();
+    return await fn(reg);
+  } finally {
+    await reg.close();
+  }
+}
+
+export async function status(store: KvStore, prefix: string, io: Io, opts: { json?: boolean; now?: number }): Promise<void> {
+  await withCache(store, prefix, async (reg) => {
+    const s = computeStatus(await reg.cache(), opts.now ?? Date.now());
+    io.out(opts.json ? JSON.stringify(s) : renderStatus(s));
+  });
+}
+
+export async function sessions(store: KvStore, prefix: string, io: Io, opts: { json?: boolean; service?: string }): Promise<void> {
+  await withCache(store, prefix, async (reg) => {
+    const c = await reg.cache();
+    const list = [...c.sessions.values()].map((v) => v.value).filter((s) => !opts.service || s.service === opts.service);
+    if (opts.json) return io.out(JSON.stringify(list));
+    if (!list.length) return io.out('(no sessions)');
+    const rows = [['SESSION', 'SERVICE', 'INSTANCE', 'HOST', 'AGE', 'EXPIRES IN'], ...list.map((s) => [s.id, s.service, s.instanceId, s.host, `${Math.round((Date.now() - s.createdAt) / 1000)}s`, `${Math.round((s.expiresAt - Date.now()) / 1000)}s`])];
+    const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    io.out(rows.map((r) => r.map((x, i) => x.padEnd(w[i]!)).join('  ').trimEnd()).join('\n'));
+  });
+}
+
+export async function drain(store: KvStore, prefix: string, io: Io, opts: { host: string; undo?: boolean; json?: boolean }): Promise<void> {
+  if (!/^[A-Za-z0-9._-]{1,253}$/.test(opts.host)) throw new CliError(`HOST: ${JSON.stringify(opts.host)} is not a valid host id`);
+  const reg = new Registry(store, { prefix });
+  try {
+    const known = (await store.get(reg.keys.host(opts.host))) !== undefined;
+    await reg.setDrain(opts.host, !opts.undo);
+    const msg = { host: opts.host, draining: !opts.undo, known };
+    io.out(opts.json ? JSON.stringify(msg) : `${opts.host}: ${opts.undo ? 'accepting new instances again' : 'draining (no new instances; claimed ones finish)'}${known ? '' : ' (note: no agent has registered this host yet)'}`);
+  } finally {
+    await reg.close();
+  }
+}
+
+const kinds = ['service', 'host', 'instance', 'session'] as const;
+
+export async function inspect(store: KvStore, prefix: string, io: Io, opts: { kind: string; id: string }): Promise<void> {
+  if (!(kinds as readonly string[]).includes(opts.kind)) throw new CliError(`KIND must be one of ${kinds.join(', ')}, got ${JSON.stringify(opts.kind)}`);
+  await withCache(store, prefix, async (reg) => {
+    const c = await reg.cache();
+    let v: unknown;
+    switch (opts.kind) {
+      case 'service': v = c.services.get(opts.id)?.value; break;
+      case 'host': v = c.hosts.get(opts.id)?.value; break;
+      case 'instance': {
+        const i = c.instances.get(opts.id)?.value;
+        v = i && { ...i, claim: c.claims.get(opts.id)?.value ?? null };
+        break;
+      }
+      case 'session': v = c.sessions.get(opts.id)?.value ?? c.tombstones.get(opts.id)?.value; break;
+    }
+    if (v === undefined) throw new CliError(`${opts.kind} ${JSON.stringify(opts.id)} not found`, 2);
+    io.out(JSON.stringify(v, null, 2));
+  });
+}

@@ -1,0 +1,3 @@
+export * from './program.js';
+export * from './commands.js';
+export * from './status.js';
