@@ -4,3 +4,4 @@ export * from './infra.js';
 export * from './etcd.js';
 export * from './consul.js';
 export * from './docker.js';
+export * from './tcp-proxy.js';

@@ -1,0 +1,99 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { RegistryCache, Keys } from '@warmpool/registry';
+import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
+import { startEtcd, startTcpProxy, infraSkip, eventually } from '../src/index.js';
+
+/** What the cache holds, compared with what etcd holds. */
+async function converged(cache: RegistryCache, store: EtcdKvStore, prefix: string): Promise<boolean> {
+  const { entries } = await store.list(`${prefix}hosts/`);
+  const want = entries.map((e) => e.key.slice(`${prefix}hosts/`.length)).sort();
+  const have = [...cache.hosts.keys()].sort();
+  if (JSON.stringify(want) !== JSON.stringify(have)) throw new Error(`cache ${have.length} hosts, etcd ${want.length}`);
+  for (const e of entries) {
+    const id = e.key.slice(`${prefix}hosts/`.length);
+    if (cache.hosts.get(id)?.modRevision !== e.modRevision) throw new Error(`stale ${id}`);
+  }
+  return true;
+}
+
+const putHost = (s: EtcdKvStore, keys: Keys, id: string, n: number) =>
+  s.txn([], [{ type: 'put', key: keys.host(id), value: JSON.stringify({ id, n }) }]);
+
+t.test('cache converges after etcd restarts', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const prefix = `/cache-${randomBytes(3).toString('hex')}/`;
+  const keys = new Keys(prefix);
+  const writer = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const reader = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const cache = new RegistryCache(reader, keys, { resyncMs: 3_600_000 });
+  t.teardown(async () => { await cache.close(); await reader.close(); await writer.close(); });
+  for (let i = 0; i < 20; i++) await putHost(writer, keys, `h${i}`, 0);
+  await cache.start();
+  await eventually(() => converged(cache, writer, prefix));
+  await etcd.stopMember('n1');
+  await etcd.startMember('n1');
+  // Writes after the restart, including deletes.
+  await eventually(() => putHost(writer, keys, 'h-new', 1).then(() => true), { timeoutMs: 15_000 });
+  await writer.txn([], [{ type: 'delete', key: keys.host('h0') }, { type: 'delete', key: keys.host('h1') }]);
+  for (let i = 2; i < 10; i++) await putHost(writer, keys, `h${i}`, 2);
+  await eventually(() => converged(cache, writer, prefix), { timeoutMs: 20_000, what: 'converged after restart' });
+  t.pass('cache equals etcd after the restart');
+});
+
+t.test('cache converges after a compaction past its revision while disconnected', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const target = new URL(etcd.endpoints[0]!);
+  const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(target.port) });
+  t.teardown(() => proxy.close());
+  const prefix = `/cache-${randomBytes(3).toString('hex')}/`;
+  const keys = new Keys(prefix);
+  const writer = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const reader = new EtcdKvStore({ endpoints: [proxy.url] });
+  const cache = new RegistryCache(reader, keys, { resyncMs: 3_600_000 });
+  t.teardown(async () => { await cache.close(); await reader.close(); await writer.close(); });
+  for (let i = 0; i < 10; i++) await putHost(writer, keys, `h${i}`, 0);
+  await cache.start();
+  await eventually(() => converged(cache, writer, prefix));
+  const before = cache.revision;
+
+  proxy.suspend(); // the cache's connection drops
+  for (let i = 0; i < 10; i++) await putHost(writer, keys, `h${i}`, 1);
+  await writer.txn([], [{ type: 'delete', key: keys.host('h3') }]);
+  await putHost(writer, keys, 'h-late', 1);
+  const { revision } = await writer.list(prefix);
+  await etcd.etcdctl('compact', revision);
+  t.ok(BigInt(revision) > BigInt(before), 'compacted past the cache revision');
+  proxy.resume();
+
+  await eventually(() => converged(cache, writer, prefix), { timeoutMs: 30_000, what: 'converged after compaction' });
+  t.notOk(cache.hosts.has('h3'), 'the delete it missed is applied');
+  t.ok(cache.hosts.has('h-late'), 'the put it missed is applied');
+});
+
+t.test('a dropped connection: events written meanwhile arrive once, in order', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const target = new URL(etcd.endpoints[0]!);
+  const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(target.port) });
+  t.teardown(() => proxy.close());
+  const prefix = `/cache-${randomBytes(3).toString('hex')}/`;
+  const keys = new Keys(prefix);
+  const writer = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const reader = new EtcdKvStore({ endpoints: [proxy.url] });
+  const cache = new RegistryCache(reader, keys, { resyncMs: 3_600_000 });
+  t.teardown(async () => { await cache.close(); await reader.close(); await writer.close(); });
+  await cache.start();
+  const seen: string[] = [];
+  cache.on('change', (c: { type: string; parts: string[] }) => { if (c.type === 'put') seen.push(c.parts[0]!); });
+  await putHost(writer, keys, 'a', 0);
+  await eventually(() => cache.hosts.has('a'));
+  proxy.suspend();
+  await putHost(writer, keys, 'b', 0);
+  await putHost(writer, keys, 'c', 0);
+  proxy.resume();
+  await eventually(() => converged(cache, writer, prefix), { timeoutMs: 30_000 });
+  t.same(seen, ['a', 'b', 'c'], 'each put applied exactly once, in order');
+});
