@@ -1,0 +1,91 @@
+// The Registry's promises (exclusive claims, idempotency, session end, host lease) on any
+// KvStore backend. Run against memory, a real etcd and a real Consul agent.
+import { randomBytes } from 'node:crypto';
+import { Registry, newSessionId, parseServiceSpec, type HostRecord, type InstanceRecord, type KvStore } from '@warmpool/registry';
+import { eventually } from '@warmpool/test';
+
+type T = {
+  test(name: string, fn: (t: T) => Promise<void>): Promise<void>;
+  equal(a: unknown, b: unknown, msg?: string): void;
+  ok(a: unknown, msg?: string): void;
+  notOk(a: unknown, msg?: string): void;
+  same(a: unknown, b: unknown, msg?: string): void;
+  teardown(fn: () => unknown): void;
+};
+
+const host = (id: string): HostRecord => ({ id, address: '127.0.0.1', capacity: { instances: 100, memoryMb: 0 }, labels: {}, draining: false, startedAt: 0, agentVersion: 'test' });
+const inst = (id: string, h: string): InstanceRecord => ({ id, service: 'chatbot', host: h, state: 'ready', address: `127.0.0.1:${40000 + Number(id.slice(1))}`, containerId: '', slot: null, createdAt: 0, readyAt: 0, bootMs: 0 });
+
+export async function runRegistryConformance(t: T, makeStore: () => Promise<{ store: KvStore; cleanup(): Promise<void> }>, opts: { leaseTtlSec: number }): Promise<void> {
+  const setup = async (t: T) => {
+    const { store, cleanup } = await makeStore();
+    const reg = new Registry(store, { prefix: `/conf-${randomBytes(4).toString('hex')}/` });
+    t.teardown(async () => { await reg.close(); await cleanup(); });
+    const spec = parseServiceSpec({ name: 'chatbot', image: 'x', session: { idleTimeoutSec: Math.max(opts.leaseTtlSec, 10), maxLifetimeSec: 3600 } });
+    if (!spec.ok) throw new Error('spec');
+    await reg.putService(spec.spec);
+    const cache = await reg.cache();
+    const hs = await reg.openHost(host('h1'), opts.leaseTtlSec);
+    t.teardown(() => hs.close({ revoke: true }));
+    /** A second registry on its own connection: another router. */
+    const other = async (): Promise<Registry> => {
+      const second = await makeStore();
+      const r2 = new Registry(second.store, { prefix: reg.keys.prefix });
+      t.teardown(async () => { await r2.close(); await second.cleanup(); });
+      await r2.cache();
+      return r2;
+    };
+    return { store, reg, cache, hs, other };
+  };
+
+  await t.test('concurrent claims: 10 instances, 25 claimers, each instance once', async (t) => {
+    const { reg, cache, hs, other } = await setup(t);
+    const reg2 = await other();
+    for (let i = 0; i < 10; i++) await hs.putInstance(inst(`i${i}`, 'h1'), { sessionLeaseTtlSec: Math.max(opts.leaseTtlSec, 10) });
+    await eventually(() => cache.ready.count('chatbot') === 10, { timeoutMs: 15_000 });
+    // Two registries (two "routers") on the same store race for the same instances.
+    const c2 = await reg2.cache();
+    await eventually(() => c2.ready.count('chatbot') === 10, { timeoutMs: 15_000 });
+    const results = await Promise.all(Array.from({ length: 25 }, (_, i) => (i % 2 ? reg2 : reg).claim({ service: 'chatbot', sessionId: newSessionId() })));
+    const won = results.flatMap((r) => (r.ok ? [r.instance.id] : []));
+    t.equal(won.length, 10, 'all 10 claimed');
+    t.equal(new Set(won).size, 10, 'none twice');
+    await eventually(() => cache.ready.count('chatbot') === 0, { timeoutMs: 15_000 });
+  });
+
+  await t.test('idempotent claims: same session id and same Idempotency-Key', async (t) => {
+    const { reg, cache, hs } = await setup(t);
+    for (let i = 0; i < 3; i++) await hs.putInstance(inst(`i${i}`, 'h1'));
+    await eventually(() => cache.ready.count('chatbot') === 3, { timeoutMs: 15_000 });
+    const sid = newSessionId();
+    const a = await reg.claim({ service: 'chatbot', sessionId: sid });
+    const b = await reg.claim({ service: 'chatbot', sessionId: sid });
+    t.ok(a.ok && b.ok && a.instance.id === b.instance.id && !b.created, 'same session, same instance');
+    const c = await reg.claim({ service: 'chatbot', sessionId: newSessionId(), idempotencyKey: 'retry-1' });
+    const d = await reg.claim({ service: 'chatbot', sessionId: newSessionId(), idempotencyKey: 'retry-1' });
+    t.ok(c.ok && d.ok && c.session.id === d.session.id, 'same idempotency key, same session');
+  });
+
+  await t.test('ending a session: claim gone, tombstone says ended', async (t) => {
+    const { reg, cache, hs, store } = await setup(t);
+    await hs.putInstance(inst('i1', 'h1'));
+    await eventually(() => cache.ready.count('chatbot') === 1, { timeoutMs: 15_000 });
+    const sid = newSessionId();
+    const r = await reg.claim({ service: 'chatbot', sessionId: sid });
+    t.ok(r.ok);
+    t.equal(await reg.endSession(sid, 'ended'), true);
+    t.notOk(await store.get(reg.keys.claim('chatbot', 'i1')), 'claim removed');
+    const l = await reg.lookupSession(sid);
+    t.equal(l.state, 'ended');
+  });
+
+  await t.test('a host that goes away takes its instances with it', async (t) => {
+    const { reg, cache } = await setup(t);
+    const hs2 = await reg.openHost(host('h2'), opts.leaseTtlSec);
+    await hs2.putInstance(inst('i7', 'h2'));
+    await eventually(() => cache.instances.has('i7'), { timeoutMs: 15_000 });
+    await hs2.close({ revoke: true });
+    await eventually(() => !cache.instances.has('i7') && !cache.hosts.has('h2'), { timeoutMs: 15_000, what: 'host gone' });
+    t.ok(true, 'instances and host record left with the lease');
+  });
+}
