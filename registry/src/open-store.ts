@@ -20,9 +20,8 @@ export async function openStore(cfg: StoreConfig): Promise<KvStore> {
       return new EtcdKvStore({ endpoints: cfg.endpoints, ...(cfg.tls ? { tls: cfg.tls } : {}), ...(cfg.auth ? { auth: cfg.auth } : {}) });
     }
     case 'consul': {
-      const consulModule: string = './consul-kv.js';
-      const { ConsulKvStore } = (await import(consulModule)) as { ConsulKvStore: new (o: { host: string; port: number; token?: string }) => KvStore };
-      return new ConsulKvStore({ host: cfg.host, port: cfg.port, ...(cfg.token ? { token: cfg.token } : {}) });
+      const { ConsulKvStore } = await import('./consul-kv.js');
+      return new ConsulKvStore({ url: `http://${cfg.host}:${cfg.port}`, ...(cfg.token ? { token: cfg.token } : {}) });
     }
     case 'memory': {
       const { MemoryKvStore } = await import('./memory-kv.js');
