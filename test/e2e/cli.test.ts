@@ -1,0 +1,78 @@
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startEtcd, infraSkip, repoRoot } from '../src/index.js';
+
+const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
+
+function warmpool(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const prefix = `/cli-${randomBytes(3).toString('hex')}/`;
+  const env = { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix };
+
+  const good = path.join(dir, 'services.yaml');
+  writeFileSync(good, 'services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 3\n    env: { BOOT_SECONDS: "20" }\n');
+  const applied = await warmpool(['apply', '-f', good, '--json'], env);
+  t.equal(applied.code, 0, applied.stderr);
+  t.same(JSON.parse(applied.stdout), { dryRun: false, changes: [{ service: 'chatbot', action: 'create' }] });
+  const again = await warmpool(['apply', '-f', good], env);
+  t.match(again.stdout, /chatbot: unchanged/, 'apply is idempotent');
+
+  // etcdctl shows the desired state as readable JSON.
+  const raw = await etcd.etcdctl('get', `${prefix}services/chatbot`, '--print-value-only');
+  t.match(JSON.parse(raw), { name: 'chatbot', warm: 3, env: { BOOT_SECONDS: '20' }, readiness: { path: '/health' } });
+
+  const bad = path.join(dir, 'bad.yaml');
+  writeFileSync(bad, 'services:\n  - name: Chat Bot\n    image: x\n    warm: -2\n    session: { idleTimeoutSec: "soon" }\n');
+  const rejected = await warmpool(['apply', '-f', bad], env);
+  t.equal(rejected.code, 1);
+  t.match(rejected.stderr, /services\[0\]\.name: lowercase/, 'names the field path and reason');
+  t.match(rejected.stderr, /services\[0\]\.warm/);
+  t.match(rejected.stderr, /services\[0\]\.session\.idleTimeoutSec/);
+  const unchanged = await etcd.etcdctl('get', `${prefix}services/`, '--prefix', '--keys-only');
+  t.equal(unchanged.trim(), `${prefix}services/chatbot`, 'a bad file changes nothing');
+
+  const notYaml = path.join(dir, 'broken.yaml');
+  writeFileSync(notYaml, 'services: [\n');
+  const broken = await warmpool(['apply', '-f', notYaml], env);
+  t.equal(broken.code, 1);
+  t.match(broken.stderr, /not valid YAML/);
+
+  const status = await warmpool(['status', '--json'], env);
+  t.equal(status.code, 0, status.stderr);
+  t.match(JSON.parse(status.stdout), { services: [{ name: 'chatbot', target: 3, ready: 0 }], sessions: 0 });
+  const human = await warmpool(['status'], env);
+  t.match(human.stdout, /SERVICES[\s\S]*chatbot\s+3/);
+
+  const drained = await warmpool(['drain', 'host-1', '--json'], env);
+  t.same(JSON.parse(drained.stdout), { host: 'host-1', draining: true, known: false });
+  t.ok(await etcd.etcdctl('get', `${prefix}drain/host-1`), 'drain marker written');
+  const badHost = await warmpool(['drain', '../x'], env);
+  t.equal(badHost.code, 1);
+  t.match(badHost.stderr, /HOST/);
+
+  const inspected = await warmpool(['inspect', 'service', 'chatbot'], env);
+  t.match(JSON.parse(inspected.stdout), { name: 'chatbot' });
+  const missing = await warmpool(['inspect', 'session', 'nope'], env);
+  t.equal(missing.code, 2);
+  const badKind = await warmpool(['inspect', 'thing', 'x'], env);
+  t.match(badKind.stderr, /KIND must be one of/);
+
+  const badEtcd = await warmpool(['status', '--etcd', 'not a url'], env);
+  t.equal(badEtcd.code, 1);
+  t.match(badEtcd.stderr, /--etcd/, 'a bad endpoint names the flag');
+});
