@@ -1,6 +1,89 @@
-import type { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { CliError } from './commands.js';
+
+/** Registry flags as parsed by program.ts (kept structural to avoid an import cycle). */
+interface RegistryFlags {
+  etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; etcdUser?: string; consul?: string; prefix: string;
+}
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+
+function hostPort(name: string) {
+  return (v: string): { host: string; port: number } => {
+    const m = /^(.+):(\d{1,5})$/.exec(v);
+    if (!m || Number(m[2]) > 65535) throw new CliError(`${name} must be HOST:PORT, got ${JSON.stringify(v)}`);
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  };
+}
+
+async function storeConfig(o: RegistryFlags) {
+  const { storeConfigFrom } = await import('@warmpool/registry');
+  return storeConfigFrom({ ...o, etcdPassword: process.env.WARMPOOL_ETCD_PASSWORD });
+}
+
+/** Keeps a daemon running until SIGINT/SIGTERM, then closes it (bounded). */
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (): void => {
+      setTimeout(() => process.exit(1), 15_000).unref();
+      close().then(resolve, (err: unknown) => {
+        process.stderr.write(`warmpool: error while stopping: ${(err as Error).message}\n`);
+        resolve();
+      });
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+function routerCommand(): Command {
+  return new Command('router')
+    .description('run a router: sessions API and the streaming proxy')
+    .addOption(new Option('--listen <host>', 'address to listen on').env('WARMPOOL_ROUTER_HOST').default('0.0.0.0'))
+    .addOption(new Option('--port <port>', 'port to listen on').env('WARMPOOL_ROUTER_PORT').default(8080).argParser(int('--port')))
+    .addOption(new Option('--default-service <name>', 'claim implicitly for requests without a session').env('WARMPOOL_DEFAULT_SERVICE'))
+    .addOption(new Option('--admin-token <token>', 'bearer token for /v1/services*').env('WARMPOOL_ADMIN_TOKEN'))
+    .addOption(new Option('--max-wait <sec>', 'upper bound of ?wait=').env('WARMPOOL_MAX_WAIT_SEC').argParser(int('--max-wait')))
+    .addOption(new Option('--consul-agent <host:port>', 'register this router as service warmpool-router in the local Consul agent').env('WARMPOOL_CONSUL_AGENT').argParser(hostPort('--consul-agent')))
+    .addOption(new Option('--advertise <host>', 'address other hosts reach this router at (Consul registration)').env('WARMPOOL_ADVERTISE'))
+    .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug').env('WARMPOOL_LOG_LEVEL').default('info'))
+    .action(async (o: RegistryFlags & {
+      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number;
+      consulAgent?: { host: string; port: number }; advertise?: string; logLevel: string;
+    }) => {
+      const { startRouter, parseRouterConfig } = await import('@warmpool/router');
+      const parsed = parseRouterConfig({
+        registry: { prefix: o.prefix },
+        listen: { host: o.listen, port: o.port },
+        ...(o.defaultService ? { defaultService: o.defaultService } : {}),
+        ...(o.adminToken ? { adminToken: o.adminToken } : {}),
+        ...(o.maxWait !== undefined ? { wait: { maxSec: o.maxWait, defaultSec: Math.min(30, o.maxWait) } } : {}),
+        logLevel: o.logLevel,
+      });
+      if (!parsed.ok) throw new CliError(`invalid router settings:\n${parsed.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+      const router = await startRouter({ config: parsed.config, store: await storeConfig(o) });
+      let catalog: { close(): Promise<void> } | undefined;
+      if (o.consulAgent) {
+        const { ConsulCatalog } = await import('@warmpool/registry/consul-catalog');
+        const c = new ConsulCatalog({ host: o.consulAgent.host, port: o.consulAgent.port });
+        c.addRouter(`${o.advertise ?? '127.0.0.1'}-${router.port}`, o.advertise ?? (o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen), router.port);
+        catalog = c;
+      }
+      process.stdout.write(`${JSON.stringify({ msg: 'router listening', url: router.url, port: router.port })}\n`);
+      await untilSignal(async () => {
+        await catalog?.close();
+        await router.close();
+      });
+    });
+}
 
 /** `warmpool agent`, `warmpool router`, `warmpool sidecar`: long-running processes. */
 export function daemonCommands(): Command[] {
-  return [];
+  return [routerCommand()];
 }
