@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { parseServicesFile, Registry, type KvStore, type ServiceSpec } from '@warmpool/registry';
-import { computeStatus, renderStatus } from './status.js';
+import { computeStatus } from '@warmpool/registry';
+import { renderStatus } from './status.js';
 
 /** Output sink, so commands are testable without a terminal. */
 export interface Io { out(s: string): void; err(s: string): void }

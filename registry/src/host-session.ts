@@ -72,7 +72,7 @@ export class HostSession extends EventEmitter {
           this.emit('restored');
           return;
         } catch (err) {
-          this.emit('error', err);
+          if (this.listenerCount('error') > 0) this.emit('error', err);
           await new Promise((r) => setTimeout(r, delay));
           delay = Math.min(delay * 2, 5_000);
         }
@@ -130,7 +130,7 @@ export class HostSession extends EventEmitter {
           if (ttl <= 0 && inst !== undefined) this.sessionLeases.delete(inst);
         }
       } catch (err) {
-        this.emit('error', err);
+        if (this.listenerCount('error') > 0) this.emit('error', err);
       }
       this.scheduleLeaseKeepAlive();
     };
@@ -159,6 +159,22 @@ export class HostSession extends EventEmitter {
     const key = this.keys.slot(service, n);
     const slot: SlotRecord = { service, slot: n, instanceId, host: this.host.id };
     const r = await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify(slot), lease: this.lease!.id }]);
+    if (r.succeeded) this.slotsHeld.set(key, slot);
+    return r.succeeded;
+  }
+
+  /**
+   * Re-takes a slot an instance of this host held under an earlier lease (the agent
+   * restarted and adopts its containers): puts it on the current lease if it is absent or
+   * still names that instance. False when another instance holds it now.
+   */
+  async adoptSlot(service: string, n: number, instanceId: string): Promise<boolean> {
+    const key = this.keys.slot(service, n);
+    const slot: SlotRecord = { service, slot: n, instanceId, host: this.host.id };
+    const cur = await this.store.get(key);
+    if (cur && (JSON.parse(cur.value) as SlotRecord).instanceId !== instanceId) return false;
+    const compare = cur ? { key, op: 'modRevision' as const, equals: cur.modRevision } : { key, op: 'absent' as const };
+    const r = await this.store.txn([compare], [{ type: 'put', key, value: JSON.stringify(slot), lease: this.lease!.id }]);
     if (r.succeeded) this.slotsHeld.set(key, slot);
     return r.succeeded;
   }

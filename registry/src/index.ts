@@ -12,3 +12,4 @@ export * from './session-keeper.js';
 export * from './registry.js';
 export * from './memory-kv.js';
 export * from './open-store.js';
+export * from './fleet-status.js';

@@ -168,3 +168,23 @@ t.test('host lease loss: records are put again, a slot taken meanwhile is report
   await hs.close({ revoke: true });
   await other.close({ revoke: true });
 });
+
+t.test('claims spread sessions across hosts', async (t) => {
+  const { reg } = await setup(t);
+  const h1 = await reg.openHost(host('h1'));
+  const h2 = await reg.openHost(host('h2'));
+  for (let i = 0; i < 4; i++) await h1.putInstance(inst(`a${i}`, 'h1', null));
+  for (let i = 0; i < 4; i++) await h2.putInstance(inst(`b${i + 10}`, 'h2', null));
+  await new Promise((r) => setImmediate(r));
+  const hosts: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const r = await reg.claim({ service: 'chatbot', sessionId: newSessionId() });
+    if (r.ok) hosts.push(r.instance.host);
+    await new Promise((r) => setImmediate(r));
+  }
+  const n1 = hosts.filter((h) => h === 'h1').length;
+  t.equal(hosts.length, 6);
+  t.equal(n1, 3, `3 sessions on each host (${hosts.join(',')})`);
+  await h1.close({ revoke: true });
+  await h2.close({ revoke: true });
+});

@@ -1,0 +1,38 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { Registry, parseServiceSpec } from '@warmpool/registry';
+import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
+import { startEtcd, infraSkip, eventually } from '../src/index.js';
+
+t.test('a host lease lost while etcd was away is granted again and every record put back', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const store = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const prefix = `/loss-${randomBytes(3).toString('hex')}/`;
+  const reg = new Registry(store, { prefix });
+  t.teardown(async () => { await reg.close(); await store.close(); });
+  const spec = parseServiceSpec({ name: 'chatbot', image: 'x', warm: 1 });
+  if (!spec.ok) throw new Error('spec');
+  await reg.putService(spec.spec);
+  const hs = await reg.openHost({ id: 'h1', address: '127.0.0.1', capacity: { instances: 4, memoryMb: 0 }, labels: {}, draining: false, startedAt: 0, agentVersion: 't' }, 2);
+  t.teardown(() => hs.close({ revoke: true }));
+  t.ok(await hs.takeSlot('chatbot', 0, 'i1'));
+  await hs.putInstance({ id: 'i1', service: 'chatbot', host: 'h1', state: 'ready', address: '127.0.0.1:1', containerId: 'c', slot: 0, createdAt: 0, readyAt: 0, bootMs: 0 });
+  const firstLease = hs.leaseId;
+  const events: string[] = [];
+  hs.on('lost', () => events.push('lost'));
+  hs.on('restored', () => events.push('restored'));
+
+  // etcd goes away for longer than the lease TTL; its clock keeps the lease's deadline,
+  // so when it comes back the lease has expired and its keys are gone.
+  await etcd.stopMember('n1');
+  await new Promise((r) => setTimeout(r, 5_000));
+  await etcd.startMember('n1');
+
+  await eventually(() => events.includes('restored'), { timeoutMs: 30_000, what: 'lease restored' });
+  t.ok(events.includes('lost'), 'the loss was reported');
+  t.not(hs.leaseId, firstLease, 'a new lease was granted');
+  await eventually(async () => Boolean(await store.get(`${prefix}hosts/h1`)) && Boolean(await store.get(`${prefix}instances/chatbot/i1`)) && Boolean(await store.get(`${prefix}slots/chatbot/0`)), { timeoutMs: 10_000, what: 'records back' });
+  const slot = await store.get(`${prefix}slots/chatbot/0`);
+  t.equal(slot?.lease, hs.leaseId, 'records hang on the new lease');
+});
