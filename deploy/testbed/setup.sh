@@ -20,6 +20,7 @@ command -v dig >/dev/null || need+=(dnsutils)
 command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v ip >/dev/null || need+=(iproute2)
+command -v chromium >/dev/null || need+=(chromium)
 command -v ldd >/dev/null || need+=(libc-bin)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"

@@ -1,0 +1,109 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { computeStatus, type RegistryCache } from '@warmpool/registry';
+import { RouterError } from './errors.js';
+import type { RouterContext } from './context.js';
+import { DASHBOARD_HTML } from './dashboard-page.js';
+
+/** What the dashboard shows; session ids are shortened (a full id is a credential). */
+export interface DashboardState {
+  at: number;
+  status: ReturnType<typeof computeStatus>;
+  instances: { id: string; service: string; host: string; state: string; claimed: boolean; ageMs: number; bootMs: number | null }[];
+  sessions: { id: string; service: string; instance: string; host: string; ageMs: number; expiresInMs: number }[];
+  /** Claims seen in the last minute (from the registry watch: all routers' claims). */
+  claimsPerMin: number;
+}
+
+export function dashboardState(cache: RegistryCache, claimTimes: number[], now: number): DashboardState {
+  const status = computeStatus(cache, now);
+  const instances = [...cache.instances.values()].map(({ value: i }) => ({
+    id: i.id, service: i.service, host: i.host, state: cache.claims.has(i.id) && i.state === 'ready' ? 'claimed' : i.state,
+    claimed: cache.claims.has(i.id), ageMs: now - i.createdAt, bootMs: i.bootMs,
+  })).sort((a, b) => (a.service + a.host + a.id < b.service + b.host + b.id ? -1 : 1));
+  const sessions = [...cache.sessions.values()].map(({ value: s }) => ({
+    id: `${s.id.slice(0, 6)}…`, service: s.service, instance: s.instanceId, host: s.host, ageMs: now - s.createdAt, expiresInMs: s.expiresAt - now,
+  }));
+  const since = now - 60_000;
+  return { at: now, status, instances, sessions, claimsPerMin: claimTimes.filter((t) => t >= since).length };
+}
+
+function sameSecret(a: string, b: string): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+/**
+ * GET /dashboard (a page), GET /v1/dashboard/state (JSON) and GET /v1/dashboard/events (SSE:
+ * a state snapshot on every registry change, at most every 250 ms). With an admin token
+ * configured, the data endpoints need it (Authorization: Bearer, or ?token= for
+ * EventSource, which cannot send headers).
+ */
+export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number } = {}) {
+  const now = opts.now ?? Date.now;
+  return async (app: FastifyInstance): Promise<void> => {
+    const claimTimes: number[] = [];
+    const streams = new Set<() => void>();
+    app.addHook('onClose', async () => { for (const end of [...streams]) end(); });
+    let attached: RegistryCache | undefined;
+    const attach = (cache: RegistryCache): void => {
+      if (attached === cache) return;
+      attached = cache;
+      cache.on('change', (c: { kind: string; type: string }) => {
+        if (c.kind !== 'claims' || c.type !== 'put') return;
+        claimTimes.push(now());
+        while (claimTimes.length && claimTimes[0]! < now() - 60_000) claimTimes.shift();
+      });
+    };
+
+    const authorize = (request: FastifyRequest): void => {
+      const token = ctx.config.adminToken;
+      if (!token) return;
+      const h = request.headers.authorization;
+      const q = (request.query as { token?: unknown }).token;
+      const given = typeof h === 'string' && h.startsWith('Bearer ') ? h.slice(7).trim() : typeof q === 'string' ? q : undefined;
+      if (!given || !sameSecret(given, token)) {
+        throw new RouterError('WARMPOOL_UNAUTHORIZED', 'a valid bearer token is required', { headers: { 'www-authenticate': 'Bearer realm="warmpool"' } });
+      }
+    };
+
+    app.get('/dashboard', async (_request, reply: FastifyReply) => {
+      reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store');
+      return DASHBOARD_HTML;
+    });
+
+    app.get('/v1/dashboard/state', async (request) => {
+      authorize(request);
+      const cache = await ctx.directory.cache();
+      attach(cache);
+      return dashboardState(cache, claimTimes, now());
+    });
+
+    app.get('/v1/dashboard/events', async (request, reply) => {
+      authorize(request);
+      const cache = await ctx.directory.cache();
+      attach(cache);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      const send = (): void => { res.write(`data: ${JSON.stringify(dashboardState(cache, claimTimes, now()))}\n\n`); };
+      let pending: NodeJS.Timeout | undefined;
+      const onChange = (): void => {
+        if (pending) return;
+        pending = setTimeout(() => { pending = undefined; send(); }, 250);
+      };
+      // Boot progress moves without registry writes: refresh every few seconds as well.
+      const tick = setInterval(send, 3_000);
+      cache.on('change', onChange);
+      const stop = (): void => {
+        streams.delete(end);
+        cache.off('change', onChange);
+        clearInterval(tick);
+        if (pending) clearTimeout(pending);
+      };
+      const end = (): void => { stop(); res.end(); };
+      streams.add(end);
+      res.on('close', stop);
+      send();
+    });
+  };
+}
