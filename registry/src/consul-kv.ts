@@ -2,7 +2,7 @@
  * KvStore on a Consul agent's KV store (the alternative backend), through the `consul`
  * client (helpers: consul-http, consul-watch, consul-lease).
  *
- * Mapping and its limits (docs/registry.md repeats them):
+ * Mapping and its limits:
  * - Keys: ours start with "/", Consul's never do; the leading "/" is stripped on the way in
  *   and added back on the way out. Keys must start with "/".
  * - Revisions are Consul raft indexes (ModifyIndex, X-Consul-Index) as decimal strings.

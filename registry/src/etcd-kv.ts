@@ -22,18 +22,26 @@ export interface EtcdKvOptions {
   /** Each value is a file path or PEM text. `ca` alone = server verification only. */
   tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
   auth?: { username: string; password: string };
-  /** Connection establishment timeout (default 5000). */
+  /**
+   * Bound on waiting for a connection (default 5000): watch creation gives up after it, and
+   * gRPC re-dials a lost member at least this often. (etcd3 1.1 ignores its own dialTimeout.)
+   */
   dialTimeoutMs?: number;
-  /** Deadline of each unary call (default 5000); also bounds watch creation and keep-alives. */
+  /** Deadline of each unary call and of one keepAlive() batch (default 5000). */
   requestTimeoutMs?: number;
   /** Page size of list() (default 1000); pages are read at one revision. */
   listPageSize?: number;
 }
 
-const pem = (v: string | Buffer | undefined): Buffer | undefined => {
+const pem = (v: string | Buffer | undefined, what: string): Buffer | undefined => {
   if (v === undefined) return undefined;
   if (Buffer.isBuffer(v)) return v;
-  return v.includes('-----BEGIN') ? Buffer.from(v) : readFileSync(v);
+  if (v.includes('-----BEGIN')) return Buffer.from(v);
+  try {
+    return readFileSync(v);
+  } catch (err) {
+    throw new RegistryError('WARMPOOL_INVALID_CONFIG', `etcd: cannot read tls.${what} from ${v}: ${(err as Error).message}`, { cause: err });
+  }
 };
 
 /** Watch-stream reconnect backoff: 100 ms doubling to 2 s, with jitter (etcd3's default climbs to 30 s). */
@@ -70,6 +78,7 @@ export class EtcdKvStore implements KvStore {
   readonly backend = 'etcd' as const;
   private readonly client: Etcd3;
   private readonly timeoutMs: number;
+  private readonly dialTimeoutMs: number;
   private readonly pageSize: number;
   private closed = false;
   private readonly leases = new Set<EtcdKeptLease>();
@@ -78,22 +87,26 @@ export class EtcdKvStore implements KvStore {
   constructor(opts: EtcdKvOptions) {
     if (!opts.endpoints?.length) throw new RegistryError('WARMPOOL_INVALID_CONFIG', 'etcd: at least one endpoint is required');
     this.timeoutMs = opts.requestTimeoutMs ?? 5000;
+    this.dialTimeoutMs = opts.dialTimeoutMs ?? 5000;
     this.pageSize = opts.listPageSize ?? 1000;
-    const ca = pem(opts.tls?.ca);
-    const cert = pem(opts.tls?.cert);
-    const key = pem(opts.tls?.key);
+    const ca = pem(opts.tls?.ca, 'ca');
+    const cert = pem(opts.tls?.cert, 'cert');
+    const key = pem(opts.tls?.key, 'key');
     if ((cert === undefined) !== (key === undefined)) {
       throw new RegistryError('WARMPOOL_INVALID_CONFIG', 'etcd: tls.cert and tls.key must be given together');
     }
     const timeoutMs = this.timeoutMs;
     const options: IOptions = {
       hosts: opts.endpoints,
-      dialTimeout: opts.dialTimeoutMs ?? 5000,
       // Streams (watch, keep-alive) live long; every unary call gets a deadline.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeoutMs }),
       // Detect half-open connections (partitions) on long-lived streams. etcd accepts pings
       // every 5 s or slower (--grpc-keepalive-min-time).
-      grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+      grpcOptions: {
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.max_reconnect_backoff_ms': this.dialTimeoutMs,
+      },
       faultHandling: { watchBackoff: watchBackoff() },
     };
     if (ca || cert) {
@@ -213,7 +226,7 @@ export class EtcdKvStore implements KvStore {
 
   async watch(prefix: string, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch> {
     this.check();
-    const w = await EtcdWatch.start(this.client, prefix, afterRevision, handlers, this.timeoutMs, (x) => this.watches.delete(x));
+    const w = await EtcdWatch.start(this.client, prefix, afterRevision, handlers, this.dialTimeoutMs, (x) => this.watches.delete(x));
     if (this.closed) {
       await w.close();
       throw closedError();
