@@ -83,7 +83,14 @@ function routerCommand(): Command {
     });
 }
 
-/** `warmpool agent`, `warmpool router`, `warmpool sidecar`: long-running processes. */
+/**
+ * `warmpool router` (here) and, for --help listings, `warmpool agent` / `warmpool sidecar`,
+ * which program.ts hands to their packages before parsing (they read their own settings).
+ */
 export function daemonCommands(): Command[] {
-  return [routerCommand()];
+  return [
+    routerCommand(),
+    new Command('agent').description('run the host agent (see agent/README.md for its settings)'),
+    new Command('sidecar').description('run a sidecar (configured by WARMPOOL_* variables; see sidecar/README.md)'),
+  ];
 }

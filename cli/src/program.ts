@@ -67,6 +67,19 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // The agent and the sidecar parse their own settings (file < WARMPOOL_* env < flags).
+  if (argv[2] === 'agent') {
+    const { agentMain } = await import('@warmpool/agent/run');
+    return agentMain(argv.slice(3));
+  }
+  if (argv[2] === 'sidecar') {
+    if (argv.length > 3) {
+      io.err('warmpool sidecar takes no arguments: it is configured by WARMPOOL_* variables (see sidecar/README.md)');
+      return 2;
+    }
+    await import('@warmpool/sidecar/main');
+    return 0;
+  }
   try {
     await buildProgram().parseAsync(argv);
     return 0;

@@ -5,3 +5,4 @@ export * from './etcd.js';
 export * from './consul.js';
 export * from './docker.js';
 export * from './tcp-proxy.js';
+export * from './mesh.js';
