@@ -21,6 +21,8 @@ command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v ip >/dev/null || need+=(iproute2)
 command -v chromium >/dev/null || need+=(chromium)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v openssl >/dev/null || need+=(openssl)
 command -v ldd >/dev/null || need+=(libc-bin)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
