@@ -1,0 +1,126 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Registry } from '@warmpool/registry';
+import { routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
+import { httpErrorOf, rawHttpError } from './errors.js';
+import { createMetrics } from './metrics.js';
+import { createUpstreamProxy } from './proxy-adapter.js';
+import { SessionDirectory } from './session-directory.js';
+import { SessionClaimer } from './session-claimer.js';
+import { SessionForwarder } from './session-forwarder.js';
+import { sessionRoutes } from './routes-sessions.js';
+import { adminRoutes, opsRoutes } from './routes-admin.js';
+import { fastProxy, proxyRoutes, upgradeHandler } from './routes-proxy.js';
+import type { RouterContext } from './context.js';
+import { dashboardRoutes } from './dashboard.js';
+
+export interface BuildRouterOptions {
+  /** The registry this router claims from and routes with (the caller owns and closes it). */
+  registry: Registry;
+  config?: RouterConfigInput | RouterConfig;
+  /** A pino logger; none (silent) by default. */
+  logger?: FastifyBaseLogger;
+  now?: () => number;
+  newSessionId?: () => string;
+  /** Process metrics (event loop, memory) on /metrics; off by default (tests build many routers). */
+  defaultMetrics?: boolean;
+}
+
+export type WarmpoolRouter = FastifyInstance & { warmpool: RouterContext };
+
+/**
+ * The router as a fastify instance that never listens by itself: tests use `inject()` or
+ * `listen({ port: 0 })`, startRouter() wires etcd and listens. Closing it ends waits,
+ * closes upstream sockets and leaves the registry to its owner.
+ */
+export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
+  const config = routerConfig(opts.config as RouterConfigInput);
+  const now = opts.now ?? Date.now;
+  const ctxRef: { ctx?: RouterContext; fast?: ReturnType<typeof fastProxy>; closing?: boolean } = {};
+
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.limits.maxJsonBytes,
+    return503OnClosing: true,
+    routerOptions: { maxParamLength: 256 },
+    serverFactory: (handler) => {
+      const server = http.createServer({
+        maxHeaderSize: config.limits.maxHeaderBytes,
+        headersTimeout: config.limits.headersTimeoutMs,
+        // Streams (SSE, long completions, uploads) outlive any fixed request deadline; the
+        // upstream idle timeout bounds them instead.
+        requestTimeout: 0,
+        keepAliveTimeout: 65_000,
+      }, (req, res) => {
+        const fast = ctxRef.fast;
+        if (fast && !ctxRef.closing && fast(req, res)) return;
+        handler(req, res);
+      });
+      server.on('upgrade', (req, socket, head) => {
+        const ctx = ctxRef.ctx;
+        if (!ctx) { socket.destroy(); return; }
+        upgradeHandler(ctx)(req, socket, head);
+      });
+      return server;
+    },
+    clientErrorHandler: (err, socket: Socket) => {
+      // A response already under way (a body broke mid-stream) can only be cut off.
+      const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (socket.writable && !inFlight?.headersSent) socket.end(rawHttpError(err));
+      else socket.destroy();
+    },
+  });
+
+  const metricsSources = {
+    waiting: () => ctxRef.ctx?.claimer.waitingByService() ?? new Map<string, number>(),
+    activeSessions: () => {
+      const out = new Map<string, number>();
+      for (const { value } of ctxRef.ctx?.directory.cached()?.sessions.values() ?? []) {
+        out.set(value.service, (out.get(value.service) ?? 0) + 1);
+      }
+      return out;
+    },
+  };
+  const metrics = createMetrics(metricsSources, { defaultMetrics: opts.defaultMetrics ?? false });
+  // onLive runs once the cache is listed, long after `claimer` below is initialised.
+  const directory = new SessionDirectory(opts.registry, now, (cache) => claimer.attach(cache));
+  const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
+  const proxy = createUpstreamProxy({ idleTimeoutMs: config.proxy.idleTimeoutMs, maxFreeSockets: config.proxy.maxFreeSockets });
+  const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes);
+  const ctx: RouterContext = { config, registry: opts.registry, directory, claimer, forwarder, metrics, log: app.log };
+  ctxRef.ctx = ctx;
+  ctxRef.fast = fastProxy(ctx);
+
+  app.setErrorHandler((err, request, reply) => {
+    const h = httpErrorOf(err);
+    if (h.status >= 500 && h.status !== 503) request.log.error({ err }, 'request failed');
+    reply.code(h.status).headers(h.headers).send(h.body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const h = httpErrorOf({ statusCode: 404, message: `no route for ${request.method} ${request.url.split('?')[0]}` });
+    reply.code(h.status).send(h.body);
+  });
+
+  app.register(opsRoutes(ctx));
+  app.register(adminRoutes(ctx));
+  app.register(sessionRoutes(ctx));
+  app.register(proxyRoutes(ctx));
+  app.register(dashboardRoutes(ctx, { now }));
+
+  // Start listing the registry at once; requests that come before it is live wait for it.
+  app.addHook('onReady', async () => {
+    directory.cache().catch((err: unknown) => app.log.warn({ err }, 'registry cache not live yet'));
+  });
+  app.addHook('preClose', async () => {
+    ctxRef.closing = true;
+    claimer.close();
+  });
+  app.addHook('onClose', async () => {
+    proxy.close();
+    directory.close();
+  });
+
+  return Object.assign(app, { warmpool: ctx }) as WarmpoolRouter;
+}

@@ -1,0 +1,93 @@
+import { z } from 'zod';
+import { DEFAULT_PREFIX } from '@warmpool/registry';
+
+const serviceName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a service name (DNS label)');
+
+/**
+ * The router's configuration. Every field has a default except the registry endpoints;
+ * `warmpool router` fills it from flags and WARMPOOL_* environment variables (see README).
+ */
+export const routerConfigSchema = z.object({
+  registry: z.object({
+    endpoints: z.array(z.url({ protocol: /^https?$/ })).min(1, 'at least one etcd endpoint').default(['http://127.0.0.1:2379']),
+    prefix: z.string().regex(/^\/(.*\/)?$/, 'must start and end with "/"').default(DEFAULT_PREFIX),
+  }).strict().prefault({}),
+  listen: z.object({
+    host: z.string().min(1).default('0.0.0.0'),
+    port: z.number().int().min(0).max(65535).default(8080),
+  }).strict().prefault({}),
+  /** Service claimed implicitly for `ANY /{path}` requests that carry no session. */
+  defaultService: serviceName.optional(),
+  /** Bearer token for /v1/services*; open when unset. */
+  adminToken: z.string().min(16, 'at least 16 characters').optional(),
+  wait: z.object({
+    /** Wait for a booting instance when `?wait=` is not given. */
+    defaultSec: z.number().min(0).max(3600).default(30),
+    /** Upper bound of `?wait=`. */
+    maxSec: z.number().min(0).max(3600).default(300),
+  }).strict().prefault({}),
+  limits: z.object({
+    /** Proxied request bodies. */
+    maxBodyBytes: z.number().int().min(0).default(32 * 1024 * 1024),
+    /** Bodies of the router's own JSON endpoints. */
+    maxJsonBytes: z.number().int().min(64).default(16 * 1024),
+    /** All request headers together (Node's maxHeaderSize). */
+    maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+    /** Time a client has to send its complete request headers. */
+    headersTimeoutMs: z.number().int().min(100).default(30_000),
+  }).strict().prefault({}),
+  proxy: z.object({
+    /** An upstream socket idle this long ends the request (504 before the response, abort after). */
+    idleTimeoutMs: z.number().int().min(100).default(300_000),
+    /** Kept-alive sockets per instance. */
+    maxFreeSockets: z.number().int().min(1).default(64),
+  }).strict().prefault({}),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).strict().refine((c) => c.wait.defaultSec <= c.wait.maxSec, {
+  message: 'wait.defaultSec must not exceed wait.maxSec',
+  path: ['wait', 'defaultSec'],
+});
+
+export type RouterConfig = z.infer<typeof routerConfigSchema>;
+export type RouterConfigInput = z.input<typeof routerConfigSchema>;
+
+export interface ConfigProblem { path: string; message: string }
+
+export function parseRouterConfig(input: unknown): { ok: true; config: RouterConfig } | { ok: false; problems: ConfigProblem[] } {
+  const r = routerConfigSchema.safeParse(input);
+  if (r.success) return { ok: true, config: r.data };
+  return { ok: false, problems: r.error.issues.map((i) => ({ path: i.path.map(String).join('.') || '(root)', message: i.message })) };
+}
+
+/** Config with defaults for tests and embedding; throws on invalid input. */
+export function routerConfig(input: RouterConfigInput = {}): RouterConfig {
+  const r = parseRouterConfig(input);
+  if (!r.ok) throw new Error(`invalid router config: ${r.problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
+  return r.config;
+}
+
+/**
+ * The WARMPOOL_* environment variables the router reads, as config input (flags given to
+ * `warmpool router` override them). Numbers that do not parse are kept as strings so the
+ * schema reports them.
+ */
+export function routerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): RouterConfigInput {
+  const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+  const out: Record<string, unknown> = {};
+  const registry: Record<string, unknown> = {};
+  if (env.WARMPOOL_ETCD_ENDPOINTS) registry.endpoints = env.WARMPOOL_ETCD_ENDPOINTS.split(',').map((s) => s.trim()).filter(Boolean);
+  if (env.WARMPOOL_PREFIX) registry.prefix = env.WARMPOOL_PREFIX;
+  out.registry = registry;
+  const listen: Record<string, unknown> = {};
+  if (env.WARMPOOL_ROUTER_HOST) listen.host = env.WARMPOOL_ROUTER_HOST;
+  if (env.WARMPOOL_ROUTER_PORT) listen.port = num(env.WARMPOOL_ROUTER_PORT);
+  out.listen = listen;
+  if (env.WARMPOOL_DEFAULT_SERVICE) out.defaultService = env.WARMPOOL_DEFAULT_SERVICE;
+  if (env.WARMPOOL_ADMIN_TOKEN) out.adminToken = env.WARMPOOL_ADMIN_TOKEN;
+  const wait: Record<string, unknown> = {};
+  if (env.WARMPOOL_DEFAULT_WAIT_SEC) wait.defaultSec = num(env.WARMPOOL_DEFAULT_WAIT_SEC);
+  if (env.WARMPOOL_MAX_WAIT_SEC) wait.maxSec = num(env.WARMPOOL_MAX_WAIT_SEC);
+  out.wait = wait;
+  if (env.WARMPOOL_LOG_LEVEL) out.logLevel = env.WARMPOOL_LOG_LEVEL;
+  return out as RouterConfigInput;
+}

@@ -1,0 +1,18 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Registry } from '@warmpool/registry';
+import type { RouterConfig } from './config.js';
+import type { SessionDirectory } from './session-directory.js';
+import type { SessionClaimer } from './session-claimer.js';
+import type { SessionForwarder } from './session-forwarder.js';
+import type { RouterMetrics } from './metrics.js';
+
+/** What the route modules share; built once by buildRouter. */
+export interface RouterContext {
+  config: RouterConfig;
+  registry: Registry;
+  directory: SessionDirectory;
+  claimer: SessionClaimer;
+  forwarder: SessionForwarder;
+  metrics: RouterMetrics;
+  log: FastifyBaseLogger;
+}

@@ -1,0 +1,28 @@
+// `node router/dist/src/main.js`: the router from WARMPOOL_* environment variables alone
+// (the `warmpool router` subcommand calls startRouter with flags merged in). Wiring only.
+import { pathToFileURL } from 'node:url';
+import { parseRouterConfig, routerConfigFromEnv } from './config.js';
+import { startRouter } from './start.js';
+
+export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const parsed = parseRouterConfig(routerConfigFromEnv(env));
+  if (!parsed.ok) {
+    for (const p of parsed.problems) console.error(`router: ${p.path}: ${p.message}`);
+    process.exitCode = 2;
+    return;
+  }
+  const router = await startRouter({ config: parsed.config });
+  const stop = (): void => {
+    router.close().then(() => process.exit(0), () => process.exit(1));
+    setTimeout(() => process.exit(1), 10_000).unref();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    console.error('router:', err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

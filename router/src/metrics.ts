@@ -1,0 +1,73 @@
+import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The router's Prometheus metrics, in a registry of its own (several routers can live in
+ * one process, as in tests). Gauges that mirror the registry cache are computed at scrape
+ * time through the `collect` callbacks, so the hot path only touches counters.
+ */
+export interface RouterMetrics {
+  registry: PromRegistry;
+  claimDuration: Histogram<'service' | 'outcome'>;
+  waiting: Gauge<'service'>;
+  waitedForBoot: Counter<'service'>;
+  proxyErrors: Counter<'code'>;
+  activeSessions: Gauge<'service'>;
+  render(): Promise<string>;
+  contentType: string;
+}
+
+export interface MetricsSources {
+  /** Waiting requests per service, now. */
+  waiting(): Map<string, number>;
+  /** Active sessions per service, now. */
+  activeSessions(): Map<string, number>;
+}
+
+export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}): RouterMetrics {
+  const registry = new PromRegistry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'warmpool_router_' });
+  const claimDuration = new Histogram({
+    name: 'warmpool_router_claim_duration_seconds',
+    help: 'Time to answer a new-session request, including any wait for a booting instance',
+    labelNames: ['service', 'outcome'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const waiting = new Gauge({
+    name: 'warmpool_router_waiting_requests',
+    help: 'New-session requests waiting for an instance to become ready',
+    labelNames: ['service'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [service, n] of sources.waiting()) this.set({ service }, n);
+    },
+  });
+  const waitedForBoot = new Counter({
+    name: 'warmpool_router_sessions_waited_for_boot_total',
+    help: 'Sessions that found no ready instance and got one after waiting for a boot',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
+  const proxyErrors = new Counter({
+    name: 'warmpool_router_proxy_errors_total',
+    help: 'Proxied requests that failed between the router and the instance',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const activeSessions = new Gauge({
+    name: 'warmpool_router_active_sessions',
+    help: 'Active sessions per service, as this router\'s registry cache sees them',
+    labelNames: ['service'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [service, n] of sources.activeSessions()) this.set({ service }, n);
+    },
+  });
+  return {
+    registry, claimDuration, waiting, waitedForBoot, proxyErrors, activeSessions,
+    render: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}

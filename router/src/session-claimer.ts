@@ -1,0 +1,119 @@
+import { newSessionId, type InstanceRecord, type Registry, type SessionRecord } from '@warmpool/registry';
+import { RouterError } from './errors.js';
+import { WaitQueue } from './wait-queue.js';
+import { retryAfterSec } from './boot-eta.js';
+import type { SessionDirectory } from './session-directory.js';
+import type { RouterMetrics } from './metrics.js';
+
+export interface ClaimedSession {
+  session: SessionRecord;
+  instance: InstanceRecord;
+  /** False when an Idempotency-Key matched an existing session. */
+  created: boolean;
+  /** True when no instance was ready at first and this request waited for one. */
+  waited: boolean;
+}
+
+export interface ClaimOptions {
+  idempotencyKey?: string;
+  waitMs: number;
+  /** Aborted when the client goes away: the request leaves the queue. */
+  signal?: AbortSignal;
+}
+
+/**
+ * New sessions: one atomic claim in the registry, or a fair wait for the next instance that
+ * becomes ready (see wait-queue.ts), or a 503 with Retry-After estimated from the boots
+ * under way.
+ */
+export class SessionClaimer {
+  readonly queue: WaitQueue;
+  private closed = false;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly directory: SessionDirectory,
+    private readonly metrics: RouterMetrics,
+    private readonly opts: { now?: () => number; newSessionId?: () => string } = {},
+  ) {
+    this.queue = new WaitQueue((service) => this.directory.cached()?.ready.count(service) ?? 0);
+  }
+
+  /** Wires the cache's 'ready' events to the queue (once the cache is live). */
+  attach(cache: { on(e: 'ready', fn: (service: string) => void): unknown }): void {
+    cache.on('ready', (service: string) => this.queue.pump(service));
+  }
+
+  async claim(service: string, o: ClaimOptions): Promise<ClaimedSession> {
+    if (this.closed) throw new RouterError('WARMPOOL_SHUTTING_DOWN', 'the router is shutting down');
+    const started = performance.now();
+    let outcome = 'error';
+    try {
+      const r = await this.claimOrWait(service, o);
+      outcome = r.waited ? 'waited' : r.created ? 'claimed' : 'replayed';
+      if (r.waited && r.created) this.metrics.waitedForBoot.inc({ service });
+      return r;
+    } catch (err) {
+      outcome = err instanceof RouterError ? err.code : 'error';
+      throw err;
+    } finally {
+      this.metrics.claimDuration.observe({ service, outcome }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async claimOrWait(service: string, o: ClaimOptions): Promise<ClaimedSession> {
+    const cache = await this.directory.cache();
+    if (!cache.services.has(service)) throw new RouterError('WARMPOOL_UNKNOWN_SERVICE', `no service named "${service}"`);
+    // The secret must exist before the first credential is derived (first start of a cluster).
+    if (!cache.cluster) await this.registry.clusterSecret();
+    const sessionId = (this.opts.newSessionId ?? newSessionId)();
+    const attempt = async (): Promise<ClaimedSession | undefined> => {
+      const r = await this.registry.claim({
+        service, sessionId, ...(o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {}),
+      });
+      if (r.ok) return { session: r.session, instance: r.instance, created: r.created, waited: false };
+      if (r.reason === 'unknown-service') throw new RouterError('WARMPOOL_UNKNOWN_SERVICE', `no service named "${service}"`);
+      if (r.reason === 'session-ended') throw new RouterError('WARMPOOL_SESSION_ENDED', 'session ended');
+      return undefined;
+    };
+    // Nobody of this service waiting here: claim directly (the common case, one txn).
+    if (this.queue.waiting(service) === 0) {
+      const r = await attempt();
+      if (r) return r;
+      if (o.waitMs <= 0) throw this.noInstance(service, 0);
+    }
+    const ticket = this.queue.join(service, o.waitMs, o.signal);
+    try {
+      for (;;) {
+        const turn = await ticket.next();
+        if (turn === 'timeout') throw this.noInstance(service, ticket.position());
+        if (turn === 'aborted') throw new RouterError('WARMPOOL_REQUEST_TIMEOUT', 'client went away while waiting');
+        if (turn === 'closed') throw new RouterError('WARMPOOL_SHUTTING_DOWN', 'the router is shutting down');
+        const r = await attempt();
+        if (r) return { ...r, waited: true };
+        ticket.lost();
+      }
+    } finally {
+      ticket.leave();
+    }
+  }
+
+  private noInstance(service: string, position: number): RouterError {
+    const cache = this.directory.cached();
+    const spec = cache?.services.get(service)?.value;
+    const secs = retryAfterSec(cache?.instancesOf(service) ?? [], spec, (this.opts.now ?? Date.now)(), position);
+    return new RouterError('WARMPOOL_NO_READY_INSTANCE', `no ready instance of "${service}"; retry in about ${secs} s`, {
+      headers: { 'retry-after': String(secs) },
+    });
+  }
+
+  /** Waiting requests per service (metrics). */
+  waitingByService(): Map<string, number> {
+    return new Map(this.queue.services().map((s) => [s, this.queue.waiting(s)]));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue.close();
+  }
+}

@@ -1,0 +1,62 @@
+import { pino, type Logger } from 'pino';
+import { Registry, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
+import { buildRouter, type WarmpoolRouter } from './app.js';
+import { routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
+
+export interface StartRouterOptions {
+  config?: RouterConfigInput | RouterConfig;
+  /** How to reach the registry; default: etcd at config.registry.endpoints. */
+  store?: StoreConfig;
+  /** An already open store (tests, embedding); the router closes it on close(). */
+  kvStore?: KvStore;
+  logger?: Logger;
+}
+
+export interface RunningRouter {
+  app: WarmpoolRouter;
+  registry: Registry;
+  /** Where it listens, e.g. http://127.0.0.1:8080 */
+  url: string;
+  port: number;
+  /** Stops accepting, ends waits, closes upstream sockets and the registry. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A router wired to the registry and listening: what `warmpool router` runs. */
+export async function startRouter(opts: StartRouterOptions = {}): Promise<RunningRouter> {
+  const config = routerConfig(opts.config as RouterConfigInput);
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: { component: 'router' } });
+  const store = opts.kvStore ?? await openStore(opts.store ?? { backend: 'etcd', endpoints: config.registry.endpoints });
+  const registry = new Registry(store, {
+    prefix: config.registry.prefix,
+    cache: { onError: (err) => logger.warn({ err }, 'registry cache') },
+  });
+  const app = buildRouter({ registry, config, logger, defaultMetrics: true });
+  try {
+    await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    await app.close().catch(() => undefined);
+    await registry.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
+  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
+  logger.info({ port, registry: store.backend, defaultService: config.defaultService ?? null }, 'router listening');
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    registry,
+    port,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    close() {
+      closing ??= (async () => {
+        await app.close();
+        await registry.close().catch(() => undefined);
+        await store.close().catch(() => undefined);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,176 @@
+// The streaming proxy over real sockets: credential and header hygiene, the three ways to
+// name a session, implicit sessions, SSE flushed as it arrives, aborts, 502/504.
+import http from 'node:http';
+import t from 'tap';
+import { harness, routerUrl, type Harness } from './fixtures.js';
+
+async function newSession(h: Harness): Promise<{ sessionId: string; instanceId: string }> {
+  const res = await fetch(`${routerUrl(h.app)}/v1/sessions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ service: 'chatbot' }),
+  });
+  if (res.status !== 201) throw new Error(`claim failed: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { sessionId: string; instanceId: string };
+}
+
+/** node:http, which (unlike fetch) lets a test send hop-by-hop headers. */
+function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get(url, { headers, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    }).on('error', reject);
+  });
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+t.test('proxying by path, header and cookie reaches the session\'s instance with a clean hop', async (t) => {
+  const h = await harness({ ready: 3, listen: true });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  const s = await newSession(h);
+
+  const res = await rawGet(`${base}/v1/sessions/${s.sessionId}/proxy/echo/x?q=1`, {
+      'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil.example', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6',
+      'x-warmpool-credential': 'forged.value', connection: 'keep-alive, x-drop-me', 'x-drop-me': '1', 'keep-alive': 'timeout=1',
+      'proxy-authorization': 'Basic abc',
+  });
+  t.equal(res.status, 200, 'credential accepted by the instance');
+  const body = JSON.parse(res.body) as { instanceId: string; sessionId: string; url: string; headers: Record<string, string> };
+  t.equal(body.instanceId, s.instanceId, 'the claimed instance');
+  t.equal(res.headers['x-instance-id'], s.instanceId);
+  t.equal(body.sessionId, s.sessionId, 'credential names this session');
+  t.equal(body.url, '/echo/x?q=1', 'path and query after /proxy');
+  t.equal(body.headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For from the socket, not the client');
+  t.equal(body.headers['x-forwarded-proto'], 'http');
+  t.match(body.headers['x-forwarded-host'], /^127\.0\.0\.1:\d+$/);
+  t.notOk(body.headers.forwarded, 'client Forwarded dropped');
+  t.notOk(body.headers['x-real-ip'], 'client X-Real-IP dropped');
+  t.notOk(body.headers['x-drop-me'], 'headers named in Connection dropped');
+  t.notOk(body.headers['keep-alive'], 'Keep-Alive dropped');
+  t.notOk(body.headers['proxy-authorization'], 'Proxy-Authorization dropped');
+  t.equal(body.headers['x-warmpool-session'], s.sessionId);
+  t.equal(res.headers['keep-alive'], undefined, 'upstream Keep-Alive not relayed');
+  t.equal(res.headers['x-custom'], 'yes', 'end-to-end response headers relayed');
+
+  const root = await fetch(`${base}/v1/sessions/${s.sessionId}/proxy`);
+  t.equal(((await root.json()) as { url: string }).url, '/', 'bare /proxy is /');
+
+  const post = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST', headers: { 'x-warmpool-session': s.sessionId, 'content-type': 'application/json' }, body: JSON.stringify({ hello: 'world' }),
+  });
+  const pb = (await post.json()) as { instanceId: string; url: string; body: string; method: string };
+  t.equal(pb.instanceId, s.instanceId, 'header-routed to the same instance');
+  t.equal(pb.url, '/v1/chat/completions', 'same path');
+  t.same(JSON.parse(pb.body), { hello: 'world' }, 'body streamed through');
+
+  const cookie = await fetch(`${base}/page`, { headers: { cookie: `a=b; warmpool_session=${s.sessionId}` } });
+  t.equal(((await cookie.json()) as { instanceId: string }).instanceId, s.instanceId, 'cookie-routed to the same instance');
+
+  const chunked = await fetch(`${base}/upload`, {
+    method: 'PUT', headers: { 'x-warmpool-session': s.sessionId }, duplex: 'half',
+    body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('part1-')); c.enqueue(new TextEncoder().encode('part2')); c.close(); } }),
+  } as RequestInit);
+  t.equal(((await chunked.json()) as { body: string }).body, 'part1-part2', 'a chunked body streams through');
+});
+
+t.test('implicit session for the default service: header and cookie, then sticky', async (t) => {
+  const h = await harness({ ready: 2, listen: true, router: { config: { defaultService: 'chatbot' } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  const first = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+  t.equal(first.status, 200);
+  const id = first.headers.get('x-warmpool-session');
+  t.ok(id, 'session id in X-Warmpool-Session');
+  const setCookie = first.headers.get('set-cookie') ?? '';
+  t.match(setCookie, new RegExp(`warmpool_session=${id}`), 'and in a cookie');
+  t.match(setCookie, /HttpOnly/);
+  t.match(setCookie, /SameSite=Lax/);
+  const inst = ((await first.json()) as { instanceId: string }).instanceId;
+  for (let i = 0; i < 3; i++) {
+    const again = await fetch(`${base}/next`, { headers: { cookie: `warmpool_session=${id}` } });
+    t.equal(((await again.json()) as { instanceId: string }).instanceId, inst, 'same instance via the cookie');
+    t.equal(again.headers.get('set-cookie'), null, 'no new session');
+  }
+});
+
+t.test('SSE events are flushed as they arrive', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const started = Date.now();
+  const res = await fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/sse?n=4&gapMs=250`);
+  t.equal(res.headers.get('content-type'), 'text/event-stream');
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  const firstAt = Date.now() - started;
+  t.match(new TextDecoder().decode(first.value), /data: \{"i":0/, 'first event');
+  t.ok(firstAt < 600, `first event after ${firstAt} ms, long before the stream ends (~1000 ms)`);
+  let rest = '';
+  for (;;) {
+    const r = await reader.read();
+    if (r.done) break;
+    rest += new TextDecoder().decode(r.value);
+  }
+  t.match(rest, /\[DONE\]/, 'stream completes');
+  t.ok(Date.now() - started >= 700, 'the stream really was spread over time');
+});
+
+t.test('a client that goes away aborts the upstream request', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  const ac = new AbortController();
+  const p = fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/hang`, { signal: ac.signal }).catch((e: unknown) => e);
+  await until(() => inst.seen.some((r) => r.url === '/hang'));
+  ac.abort();
+  await p;
+  await until(() => inst.aborted.includes('/hang'));
+  t.pass('the instance saw its request closed');
+});
+
+t.test('instance unreachable -> 502, idle upstream -> 504, death mid-body -> aborted response', async (t) => {
+  const h = await harness({ ready: 2, listen: true, router: { config: { proxy: { idleTimeoutMs: 300 } } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  const a = await newSession(h);
+  const b = await newSession(h);
+
+  const slow = await fetch(`${base}/v1/sessions/${a.sessionId}/proxy/hang`);
+  t.equal(slow.status, 504);
+  t.equal(((await slow.json()) as { error: { code: string } }).error.code, 'WARMPOOL_UPSTREAM_TIMEOUT');
+
+  const drip = await fetch(`${base}/v1/sessions/${a.sessionId}/proxy/drip`);
+  t.equal(drip.status, 200, 'headers arrived');
+  await t.rejects(drip.text(), 'the body ends in an error, not a silent truncation');
+
+  await h.instances.find((i) => i.id === b.instanceId)!.close();
+  const down = await fetch(`${base}/v1/sessions/${b.sessionId}/proxy/x`);
+  t.equal(down.status, 502);
+  t.equal(((await down.json()) as { error: { code: string } }).error.code, 'WARMPOOL_INSTANCE_UNREACHABLE');
+
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  t.match(metrics, /warmpool_router_proxy_errors_total\{code="WARMPOOL_INSTANCE_UNREACHABLE"\} 1/);
+  t.match(metrics, /warmpool_router_proxy_errors_total\{code="WARMPOOL_UPSTREAM_TIMEOUT"\} [12]/);
+});
+
+t.test('the session keep-alive is refreshed by traffic', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const lease = h.registry.store;
+  const spy: string[][] = [];
+  const orig = lease.keepAlive.bind(lease);
+  lease.keepAlive = async (ids: string[]) => { spy.push(ids); return orig(ids); };
+  for (let i = 0; i < 5; i++) await (await fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/x`)).text();
+  await until(() => spy.length > 0);
+  t.ok(spy.length <= 2, `keep-alives batched (${spy.length} for 5 requests)`);
+});

@@ -1,0 +1,144 @@
+// Waiting for a booting instance: FIFO order, bounded wait, 503 + Retry-After from the boot
+// ETA, a client that leaves gives up its place, metrics.
+import t from 'tap';
+import { WaitQueue } from '../src/wait-queue.js';
+import { retryAfterSec } from '../src/boot-eta.js';
+import { harness, routerUrl, testSpec } from './fixtures.js';
+import type { InstanceRecord } from '@warmpool/registry';
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+t.test('waiters get instances in arrival order as boots finish', async (t) => {
+  const h = await harness({ ready: 0 });
+  t.teardown(() => h.close());
+  const booting = [];
+  for (let i = 0; i < 3; i++) booting.push(await h.addInstance({ state: 'booting' }));
+  const order: number[] = [];
+  const pending: Promise<{ statusCode: number; json(): { instanceId: string } }>[] = [];
+  for (let i = 0; i < 3; i++) {
+    pending.push(h.app.inject({ method: 'POST', url: '/v1/sessions?wait=10', payload: { service: 'chatbot' } }).then((r) => { order.push(i); return r; }));
+    await until(() => h.app.warmpool.claimer.queue.waiting('chatbot') === i + 1);
+  }
+  const metrics = await h.app.inject({ url: '/metrics' });
+  t.match(metrics.body, /warmpool_router_waiting_requests\{service="chatbot"\} 3/, 'waiting gauge');
+  for (let i = 0; i < 3; i++) {
+    await h.setState(booting[i]!, 'ready');
+    await until(() => order.length === i + 1);
+  }
+  t.same(order, [0, 1, 2], 'first come, first served');
+  const results = await Promise.all(pending);
+  t.same(results.map((r) => r.statusCode), [201, 201, 201]);
+  t.same(results.map((r) => r.json().instanceId), booting.map((b) => b.id), 'each got the next instance to finish booting');
+  const after = await h.app.inject({ url: '/metrics' });
+  t.match(after.body, /warmpool_router_sessions_waited_for_boot_total\{service="chatbot"\} 3/);
+  t.match(after.body, /warmpool_router_claim_duration_seconds_count\{service="chatbot",outcome="waited"\} 3/);
+  t.match(after.body, /warmpool_router_active_sessions\{service="chatbot"\} 3/);
+});
+
+t.test('a bounded wait ends in 503 with Retry-After from the boots under way', async (t) => {
+  const h = await harness({ ready: 1 });
+  t.teardown(() => h.close());
+  // The one ready instance booted in 40 s; take it.
+  await h.agent.putService(testSpec({ bootTimeoutSec: 600 }));
+  const first = await h.app.inject({ method: 'POST', url: '/v1/sessions', payload: { service: 'chatbot' } });
+  t.equal(first.statusCode, 201);
+  const claimedInst = h.instances[0]!;
+  await h.host.putInstance({
+    id: claimedInst.id, service: 'chatbot', host: 'host-a', state: 'claimed', address: claimedInst.address, containerId: 'c', slot: null,
+    createdAt: Date.now() - 60_000, readyAt: Date.now() - 20_000, bootMs: 40_000,
+  });
+  await h.addInstance({ state: 'booting', createdAt: Date.now() - 10_000, bootMs: null });
+  await until(() => (h.app.warmpool.directory.cached()?.instancesOf('chatbot').filter((i) => i.state === 'booting').length ?? 0) === 1);
+  const started = Date.now();
+  const res = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=0.3', payload: { service: 'chatbot' } });
+  const took = Date.now() - started;
+  t.equal(res.statusCode, 503);
+  t.equal(res.json().error.code, 'WARMPOOL_NO_READY_INSTANCE');
+  const ra = Number(res.headers['retry-after']);
+  t.ok(ra >= 28 && ra <= 31, `Retry-After ${ra} s: 40 s typical boot, 10 s in`);
+  t.ok(took >= 250 && took < 3000, `waited the bounded time (${took} ms)`);
+  t.equal(h.app.warmpool.claimer.queue.waiting('chatbot'), 0, 'left the queue');
+
+  const capped = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=0', payload: { service: 'chatbot' } });
+  t.equal(capped.statusCode, 503, 'wait=0 answers at once');
+});
+
+t.test('?wait is capped by the router maximum', async (t) => {
+  const h = await harness({ ready: 0, router: { config: { wait: { defaultSec: 0.1, maxSec: 0.2 } } } });
+  t.teardown(() => h.close());
+  const started = Date.now();
+  const res = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=3600', payload: { service: 'chatbot' } });
+  t.equal(res.statusCode, 503);
+  t.ok(Date.now() - started < 2000, 'capped at 0.2 s');
+});
+
+t.test('a client that disconnects while waiting leaves the queue', async (t) => {
+  const h = await harness({ ready: 0, listen: true });
+  t.teardown(() => h.close());
+  const ac = new AbortController();
+  const p = fetch(`${routerUrl(h.app)}/v1/sessions?wait=30`, {
+    method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' }, body: '{"service":"chatbot"}',
+  }).catch((e: unknown) => e);
+  await until(() => h.app.warmpool.claimer.queue.waiting('chatbot') === 1);
+  ac.abort();
+  await p;
+  await until(() => h.app.warmpool.claimer.queue.waiting('chatbot') === 0);
+  // The next instance goes to the next client, not to the one that left.
+  const inst = await h.addInstance({ state: 'booting' });
+  const next = h.app.inject({ method: 'POST', url: '/v1/sessions?wait=10', payload: { service: 'chatbot' } });
+  await until(() => h.app.warmpool.claimer.queue.waiting('chatbot') === 1);
+  await h.setState(inst, 'ready');
+  t.equal((await next).statusCode, 201);
+});
+
+t.test('WaitQueue: one turn per ready instance, oldest first, no overtaking', async (t) => {
+  let ready = 0;
+  const q = new WaitQueue(() => ready);
+  const a = q.join('s', 10_000);
+  const b = q.join('s', 10_000);
+  const turns: string[] = [];
+  const pa = a.next().then((o) => turns.push(`a:${o}`));
+  const pb = b.next().then((o) => turns.push(`b:${o}`));
+  ready = 1;
+  q.pump('s');
+  await pa;
+  t.same(turns, ['a:turn'], 'only the oldest is woken for one instance');
+  a.leave();
+  q.pump('s');
+  await pb;
+  t.same(turns, ['a:turn', 'b:turn']);
+  b.leave();
+  t.equal(q.waiting('s'), 0);
+
+  const c = q.join('s', 20);
+  ready = 0;
+  t.equal(await c.next(), 'timeout');
+  c.leave();
+  const d = q.join('s', 10_000);
+  const pd = d.next();
+  q.close();
+  t.equal(await pd, 'closed');
+  d.leave();
+});
+
+t.test('retryAfterSec estimates from measured boots, else the boot timeout', async (t) => {
+  const now = 1_000_000;
+  const inst = (o: Partial<InstanceRecord>): InstanceRecord => ({
+    id: 'i', service: 's', host: 'h', state: 'ready', address: '', containerId: '', slot: null, createdAt: now, readyAt: null, bootMs: null, ...o,
+  });
+  const spec = testSpec({ bootTimeoutSec: 120 });
+  t.equal(retryAfterSec([], spec, now), 5, 'nothing booting: a short default');
+  t.equal(retryAfterSec([inst({ state: 'booting', createdAt: now - 20_000 })], spec, now), 100, 'no measurement: boot timeout');
+  const measured = [inst({ bootMs: 30_000 }), inst({ bootMs: 40_000 }), inst({ bootMs: 50_000 })];
+  t.equal(retryAfterSec([...measured, inst({ state: 'booting', createdAt: now - 10_000 })], spec, now), 30, 'median 40 s, 10 s in');
+  t.equal(retryAfterSec([...measured, inst({ state: 'booting', createdAt: now - 60_000 })], spec, now), 1, 'overdue: at least 1 s');
+  const two = [...measured, inst({ state: 'booting', createdAt: now - 30_000 }), inst({ state: 'booting', createdAt: now })];
+  t.equal(retryAfterSec(two, spec, now, 1), 40, 'second in line waits for the second boot');
+  t.equal(retryAfterSec(two, spec, now, 5), 40, 'beyond the boots under way: the last one');
+});
