@@ -88,7 +88,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   const directory = new SessionDirectory(opts.registry, now, (cache) => claimer.attach(cache));
   const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
   const proxy = createUpstreamProxy({ idleTimeoutMs: config.proxy.idleTimeoutMs, maxFreeSockets: config.proxy.maxFreeSockets });
-  const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes);
+  const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes, (s) => directory.touch(s));
   const ctx: RouterContext = { config, registry: opts.registry, directory, claimer, forwarder, metrics, log: app.log };
   ctxRef.ctx = ctx;
   ctxRef.fast = fastProxy(ctx);

@@ -25,7 +25,25 @@ export class SessionForwarder {
     private readonly proxy: UpstreamProxy,
     private readonly metrics: RouterMetrics,
     private readonly maxBodyBytes: number,
+    /** Marks traffic on a session (batched keep-alive of its lease). */
+    private readonly touch: (s: SessionRecord) => void = () => undefined,
   ) {}
+
+  /**
+   * A response still streaming (SSE, a long completion) keeps its session alive: the
+   * session is touched every third of its idle timeout until the response closes.
+   */
+  private keepAliveWhileOpen(res: ServerResponse, session: SessionRecord): void {
+    const every = Math.max(1000, (session.idleTimeoutSec * 1000) / 3);
+    const touch = this.touch;
+    let timer: NodeJS.Timeout = setTimeout(function tick(this: void) {
+      touch(session);
+      timer = setTimeout(tick, every);
+      timer.unref();
+    }, every);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
+  }
 
   web(req: IncomingMessage, res: ServerResponse, session: SessionRecord, credential: string, path: string, onResponse?: ResponseHook): void {
     const declared = req.headers['content-length'];
@@ -38,6 +56,7 @@ export class SessionForwarder {
     if (declared === undefined && req.headers['transfer-encoding'] !== undefined) this.limitChunkedBody(req, res);
     req.url = path;
     prepareUpstreamHeaders(req, { credential, sessionId: session.id });
+    this.keepAliveWhileOpen(res, session);
     this.proxy.web(req, res, session.address, (err) => this.failed(err, res), onResponse);
   }
 
