@@ -4,12 +4,18 @@ import { fileURLToPath } from 'node:url';
 
 /** `npm run bench -- NAME [args]`: runs test/bench/NAME.ts's exported run(args). */
 const here = path.dirname(fileURLToPath(import.meta.url));
-const available = readdirSync(here)
-  .filter((f) => f.endsWith('.js') && !['run.js', 'stats.js'].includes(f))
+const candidates = readdirSync(here)
+  .filter((f) => f.endsWith('.js') && f !== 'run.js')
   .map((f) => f.slice(0, -3))
   .sort();
 const [name, ...args] = process.argv.slice(2);
-if (!name || !available.includes(name)) {
+if (!name || !candidates.includes(name)) {
+  // Benchmarks are the modules that export run(args); the others are their helpers.
+  const available: string[] = [];
+  for (const c of candidates) {
+    const m = (await import(`./${c}.js`)) as { run?: unknown };
+    if (typeof m.run === 'function') available.push(c);
+  }
   process.stderr.write(`usage: npm run bench -- NAME [args]\nbenchmarks: ${available.join(', ')}\n`);
   process.exit(2);
 }
