@@ -1,0 +1,306 @@
+import type { HostSession, InstanceRecord, Registry, RegistryCache } from '@warmpool/registry';
+import type { Clock } from './clock.js';
+import { sleep } from './clock.js';
+import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
+import type { ContainerRuntime } from './docker.js';
+import type { Logger } from './logger.js';
+import type { Action, LocalInstance } from './plan.js';
+import type { ServiceBackoff } from './backoff.js';
+import type { AgentOptions, AgentTiming } from './agent-options.js';
+
+/** What the action executors need of the agent. */
+export interface AgentContext {
+  readonly hostId: string;
+  readonly cluster: string;
+  readonly opts: AgentOptions;
+  readonly timing: AgentTiming;
+  readonly registry: Registry;
+  readonly cache: RegistryCache;
+  readonly host: HostSession;
+  readonly runtime: ContainerRuntime;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly backoff: ServiceBackoff;
+  readonly local: Map<string, LocalInstance>;
+  readonly busy: Set<string>;
+  readonly starting: Set<string>;
+  readonly removing: Set<string>;
+  /** service -> id of the failed record kept visible for it (the latest failure) */
+  readonly failedRecords: Map<string, string>;
+  readonly address: string;
+  readonly publishIp: string;
+  readonly sidecarImage: string;
+  readonly sidecarPort: number;
+  readonly runDir: string;
+  newInstanceId(service: string): string;
+  keyFor(instanceId: string): string;
+  draining(): boolean;
+  isClosed(): boolean;
+  kick(): void;
+  track<T>(p: Promise<T>): void;
+}
+
+type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
+
+/**
+ * The side effects of the plan's actions: registry writes (through the host session, so they
+ * live on the host lease) and container operations. Every registry write of one instance
+ * goes through one queue, in order.
+ */
+export class Actions {
+  private queues = new Map<string, Promise<void>>();
+
+  constructor(private readonly ctx: AgentContext) {}
+
+  /** The instance's registry record as the agent sees it now. */
+  record(inst: LocalInstance): InstanceRecord {
+    return {
+      id: inst.id, service: inst.service, host: this.ctx.hostId,
+      state: inst.phase === 'creating' ? 'booting' : inst.phase,
+      address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
+      createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+    };
+  }
+
+  /** Queues a write of the instance's record (with overrides); resolves when it is written. */
+  writeRecord(inst: LocalInstance, override: Partial<InstanceRecord> = {}): Promise<void> {
+    const rec = { ...this.record(inst), ...override };
+    // A ready instance gets a pre-granted session lease: a claim then costs one transaction.
+    const idle = this.ctx.cache.services.get(inst.service)?.value.session.idleTimeoutSec;
+    const opts = rec.state === 'ready' && idle ? { sessionLeaseTtlSec: idle } : {};
+    return this.enqueue(inst.id, async () => { await this.ctx.host.putInstance(rec, opts); });
+  }
+
+  private enqueue(id: string, fn: () => Promise<void>): Promise<void> {
+    const prev = this.queues.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.catch((err: unknown) => this.ctx.log.warn({ err, instance: id }, 'registry write failed'));
+    this.queues.set(id, settled);
+    void settled.finally(() => { if (this.queues.get(id) === settled) this.queues.delete(id); });
+    return next;
+  }
+
+  run(a: InstanceAction): Promise<void> {
+    switch (a.type) {
+      case 'mark-claimed': return this.markClaimed(a.instanceId, a.sessionId);
+      case 'release-slot': return this.releaseSlot(a.instanceId);
+      case 'end-session': return this.endSession(a.instanceId, a.sessionId, a.reason);
+      case 'destroy': return this.destroy(a.instanceId, a.reason, a.failure, a.tombstoneFor);
+    }
+  }
+
+  // ---- start -------------------------------------------------------------------------
+
+  /** Waits the spread delay, takes the slot (or loses the race), then launches the pod. */
+  async start(a: Extract<Action, { type: 'start' }>): Promise<void> {
+    const { ctx } = this;
+    if (a.delayMs > 0) await sleep(ctx.clock, a.delayMs);
+    if (ctx.isClosed() || ctx.draining()) return;
+    const spec = ctx.cache.services.get(a.service)?.value;
+    const until = ctx.backoff.until(a.service);
+    if (!spec || a.slot >= spec.warm || (until !== undefined && until > ctx.clock.now())) return;
+    if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
+    const id = ctx.newInstanceId(a.service);
+    if (!(await ctx.host.takeSlot(a.service, a.slot, id))) {
+      ctx.log.debug({ service: a.service, slot: a.slot }, 'lost the race for a warm slot');
+      return;
+    }
+    const inst: LocalInstance = {
+      id, service: a.service, phase: 'creating', slot: a.slot, slotSeen: false, specHash: specHash(spec),
+      memoryMb: spec.resources.memoryMb, createdAt: ctx.clock.now(), startedAt: null, launchedAt: null, readyAt: null, bootMs: null,
+    };
+    ctx.local.set(id, inst);
+    ctx.busy.add(id);
+    // The next slot may be taken while this pod is created.
+    ctx.starting.delete(a.service);
+    ctx.kick();
+    ctx.track(this.launch(inst, { cluster: ctx.cluster, hostId: ctx.hostId, instanceId: id, slot: a.slot, spec, publishIp: ctx.publishIp,
+      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id) })
+      .finally(() => { ctx.busy.delete(id); ctx.kick(); }));
+  }
+
+  /** App container (sidecar port published), then the sidecar in its network namespace. */
+  private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
+    const { ctx } = this;
+    const booting = this.writeRecord(inst);
+    const t0 = ctx.clock.now();
+    try {
+      const appId = await ctx.runtime.create(appContainerSpec(pod));
+      inst.appContainerId = appId;
+      // The sidecar is created while the app starts (it only needs the app's id); boot time
+      // counts from the app's start request.
+      const startAt = ctx.clock.now();
+      const [sidecarId] = await Promise.all([
+        ctx.runtime.create(sidecarContainerSpec(pod, appId, startAt)).then((id) => { inst.sidecarContainerId = id; return id; }),
+        ctx.runtime.start(appId).then(() => { inst.startedAt = startAt; }),
+      ]);
+      await ctx.runtime.start(sidecarId);
+      inst.launchedAt = ctx.clock.now();
+      const details = await ctx.runtime.inspect(inst.appContainerId);
+      const port = details?.ports[podSidecarPort(pod.sidecarPort, pod.spec.containerPort)];
+      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the app container vanished');
+      inst.address = `${ctx.address}:${port}`;
+      await booting.catch(() => undefined);
+      if (inst.dead) return;
+      inst.phase = 'booting';
+      ctx.log.info({ instance: inst.id, service: inst.service, slot: inst.slot, address: inst.address, launchMs: ctx.clock.now() - t0 }, 'instance booting');
+      if (inst.readyAt !== null) this.becameReady(inst);
+      else await this.writeRecord(inst);
+    } catch (err) {
+      await booting.catch(() => undefined);
+      if (!inst.dead) {
+        inst.dead = `launch failed: ${(err as Error).message}`;
+        inst.deadIsFailure = true;
+        ctx.log.warn({ err, instance: inst.id, service: inst.service }, 'instance launch failed');
+      }
+    }
+  }
+
+  /** The sidecar reported ready: the instance joins the ready set. */
+  becameReady(inst: LocalInstance): void {
+    const { ctx } = this;
+    inst.phase = 'ready';
+    ctx.log.info({ instance: inst.id, service: inst.service, bootMs: inst.bootMs }, 'instance ready');
+    void this.writeRecord(inst).catch(() => undefined);
+    const failed = ctx.failedRecords.get(inst.service);
+    if (failed) {
+      ctx.failedRecords.delete(inst.service);
+      void this.enqueue(failed, () => ctx.host.deleteInstance(inst.service, failed)).catch(() => undefined);
+    }
+  }
+
+  // ---- instance actions ----------------------------------------------------------------
+
+  private async markClaimed(id: string, sessionId: string): Promise<void> {
+    const inst = this.ctx.local.get(id);
+    if (!inst || inst.phase === 'claimed') return;
+    // The claim transaction deleted the slot key: forget it, never release it.
+    if (inst.slot !== null) this.ctx.host.forgetSlot(inst.service, inst.slot);
+    // Its pre-granted session lease is the session's now (routers refresh it).
+    this.ctx.host.instanceClaimed(id);
+    inst.slot = null;
+    inst.phase = 'claimed';
+    inst.sessionId = sessionId;
+    this.ctx.backoff.success(inst.service);
+    this.ctx.log.info({ instance: id, service: inst.service, session: sessionId }, 'instance claimed');
+    await this.writeRecord(inst);
+  }
+
+  private async releaseSlot(id: string): Promise<void> {
+    const inst = this.ctx.local.get(id);
+    if (!inst || inst.slot === null || inst.phase === 'claimed') return;
+    const slot = inst.slot;
+    // Record first: a claim of the old record version would delete the slot another host takes next.
+    inst.slot = null;
+    inst.slotSeen = false;
+    await this.writeRecord(inst);
+    await this.ctx.host.releaseSlot(inst.service, slot, id);
+    this.ctx.log.info({ instance: id, service: inst.service, slot }, 'host draining: warm slot handed back');
+  }
+
+  private async endSession(id: string, sessionId: string, reason: 'expired' | 'instance-gone'): Promise<void> {
+    const ended = await this.ctx.registry.endSession(sessionId, reason);
+    this.ctx.log.info({ instance: id, session: sessionId, reason, ended }, 'session ended by the agent');
+  }
+
+  /**
+   * Takes the instance out of the registry (a failed record stays visible, with the backoff,
+   * until the service has a ready instance again here), then removes its containers.
+   */
+  async destroy(id: string, reason: string, failure: boolean, tombstoneFor?: string): Promise<void> {
+    const { ctx } = this;
+    const inst = ctx.local.get(id);
+    if (!inst) return;
+    ctx.removing.add(id);
+    // Later reports and events about this instance change nothing now.
+    if (!inst.dead) { inst.dead = reason; inst.deadIsFailure = failure; }
+    const retiring = inst.phase !== 'claimed' && !failure;
+    try {
+      if (failure) {
+        const b = ctx.backoff.failure(inst.service, reason);
+        const why = `${reason}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
+        const slot = inst.slot;
+        inst.slot = null;
+        await this.writeRecord(inst, { state: 'failed', reason: why, slot: null });
+        // Stop keeping its pre-granted session lease alive (if it had one): it runs out.
+        ctx.host.instanceClaimed(id);
+        if (slot !== null) await ctx.host.releaseSlot(inst.service, slot, id);
+        const prev = ctx.failedRecords.get(inst.service);
+        ctx.failedRecords.set(inst.service, id);
+        if (prev && prev !== id) await this.enqueue(prev, () => ctx.host.deleteInstance(inst.service, prev));
+        ctx.log.warn({ instance: id, service: inst.service, reason, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
+      } else {
+        if (retiring && inst.slot !== null) {
+          // Out of the ready set first (a claim of the old record would delete whatever holds
+          // the slot by then), then hand the slot back only if it is still ours.
+          const slot = inst.slot;
+          inst.slot = null;
+          await this.writeRecord(inst, { state: 'draining', slot: null });
+          await ctx.host.releaseSlot(inst.service, slot, id);
+        }
+        await this.enqueue(id, () => ctx.host.deleteInstance(inst.service, id));
+        if (retiring) {
+          // A claim may have landed just before the delete: then the instance serves it.
+          const claim = await ctx.registry.store.get(ctx.cache.keys.claim(inst.service, id));
+          if (claim) {
+            inst.phase = 'claimed';
+            inst.slot = null;
+            delete inst.dead;
+            delete inst.deadIsFailure;
+            inst.sessionId = (JSON.parse(claim.value) as { sessionId: string }).sessionId;
+            await this.writeRecord(inst);
+            ctx.log.info({ instance: id, session: inst.sessionId }, 'claimed while being retired: kept for its session');
+            return;
+          }
+        }
+        ctx.log.info({ instance: id, service: inst.service, reason }, 'instance retired');
+      }
+      if (tombstoneFor) {
+        await ctx.registry.recordExpired({ sessionId: tombstoneFor, service: inst.service, instanceId: id, reason: 'expired', endedAt: ctx.clock.now() })
+          .catch((err: unknown) => ctx.log.warn({ err, session: tombstoneFor }, 'could not record the expired session'));
+      }
+      await this.removeContainers(inst);
+      ctx.local.delete(id);
+    } finally {
+      ctx.removing.delete(id);
+    }
+  }
+
+  private async removeContainers(inst: LocalInstance): Promise<void> {
+    const ids = [inst.sidecarContainerId, inst.appContainerId].filter((x): x is string => !!x);
+    const results = await Promise.allSettled(ids.map((c) => this.ctx.runtime.remove(c)));
+    for (const r of results) {
+      // Left for the stray sweep (grace period) to remove later.
+      if (r.status === 'rejected') this.ctx.log.warn({ err: r.reason, instance: inst.id }, 'could not remove a container');
+    }
+  }
+
+  async removeStrays(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      this.ctx.log.warn({ container: id.slice(0, 12) }, 'removing a container of ours that no instance owns');
+      await this.ctx.runtime.remove(id).catch((err: unknown) => this.ctx.log.warn({ err, container: id }, 'could not remove a stray container'));
+    }
+  }
+
+  /** Periodic anti-entropy: rewrites records the registry lost or holds differently. */
+  repairRecords(): void {
+    const { ctx } = this;
+    for (const inst of ctx.local.values()) {
+      if (ctx.busy.has(inst.id) || ctx.removing.has(inst.id) || inst.dead || inst.phase === 'creating') continue;
+      const cur = ctx.cache.instances.get(inst.id)?.value;
+      const want = this.record(inst);
+      if (!cur || cur.state !== want.state || cur.slot !== want.slot || cur.address !== want.address) {
+        ctx.log.info({ instance: inst.id, had: cur?.state ?? 'nothing' }, 'repairing the instance record');
+        void this.writeRecord(inst).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Host decommissioned: every instance goes now (claimed ones too; their sessions end). */
+  async destroyAll(): Promise<void> {
+    for (const inst of [...this.ctx.local.values()]) {
+      if (inst.phase === 'claimed' && inst.sessionId) await this.ctx.registry.endSession(inst.sessionId, 'instance-gone').catch(() => false);
+      await this.destroy(inst.id, 'agent stopped with destroyInstances', false).catch((err: unknown) => this.ctx.log.warn({ err }, 'destroy failed'));
+    }
+  }
+}

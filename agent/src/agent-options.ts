@@ -1,0 +1,81 @@
+import type { KvStore } from '@warmpool/registry';
+import type { ServiceBackoff } from './backoff.js';
+import type { Clock } from './clock.js';
+import type { ContainerRuntime } from './docker.js';
+import type { Logger } from './logger.js';
+import type { LocalInstance } from './plan.js';
+
+/** Options, status and handle of an agent (see agent.ts and agent/README.md). */
+export interface AgentTiming {
+  /** Full re-list of containers and reconcile (with +-20 % jitter). */
+  resyncMs: number;
+  /** Full re-list of the registry cache. */
+  cacheResyncMs: number;
+  /** Our labelled containers that no instance owns are removed after this long. */
+  strayGraceMs: number;
+  /** Spread: delay per instance more than the emptiest host, before taking a slot. */
+  spreadStepMs: number;
+  maxSpreadMs: number;
+  /** Per-service backoff after failed instances. */
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Docker event stream reconnect delay (doubling up to 5 s). */
+  dockerRetryMs: number;
+}
+
+export const DEFAULT_TIMING: AgentTiming = {
+  resyncMs: 30_000, cacheResyncMs: 60_000, strayGraceMs: 60_000, spreadStepMs: 50, maxSpreadMs: 1_000,
+  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200,
+};
+
+export interface AgentOptions {
+  store: KvStore;
+  prefix?: string;
+  runtime: ContainerRuntime;
+  hostId: string;
+  /** Address routers reach this host's instances at; sidecar ports are published on it. */
+  address: string;
+  /** IP the sidecar ports bind to (default: address). */
+  publishIp?: string;
+  capacity: { instances: number; memoryMb: number };
+  labels?: Record<string, string>;
+  /** Holds the agent's socket (mounted into every sidecar). */
+  runDir: string;
+  leaseTtlSec?: number;
+  /** Container label value; default derived from the prefix. */
+  cluster?: string;
+  sidecarImage?: string;
+  sidecarPort?: number;
+  timing?: Partial<AgentTiming>;
+  clock?: Clock;
+  random?: () => number;
+  newInstanceId?: (service: string) => string;
+  logger?: Logger;
+  version?: string;
+}
+
+export interface AgentStatus {
+  hostId: string;
+  cluster: string;
+  draining: boolean;
+  capacity: { instances: number; memoryMb: number };
+  instances: LocalInstance[];
+  backoff: ReturnType<ServiceBackoff['snapshot']>;
+  strays: string[];
+  docker: 'connected' | 'reconnecting';
+}
+
+export interface AgentHandle {
+  readonly hostId: string;
+  readonly cluster: string;
+  readonly socketPath: string;
+  status(): AgentStatus;
+  /** Re-lists containers and reconciles now (tests, `kill -HUP`). */
+  resync(): Promise<void>;
+  /**
+   * Stops the agent. By default containers keep running and the registry records live on
+   * until the lease TTL, so a restarted agent adopts them. destroyInstances: remove every
+   * instance and revoke the lease (host decommissioned).
+   */
+  close(opts?: { destroyInstances?: boolean }): Promise<void>;
+}

@@ -1,0 +1,150 @@
+import Docker from 'dockerode';
+import type { Readable } from 'node:stream';
+import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from './docker.js';
+import { AgentError } from './errors.js';
+
+/** The container engine through dockerode (the only module that imports it). */
+export interface DockerodeOptions {
+  /** Unix socket of the engine (default /var/run/docker.sock). */
+  socketPath?: string;
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { statusCode?: number })?.statusCode;
+}
+
+function mapError(err: unknown, what: string): Error {
+  const status = statusOf(err);
+  const msg = (err as { json?: { message?: string }; message?: string })?.json?.message ?? (err as Error)?.message ?? String(err);
+  if (status === 404 && /no such image/i.test(msg)) return new AgentError('WARMPOOL_IMAGE_MISSING', `${what}: image not found (${msg}); build it on this host, there is no registry to pull from`, { cause: err });
+  if (status === undefined) return new AgentError('WARMPOOL_DOCKER_UNAVAILABLE', `${what}: the Docker engine is unreachable: ${msg}`, { cause: err, retryable: true });
+  return new AgentError('WARMPOOL_CONTAINER_FAILED', `${what}: ${msg}`, { cause: err, retryable: status >= 500 });
+}
+
+const labelFilter = (labels: Record<string, string>): string[] => Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+
+export class DockerodeRuntime implements ContainerRuntime {
+  private readonly docker: Docker;
+
+  constructor(opts: DockerodeOptions = {}) {
+    this.docker = new Docker({ socketPath: opts.socketPath ?? '/var/run/docker.sock' });
+  }
+
+  async list(labels: Record<string, string>): Promise<ContainerSummary[]> {
+    try {
+      const rows = await this.docker.listContainers({ all: true, filters: { label: labelFilter(labels) } });
+      return rows.map((r) => {
+        const ports: Record<number, number> = {};
+        for (const p of r.Ports ?? []) if (p.PublicPort && p.Type === 'tcp') ports[p.PrivatePort] = p.PublicPort;
+        return { id: r.Id, labels: r.Labels ?? {}, running: r.State === 'running', createdAt: r.Created * 1000, ports };
+      });
+    } catch (err) {
+      throw mapError(err, 'list containers');
+    }
+  }
+
+  async create(spec: ContainerCreateSpec): Promise<string> {
+    const port = spec.publish ? `${spec.publish.containerPort}/tcp` : undefined;
+    try {
+      const c = await this.docker.createContainer({
+        name: spec.name,
+        Image: spec.image,
+        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+        Labels: spec.labels,
+        ...(port ? { ExposedPorts: { [port]: {} } } : {}),
+        HostConfig: {
+          ...(spec.memoryBytes ? { Memory: spec.memoryBytes } : {}),
+          ...(spec.nanoCpus ? { NanoCpus: spec.nanoCpus } : {}),
+          ...(port ? { PortBindings: { [port]: [{ HostIp: spec.publish!.hostIp, HostPort: '0' }] } } : {}),
+          ...(spec.networkOfContainer ? { NetworkMode: `container:${spec.networkOfContainer}` } : {}),
+          ...(spec.binds ? { Binds: Object.entries(spec.binds).map(([h, c]) => `${h}:${c}`) } : {}),
+          // The agent replaces instances itself; the engine must not restart them behind its back.
+          RestartPolicy: { Name: 'no' },
+        },
+      });
+      return c.id;
+    } catch (err) {
+      throw mapError(err, `create container ${spec.name}`);
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).start();
+    } catch (err) {
+      if (statusOf(err) === 304) return; // already started
+      throw mapError(err, `start container ${id.slice(0, 12)}`);
+    }
+  }
+
+  async inspect(id: string): Promise<ContainerDetails | undefined> {
+    try {
+      const d = await this.docker.getContainer(id).inspect();
+      const ports: Record<number, number> = {};
+      for (const [k, v] of Object.entries(d.NetworkSettings?.Ports ?? {})) {
+        const [num, proto] = k.split('/');
+        const hostPort = v?.[0]?.HostPort;
+        if (proto === 'tcp' && hostPort) ports[Number(num)] = Number(hostPort);
+      }
+      return { id: d.Id, running: d.State.Running, exitCode: d.State.Running ? null : d.State.ExitCode, oomKilled: d.State.OOMKilled, labels: d.Config.Labels ?? {}, ports };
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw mapError(err, `inspect container ${id.slice(0, 12)}`);
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch (err) {
+      const s = statusOf(err);
+      if (s === 404) return;
+      // 409: removal already in progress (someone else, or our own earlier call).
+      if (s === 409 && /already in progress/i.test((err as Error).message)) return;
+      throw mapError(err, `remove container ${id.slice(0, 12)}`);
+    }
+  }
+
+  async subscribe(labels: Record<string, string>, onEvent: (e: ContainerEvent) => void, onClose: (err?: Error) => void): Promise<EventSubscription> {
+    let stream: Readable;
+    try {
+      stream = (await this.docker.getEvents({ filters: { type: ['container'], label: labelFilter(labels) } })) as unknown as Readable;
+    } catch (err) {
+      throw mapError(err, 'subscribe to events');
+    }
+    let buf = '';
+    let closed = false;
+    const finish = (err?: Error): void => {
+      if (closed) return;
+      closed = true;
+      onClose(err);
+    };
+    stream.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        try {
+          const e = JSON.parse(line) as { Action?: string; status?: string; Actor?: { ID?: string; Attributes?: Record<string, string> }; id?: string; time?: number; timeNano?: number };
+          const attrs = e.Actor?.Attributes ?? {};
+          const action = (e.Action ?? e.status ?? '').split(':')[0]!;
+          const ev: ContainerEvent = {
+            action, id: e.Actor?.ID ?? e.id ?? '', labels: attrs,
+            time: e.timeNano ? Math.floor(e.timeNano / 1e6) : (e.time ?? 0) * 1000,
+            ...(attrs.signal !== undefined ? { signal: attrs.signal } : {}),
+            ...(attrs.exitCode !== undefined ? { exitCode: Number(attrs.exitCode) } : {}),
+          };
+          onEvent(ev);
+        } catch {
+          // A malformed line is skipped; the periodic re-list covers anything missed.
+        }
+      }
+    });
+    stream.on('error', (err: Error) => finish(err));
+    stream.on('end', () => finish());
+    stream.on('close', () => finish());
+    return { close: () => { closed = true; stream.destroy(); } };
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The container engine as the agent needs it. Only docker-dockerode.ts implements it with
+ * dockerode; unit tests use a fake.
+ */
+export interface ContainerSummary {
+  id: string;
+  labels: Record<string, string>;
+  running: boolean;
+  /** Epoch ms the container was created. */
+  createdAt: number;
+  /** Published ports: container port (tcp) -> host port. */
+  ports: Record<number, number>;
+}
+
+export interface ContainerCreateSpec {
+  name: string;
+  image: string;
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  /** Memory limit in bytes (0 = none). */
+  memoryBytes?: number;
+  /** CPU limit in 1e-9 CPUs (0 = none). */
+  nanoCpus?: number;
+  /** Publish this container port on hostIp with a port the engine picks. */
+  publish?: { containerPort: number; hostIp: string };
+  /** Join that container's network namespace (the "pod" pattern). */
+  networkOfContainer?: string;
+  /** host path -> container path */
+  binds?: Record<string, string>;
+}
+
+export interface ContainerDetails {
+  id: string;
+  running: boolean;
+  exitCode: number | null;
+  oomKilled: boolean;
+  labels: Record<string, string>;
+  ports: Record<number, number>;
+}
+
+export interface ContainerEvent {
+  /** die | oom | kill | destroy | start | create ... */
+  action: string;
+  id: string;
+  labels: Record<string, string>;
+  /** kill: the signal; die: the exit code. */
+  signal?: string;
+  exitCode?: number;
+  /** Epoch ms. */
+  time: number;
+}
+
+export interface EventSubscription {
+  close(): void;
+}
+
+export interface ContainerRuntime {
+  /** Every container (running or not) carrying all of these labels. */
+  list(labels: Record<string, string>): Promise<ContainerSummary[]>;
+  create(spec: ContainerCreateSpec): Promise<string>;
+  start(id: string): Promise<void>;
+  /** undefined when the container does not exist. */
+  inspect(id: string): Promise<ContainerDetails | undefined>;
+  /** Force-removes (with volumes); a container that is already gone is not an error. */
+  remove(id: string): Promise<void>;
+  /**
+   * Container events of containers carrying these labels. `onClose` fires once when the
+   * stream ends for any reason (the engine restarted, the connection broke); the caller
+   * subscribes again.
+   */
+  subscribe(labels: Record<string, string>, onEvent: (e: ContainerEvent) => void, onClose: (err?: Error) => void): Promise<EventSubscription>;
+}

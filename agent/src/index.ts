@@ -1,0 +1,12 @@
+export * from './agent.js';
+export * from './plan.js';
+export * from './adopt.js';
+export * from './backoff.js';
+export * from './clock.js';
+export * from './config.js';
+export * from './container-spec.js';
+export * from './docker.js';
+export * from './errors.js';
+export * from './labels.js';
+export * from './run.js';
+export { DockerodeRuntime, type DockerodeOptions } from './docker-dockerode.js';

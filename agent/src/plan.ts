@@ -1,0 +1,290 @@
+import type { ServiceSpec } from '@warmpool/registry';
+
+/**
+ * The agent's reconciler: a pure function from what should be (services in the registry)
+ * and what is (this host's instances, the fleet's slots and claims, the containers Docker
+ * lists) to the actions that converge them. No I/O, no clock, no randomness: every input is
+ * passed in, so it is tested with plain objects (agent/test/plan.test.ts). The agent runs
+ * it after every registry change, Docker event and sidecar report, and periodically.
+ */
+
+/** Where one of this host's instances is in its life (see docs/lifecycle-instance.md). */
+export type Phase = 'creating' | 'booting' | 'ready' | 'claimed';
+
+export interface LocalInstance {
+  id: string;
+  service: string;
+  phase: Phase;
+  /** Warm slot held while unclaimed; null once claimed (or released on a draining host). */
+  slot: number | null;
+  /** The registry cache has shown the slot held by this instance (its absence later means something). */
+  slotSeen: boolean;
+  specHash: string;
+  memoryMb: number;
+  /** Epoch ms the slot was taken. */
+  createdAt: number;
+  /** Epoch ms the app container started (boot timeout counts from here). */
+  startedAt: number | null;
+  /** Epoch ms both containers were running (container lists older than this prove nothing). */
+  launchedAt: number | null;
+  readyAt: number | null;
+  bootMs: number | null;
+  appContainerId?: string;
+  sidecarContainerId?: string;
+  /** host:port of the sidecar. */
+  address?: string;
+  sessionId?: string;
+  /** Why the instance must go (container died, sidecar reported failure...). */
+  dead?: string;
+  /** The death is the image's fault (counts towards the service's backoff). */
+  deadIsFailure?: boolean;
+}
+
+export interface ServiceTarget {
+  spec: ServiceSpec;
+  hash: string;
+}
+
+/** A host as other agents see it in the registry (used to spread instances). */
+export interface HostLoad {
+  id: string;
+  /** Not draining, and below its instance capacity. */
+  accepting: boolean;
+  /** Instances per service (failed ones excluded). */
+  perService: ReadonlyMap<string, number>;
+}
+
+export interface FleetView {
+  /** service -> slot -> holder instance id */
+  slots: ReadonlyMap<string, ReadonlyMap<number, string>>;
+  /** instance id -> claiming session id */
+  claims: ReadonlyMap<string, string>;
+  /** session id -> hard end (epoch ms) */
+  sessionExpiry: ReadonlyMap<string, number>;
+  /** sessions that have a tombstone (ended explicitly or recorded as expired) */
+  tombstones: ReadonlySet<string>;
+  hosts: readonly HostLoad[];
+  /** service -> ready-and-unclaimed instances across the fleet */
+  readyUnclaimed: ReadonlyMap<string, number>;
+}
+
+export interface ContainerView {
+  /** Epoch ms the list was taken (started). */
+  listedAt: number;
+  /** instance id -> which of its containers run */
+  byInstance: ReadonlyMap<string, { app: boolean; sidecar: boolean }>;
+  /** Our cluster's containers on this host that belong to no instance we know, with when we first saw them. */
+  strays: readonly { id: string; firstSeenAt: number }[];
+}
+
+export interface PlanInput {
+  now: number;
+  hostId: string;
+  capacity: { instances: number; memoryMb: number };
+  draining: boolean;
+  services: ReadonlyMap<string, ServiceTarget>;
+  fleet: FleetView;
+  local: ReadonlyMap<string, LocalInstance>;
+  /** Instances with an action in flight: left alone this round. */
+  busy: ReadonlySet<string>;
+  /** Services with a start in flight (at most one per service at a time). */
+  starting: ReadonlySet<string>;
+  /** service -> no start before this time */
+  backoffUntil: ReadonlyMap<string, number>;
+  containers: ContainerView | undefined;
+  timing: { spreadStepMs: number; maxSpreadMs: number; strayGraceMs: number };
+}
+
+export type Action =
+  /** Take warm slot `slot` (after `delayMs`, to let emptier hosts win) and boot an instance into it. */
+  | { type: 'start'; service: string; slot: number; delayMs: number }
+  /** A session claimed the instance: its slot is consumed; record it as claimed. */
+  | { type: 'mark-claimed'; instanceId: string; sessionId: string }
+  /** Draining host: give the slot back so another host boots a replacement; the instance stays claimable. */
+  | { type: 'release-slot'; instanceId: string }
+  /** End the session on the instance (max lifetime passed, or the instance died under it). */
+  | { type: 'end-session'; instanceId: string; sessionId: string; reason: 'expired' | 'instance-gone' }
+  /** Destroy the containers and the record. failure: counts for backoff; tombstone: write one if missing. */
+  | { type: 'destroy'; instanceId: string; reason: string; failure: boolean; tombstoneFor?: string }
+  /** Containers of our cluster on this host that no instance owns, past the grace period. */
+  | { type: 'remove-strays'; containerIds: string[] };
+
+export interface Plan {
+  actions: Action[];
+  /** When the plan must run again even if nothing changes (boot deadline, expiry, backoff end). */
+  wakeAt: number | undefined;
+}
+
+/** Deterministic per-host choice among free slots, so racing agents tend to pick different ones. */
+function pickSlot(free: number[], hostId: string): number {
+  let h = 0;
+  for (const c of hostId) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return free[h % free.length]!;
+}
+
+export function plan(input: PlanInput): Plan {
+  const actions: Action[] = [];
+  let wakeAt: number | undefined;
+  const wake = (t: number): void => { if (wakeAt === undefined || t < wakeAt) wakeAt = t; };
+  const { now, fleet, local, services } = input;
+
+  // Ready instances of ours without a slot, per service (drain hand-over).
+  const unslottedReady = new Map<string, number>();
+  for (const i of local.values()) {
+    if (i.phase === 'ready' && i.slot === null) unslottedReady.set(i.service, (unslottedReady.get(i.service) ?? 0) + 1);
+  }
+
+  for (const inst of local.values()) {
+    if (input.busy.has(inst.id)) continue;
+    const claimSession = fleet.claims.get(inst.id);
+
+    if (inst.phase === 'claimed') {
+      const sessionId = inst.sessionId!;
+      if (claimSession === undefined) {
+        // Session over (ended, idle lease expired, or ended by us): one instance, one session.
+        actions.push({
+          type: 'destroy', instanceId: inst.id, reason: inst.dead ?? 'session ended', failure: inst.deadIsFailure ?? false,
+          ...(fleet.tombstones.has(sessionId) ? {} : { tombstoneFor: sessionId }),
+        });
+      } else if (inst.dead) {
+        actions.push({ type: 'end-session', instanceId: inst.id, sessionId, reason: 'instance-gone' });
+      } else {
+        const expiry = fleet.sessionExpiry.get(sessionId);
+        if (expiry !== undefined && expiry <= now) actions.push({ type: 'end-session', instanceId: inst.id, sessionId, reason: 'expired' });
+        else if (expiry !== undefined) wake(expiry);
+      }
+      continue;
+    }
+
+    if (claimSession !== undefined) {
+      actions.push({ type: 'mark-claimed', instanceId: inst.id, sessionId: claimSession });
+      continue;
+    }
+
+    if (inst.dead) {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: inst.dead, failure: inst.deadIsFailure ?? false });
+      continue;
+    }
+
+    if (inst.phase === 'creating') continue;
+
+    // Containers missing or stopped, in a list taken after both were running.
+    const c = input.containers;
+    if (c && inst.launchedAt !== null && c.listedAt > inst.launchedAt) {
+      const seen = c.byInstance.get(inst.id);
+      if (!seen?.app || !seen.sidecar) {
+        actions.push({ type: 'destroy', instanceId: inst.id, reason: `container ${!seen?.app ? 'app' : 'sidecar'} is gone or stopped`, failure: true });
+        continue;
+      }
+    }
+
+    const target = services.get(inst.service);
+    if (!target) {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'service removed', failure: false });
+      continue;
+    }
+    const spec = target.spec;
+
+    if (inst.phase === 'booting') {
+      const deadline = (inst.startedAt ?? inst.createdAt) + spec.bootTimeoutSec * 1000;
+      if (now >= deadline) {
+        actions.push({ type: 'destroy', instanceId: inst.id, reason: `boot timeout: not ready after ${spec.bootTimeoutSec} s`, failure: true });
+        continue;
+      }
+      wake(deadline);
+    }
+
+    if (inst.specHash !== target.hash) {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'service spec changed', failure: false });
+      continue;
+    }
+
+    if (inst.slot !== null) {
+      const holder = fleet.slots.get(inst.service)?.get(inst.slot);
+      if (inst.slotSeen && holder !== inst.id) {
+        // The claim that deletes a slot writes the claim in the same transaction, and no claim
+        // is here: the slot went with a lost lease, or a claim came and went unseen.
+        actions.push({ type: 'destroy', instanceId: inst.id, reason: 'warm slot lost', failure: false });
+      } else if (inst.slot >= spec.warm) {
+        actions.push({ type: 'destroy', instanceId: inst.id, reason: 'warm count lowered', failure: false });
+      } else if (input.draining) {
+        actions.push({ type: 'release-slot', instanceId: inst.id });
+      }
+      continue;
+    }
+
+    // No slot: only a draining host keeps such an instance, until other hosts have replaced it.
+    if (!input.draining) {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'holds no warm slot', failure: false });
+    } else if (inst.phase !== 'ready') {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'host draining', failure: false });
+    } else {
+      const elsewhere = (fleet.readyUnclaimed.get(inst.service) ?? 0) - (unslottedReady.get(inst.service) ?? 0);
+      if (elsewhere >= spec.warm) {
+        actions.push({ type: 'destroy', instanceId: inst.id, reason: 'host draining: replaced elsewhere', failure: false });
+        unslottedReady.set(inst.service, (unslottedReady.get(inst.service) ?? 1) - 1);
+      }
+    }
+  }
+
+  // Strays: containers of ours that no instance owns, once the grace period is over.
+  if (input.containers) {
+    const due = input.containers.strays.filter((s) => now - s.firstSeenAt >= input.timing.strayGraceMs);
+    if (due.length) actions.push({ type: 'remove-strays', containerIds: due.map((s) => s.id) });
+    for (const s of input.containers.strays) if (now - s.firstSeenAt < input.timing.strayGraceMs) wake(s.firstSeenAt + input.timing.strayGraceMs);
+  }
+
+  if (!input.draining) planStarts(input, actions, wake);
+  return { actions, wakeAt };
+}
+
+function planStarts(input: PlanInput, actions: Action[], wake: (t: number) => void): void {
+  const { local, fleet, now } = input;
+  let count = local.size + input.starting.size;
+  let memory = 0;
+  const perService = new Map<string, number>();
+  const localSlots = new Map<string, Set<number>>();
+  for (const i of local.values()) {
+    memory += i.memoryMb;
+    perService.set(i.service, (perService.get(i.service) ?? 0) + 1);
+    if (i.slot !== null) {
+      let s = localSlots.get(i.service);
+      if (!s) localSlots.set(i.service, (s = new Set()));
+      s.add(i.slot);
+    }
+  }
+  for (const svc of input.starting) {
+    const spec = input.services.get(svc)?.spec;
+    if (spec) memory += spec.resources.memoryMb;
+  }
+
+  const names = [...input.services.keys()].sort();
+  for (const name of names) {
+    const { spec } = input.services.get(name)!;
+    if (spec.warm <= 0 || input.starting.has(name)) continue;
+    const until = input.backoffUntil.get(name);
+    if (until !== undefined && until > now) { wake(until); continue; }
+    const held = fleet.slots.get(name);
+    const mine = localSlots.get(name);
+    const free: number[] = [];
+    for (let n = 0; n < spec.warm; n++) if (!held?.has(n) && !mine?.has(n)) free.push(n);
+    if (!free.length) continue;
+    if (count >= input.capacity.instances) return;
+    if (input.capacity.memoryMb > 0 && memory + spec.resources.memoryMb > input.capacity.memoryMb) continue;
+    const myCount = perService.get(name) ?? 0;
+    if (myCount >= spec.maxPerHost) continue;
+
+    // Spread: wait in proportion to how many more instances of this service we run than the
+    // emptiest host that could take one, so emptier hosts tend to win the slot.
+    let fewest = myCount;
+    for (const h of fleet.hosts) {
+      if (h.id === input.hostId || !h.accepting) continue;
+      const n = h.perService.get(name) ?? 0;
+      if (n < spec.maxPerHost && n < fewest) fewest = n;
+    }
+    const delayMs = Math.min(input.timing.maxSpreadMs, input.timing.spreadStepMs * (myCount - fewest));
+    actions.push({ type: 'start', service: name, slot: pickSlot(free, input.hostId), delayMs });
+    count++;
+    memory += spec.resources.memoryMb;
+  }
+}

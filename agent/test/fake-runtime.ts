@@ -1,0 +1,95 @@
+import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from '../src/docker.js';
+
+interface FakeContainer { id: string; spec: ContainerCreateSpec; running: boolean; createdAt: number; port: number }
+
+/** An in-memory container engine: enough of Docker for the agent's logic. */
+export class FakeRuntime implements ContainerRuntime {
+  containers = new Map<string, FakeContainer>();
+  subscribers = new Set<{ labels: Record<string, string>; onEvent: (e: ContainerEvent) => void; onClose: (err?: Error) => void }>();
+  calls = { list: 0, create: 0, remove: 0, subscribe: 0 };
+  down = false;
+  private next = 1;
+  private nextPort = 40000;
+
+  private check(): void {
+    if (this.down) throw Object.assign(new Error('connect ECONNREFUSED /var/run/docker.sock'), { code: 'ECONNREFUSED' });
+  }
+
+  private matches(labels: Record<string, string>, want: Record<string, string>): boolean {
+    return Object.entries(want).every(([k, v]) => labels[k] === v);
+  }
+
+  async list(labels: Record<string, string>): Promise<ContainerSummary[]> {
+    this.check();
+    this.calls.list++;
+    return [...this.containers.values()].filter((c) => this.matches(c.spec.labels, labels)).map((c) => ({
+      id: c.id, labels: c.spec.labels, running: c.running, createdAt: c.createdAt,
+      ports: c.spec.publish ? { [c.spec.publish.containerPort]: c.port } : {},
+    }));
+  }
+
+  async create(spec: ContainerCreateSpec): Promise<string> {
+    this.check();
+    this.calls.create++;
+    const id = `c${String(this.next++).padStart(12, '0')}`;
+    this.containers.set(id, { id, spec, running: false, createdAt: Date.now(), port: this.nextPort++ });
+    return id;
+  }
+
+  async start(id: string): Promise<void> {
+    this.check();
+    const c = this.containers.get(id);
+    if (!c) throw Object.assign(new Error('no such container'), { statusCode: 404 });
+    c.running = true;
+  }
+
+  async inspect(id: string): Promise<ContainerDetails | undefined> {
+    this.check();
+    const c = this.containers.get(id);
+    if (!c) return undefined;
+    return { id, running: c.running, exitCode: c.running ? null : 137, oomKilled: false, labels: c.spec.labels, ports: c.spec.publish ? { [c.spec.publish.containerPort]: c.port } : {} };
+  }
+
+  async remove(id: string): Promise<void> {
+    this.check();
+    this.calls.remove++;
+    const c = this.containers.get(id);
+    if (!c) return;
+    this.containers.delete(id);
+    if (c.running) this.emit({ action: 'die', id, labels: c.spec.labels, exitCode: 137, time: Date.now() });
+    this.emit({ action: 'destroy', id, labels: c.spec.labels, time: Date.now() });
+  }
+
+  async subscribe(labels: Record<string, string>, onEvent: (e: ContainerEvent) => void, onClose: (err?: Error) => void): Promise<EventSubscription> {
+    this.check();
+    this.calls.subscribe++;
+    const sub = { labels, onEvent, onClose };
+    this.subscribers.add(sub);
+    return { close: () => { this.subscribers.delete(sub); } };
+  }
+
+  emit(e: ContainerEvent): void {
+    for (const s of this.subscribers) if (this.matches(e.labels, s.labels)) s.onEvent(e);
+  }
+
+  /** The container exits on its own (crash); with events=false nobody hears of it. */
+  crash(id: string, events = true): void {
+    const c = this.containers.get(id)!;
+    c.running = false;
+    if (events) this.emit({ action: 'die', id, labels: c.spec.labels, exitCode: 1, time: Date.now() });
+  }
+
+  /** The engine goes away: every event stream ends; calls fail until `restart()`. */
+  stop(): void {
+    this.down = true;
+    for (const s of [...this.subscribers]) { this.subscribers.delete(s); s.onClose(new Error('socket hang up')); }
+  }
+
+  restart(): void {
+    this.down = false;
+  }
+
+  byRole(role: 'app' | 'sidecar'): FakeContainer[] {
+    return [...this.containers.values()].filter((c) => c.spec.labels['warmpool.role'] === role);
+  }
+}
