@@ -56,19 +56,31 @@ export class HostSession extends EventEmitter {
         try {
           await this.grant();
           const leaseId = this.lease!.id;
-          for (const [key, value] of this.records) {
-            await this.store.txn([], [{ type: 'put', key, value, lease: leaseId }]);
-          }
+          // Slots first: an instance record must never name a slot its host no longer
+          // holds, or a claim on it would delete another host's slot.
+          const lostSlots = new Map<string, SlotRecord>();
           for (const [key, slot] of [...this.slotsHeld]) {
             const r = await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }], [key]);
-            if (!r.succeeded) {
-              const holder = r.reads?.[0] ? (JSON.parse(r.reads[0].value) as SlotRecord) : undefined;
-              if (holder?.instanceId !== slot.instanceId) {
-                this.slotsHeld.delete(key);
-                this.emit('slot-lost', slot.service, slot.slot, slot.instanceId);
-              }
+            if (r.succeeded) continue;
+            const holder = r.reads?.[0] ? (JSON.parse(r.reads[0].value) as SlotRecord) : undefined;
+            if (holder?.instanceId === slot.instanceId) {
+              // Still ours (the old lease had not expired yet): move it to the new lease.
+              await this.store.txn([{ key, op: 'modRevision', equals: r.reads![0]!.modRevision }], [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }]);
+              continue;
             }
+            this.slotsHeld.delete(key);
+            lostSlots.set(slot.instanceId, slot);
           }
+          for (const [key, value] of [...this.records]) {
+            let v = value;
+            const rec = this.keys.parse(key)?.kind === 'instances' ? (JSON.parse(value) as InstanceRecord) : undefined;
+            if (rec && rec.slot !== null && lostSlots.has(rec.id)) {
+              v = JSON.stringify({ ...rec, slot: null });
+              this.records.set(key, v);
+            }
+            await this.store.txn([], [{ type: 'put', key, value: v, lease: leaseId }]);
+          }
+          for (const slot of lostSlots.values()) this.emit('slot-lost', slot.service, slot.slot, slot.instanceId);
           this.emit('restored');
           return;
         } catch (err) {

@@ -163,6 +163,7 @@ t.test('host lease loss: records are put again, a slot taken meanwhile is report
   t.ok(await store.get('/wp-test/hosts/h1'), 'host record back');
   t.ok(await store.get('/wp-test/instances/chatbot/i1'), 'instance back');
   t.same(lost, [['chatbot', 0, 'i1']], 'slot loss reported');
+  t.equal(JSON.parse((await store.get('/wp-test/instances/chatbot/i1'))!.value).slot, null, 'the instance no longer names the slot it lost');
   t.equal(JSON.parse((await store.get('/wp-test/slots/chatbot/0'))!.value).instanceId, 'j1');
   t.ok(cache.hosts.has('h1'));
   await hs.close({ revoke: true });
