@@ -1,4 +1,4 @@
-import type { KvStore } from '@warmpool/registry';
+import type { KvStore, Registry } from '@warmpool/registry';
 import type { ServiceBackoff } from './backoff.js';
 import type { Clock } from './clock.js';
 import type { ContainerRuntime } from './docker.js';
@@ -67,6 +67,8 @@ export interface AgentStatus {
 
 export interface AgentHandle {
   readonly hostId: string;
+  /** The agent's registry (its watch cache feeds the Consul catalog publisher). */
+  readonly registry: Registry;
   readonly cluster: string;
   readonly socketPath: string;
   status(): AgentStatus;

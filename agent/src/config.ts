@@ -27,6 +27,8 @@ export const agentConfigSchema = z.object({
   }).strict().prefault({}),
   labels: z.record(z.string(), z.string()).default({}),
   runDir: z.string().min(1).default('/run/warmpool'),
+  /** The local Consul agent (HOST:PORT): ready instances are published there for DNS. */
+  consulAgent: z.string().regex(/^[^:\s]+:\d{1,5}$/, 'HOST:PORT of the local Consul agent').optional(),
   leaseTtlSec: z.number().int().min(1).max(3600).default(10),
   cluster: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
   sidecar: z.object({
@@ -64,6 +66,7 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: 'strin
   { flag: 'memory-mb', env: 'WARMPOOL_CAPACITY_MEMORY_MB', path: ['capacity', 'memoryMb'], type: 'number' },
   { flag: 'label', env: 'WARMPOOL_LABELS', path: ['labels'], type: 'labels' },
   { flag: 'run-dir', env: 'WARMPOOL_RUN_DIR', path: ['runDir'], type: 'string' },
+  { flag: 'consul-agent', env: 'WARMPOOL_CONSUL_AGENT', path: ['consulAgent'], type: 'string' },
   { flag: 'lease-ttl', env: 'WARMPOOL_LEASE_TTL', path: ['leaseTtlSec'], type: 'number' },
   { flag: 'cluster', env: 'WARMPOOL_CLUSTER', path: ['cluster'], type: 'string' },
   { flag: 'sidecar-image', env: 'WARMPOOL_SIDECAR_IMAGE', path: ['sidecar', 'image'], type: 'string' },

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { openStore, storeConfigFrom, WarmpoolError } from '@warmpool/registry';
+import { ConsulCatalog } from '@warmpool/registry/consul-catalog';
 import { startAgent, type AgentHandle } from './agent.js';
 import { readConfigFile, resolveAgentConfig, SETTINGS, type AgentConfig } from './config.js';
 import { DockerodeRuntime } from './docker-dockerode.js';
@@ -35,9 +36,20 @@ export async function runAgent(cfg: AgentConfig): Promise<RunningAgent> {
     await store.close().catch(() => undefined);
     throw err;
   }
+  // With a local Consul agent, this host's instances are published there (DNS).
+  let catalog: ConsulCatalog | undefined;
+  if (cfg.consulAgent) {
+    const i = cfg.consulAgent.lastIndexOf(':');
+    catalog = new ConsulCatalog({
+      host: cfg.consulAgent.slice(0, i), port: Number(cfg.consulAgent.slice(i + 1)),
+      onError: (err) => log.warn({ error: (err as Error)?.message ?? String(err) }, 'consul catalog sync failed'),
+    });
+    catalog.followHost(await agent.registry.cache(), cfg.hostId);
+  }
   return {
     agent,
     async stop(opts) {
+      await catalog?.close({ deregister: Boolean(opts?.destroyInstances) });
       await agent.close(opts);
       await store.close().catch(() => undefined);
       log.flush();

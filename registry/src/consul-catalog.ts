@@ -37,6 +37,8 @@ export class ConsulCatalog {
   private again = false;
   private closed = false;
   private detach: (() => void) | undefined;
+  /** Services this catalog registered carry meta.owner = this; others are never touched. */
+  private owner: string | undefined;
 
   constructor(private readonly opts: CatalogOptions) {
     this.consul = new Consul({ host: opts.host, port: opts.port, ...(opts.token ? { defaults: { token: opts.token } } : {}) });
@@ -45,6 +47,7 @@ export class ConsulCatalog {
 
   /** Publishes the instances of `hostId` from the cache, following its changes. */
   followHost(cache: RegistryCache, hostId: string): void {
+    this.owner ??= `host:${hostId}`;
     const compute = (): void => {
       const next = new Map<string, Desired>();
       for (const [key, d] of this.desired) if (d.meta.kind === 'router') next.set(key, d);
@@ -66,6 +69,7 @@ export class ConsulCatalog {
 
   /** Registers a router as service `warmpool-router` (passing while this process lives). */
   addRouter(id: string, address: string, port: number): void {
+    this.owner ??= `router:${id}`;
     const serviceId = `warmpool-router-${id}`;
     this.desired.set(serviceId, { serviceId, name: 'warmpool-router', address, port, passing: true, note: 'router up', meta: { kind: 'router', router: id } });
     this.start();
@@ -107,17 +111,18 @@ export class ConsulCatalog {
   }
 
   private async syncOnce(): Promise<void> {
-    const actual = (await this.consul.agent.service.list()) as Record<string, { ID: string; Service: string; Address: string; Port: number; Tags?: string[] }>;
-    const mine = Object.values(actual).filter((s) => s.Tags?.includes(TAG));
+    const actual = (await this.consul.agent.service.list()) as Record<string, { ID: string; Service: string; Address: string; Port: number; Tags?: string[]; Meta?: Record<string, string> }>;
+    // Several publishers may share one Consul agent (an agent and a router on one VM).
+    const mine = Object.values(actual).filter((s) => s.Tags?.includes(TAG) && s.Meta?.owner === this.owner);
     for (const s of mine) {
       const d = this.desired.get(s.ID);
       if (!d) await this.consul.agent.service.deregister({ id: s.ID });
     }
     for (const d of this.desired.values()) {
       const have = actual[d.serviceId];
-      if (!have || have.Address !== d.address || have.Port !== d.port) {
+      if (!have || have.Address !== d.address || have.Port !== d.port || have.Meta?.owner !== this.owner) {
         await this.consul.agent.service.register({
-          name: d.name, id: d.serviceId, address: d.address, port: d.port, tags: [TAG], meta: d.meta,
+          name: d.name, id: d.serviceId, address: d.address, port: d.port, tags: [TAG], meta: { ...d.meta, owner: this.owner ?? '' },
           check: { checkid: `${d.serviceId}:ttl`, name: `${d.name} (warmpool)`, ttl: `${this.ttlSec}s`, deregistercriticalserviceafter: '10m', timeout: '1s' },
         });
       }

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startEtcd, type EtcdCluster } from './etcd.js';
+import { startEtcd, type EtcdCluster, type EtcdMember } from './etcd.js';
 import { startConsul, type ConsulAgent } from './consul.js';
 import { removeContainersByLabel } from './docker.js';
 import { repoRoot } from './infra.js';
@@ -42,6 +42,12 @@ export interface MeshOptions {
   hostAddresses?: string[];
   defaultService?: string;
   agentArgs?: string[];
+  /** Extra etcd flags per member (e.g. also listen on a veth address, for an agent in a network namespace). */
+  etcdExtraArgs?: (m: EtcdMember) => string[];
+  /** Command that agent i runs under, e.g. ['ip', 'netns', 'exec', NS] to put its host in a network namespace. */
+  agentCommandPrefix?: (i: number) => string[] | undefined;
+  /** etcd endpoints (comma separated) agent i uses instead of the mesh's own. */
+  agentEtcdEndpoints?: (i: number) => string | undefined;
   onLine?: (proc: string, line: string) => void;
 }
 
@@ -99,7 +105,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const prefix = `/warmpool-${id}/`;
   const cluster = `wp-${id}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-mesh-'));
-  const etcd = await startEtcd({ members: opts.etcdMembers ?? 1 });
+  const etcd = await startEtcd({ members: opts.etcdMembers ?? 1, ...(opts.etcdExtraArgs ? { extraArgs: opts.etcdExtraArgs } : {}) });
   let consul: ConsulAgent | undefined;
   const agents: MeshAgent[] = [];
   const routers: MeshRouter[] = [];
@@ -120,12 +126,17 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     const a: MeshAgent = agents[i] ?? { name: `agent-${i + 1}`, hostId, address, proc: undefined, output: [] };
     agents[i] = a;
     const args = [
-      warmpoolBin, 'agent', '--etcd', endpoints(), '--prefix', prefix, '--host-id', hostId, '--address', address,
+      warmpoolBin, 'agent', '--etcd', opts.agentEtcdEndpoints?.(i) ?? endpoints(), '--prefix', prefix, '--host-id', hostId, '--address', address,
       '--run-dir', path.join(dir, hostId), '--lease-ttl', String(opts.leaseTtlSec ?? 3), '--cluster', cluster,
       '--stray-grace-sec', '5', '--instances', '8',
       ...(opts.agentArgs ?? []),
     ];
-    a.proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (consul) args.push('--consul-agent', `127.0.0.1:${consul.httpPort}`);
+    const wrap = opts.agentCommandPrefix?.(i) ?? [];
+    // `ip netns exec` execs the command: the pid stays the agent's, so signals reach it.
+    a.proc = wrap.length
+      ? spawn(wrap[0]!, [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     pipeLines(a.proc, a, opts.onLine);
     return a;
   };
