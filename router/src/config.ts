@@ -75,7 +75,9 @@ export function routerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Route
   const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
   const out: Record<string, unknown> = {};
   const registry: Record<string, unknown> = {};
-  if (env.WARMPOOL_ETCD_ENDPOINTS) registry.endpoints = env.WARMPOOL_ETCD_ENDPOINTS.split(',').map((s) => s.trim()).filter(Boolean);
+  // WARMPOOL_ETCD, as every warmpool command reads it (WARMPOOL_ETCD_ENDPOINTS: older name, still read).
+  const etcd = env.WARMPOOL_ETCD ?? env.WARMPOOL_ETCD_ENDPOINTS;
+  if (etcd) registry.endpoints = etcd.split(',').map((s) => s.trim()).filter(Boolean);
   if (env.WARMPOOL_PREFIX) registry.prefix = env.WARMPOOL_PREFIX;
   out.registry = registry;
   const listen: Record<string, unknown> = {};

@@ -78,7 +78,7 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
     for (const p of ['listen.port', 'adminToken', 'registry.endpoints.0', '(root)']) t.ok(paths.includes(p), `problem at ${p}`);
   }
   const fromEnv = parseRouterConfig(routerConfigFromEnv({
-    WARMPOOL_ETCD_ENDPOINTS: 'http://127.0.0.1:1,http://127.0.0.1:2', WARMPOOL_ROUTER_PORT: '9000', WARMPOOL_DEFAULT_SERVICE: 'chatbot',
+    WARMPOOL_ETCD: 'http://127.0.0.1:1,http://127.0.0.1:2', WARMPOOL_ROUTER_PORT: '9000', WARMPOOL_DEFAULT_SERVICE: 'chatbot',
     WARMPOOL_MAX_WAIT_SEC: '60', WARMPOOL_PREFIX: '/wp/',
   }));
   t.ok(fromEnv.ok);

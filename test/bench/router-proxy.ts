@@ -12,7 +12,7 @@ export async function startRouterProcess(endpoints: string[], prefix: string, en
   const port = await freePort();
   const proc = spawn(process.execPath, [path.join(repoRoot, 'router/dist/src/main.js')], {
     env: {
-      ...process.env, WARMPOOL_ETCD_ENDPOINTS: endpoints.join(','), WARMPOOL_PREFIX: prefix,
+      ...process.env, WARMPOOL_ETCD: endpoints.join(','), WARMPOOL_PREFIX: prefix,
       WARMPOOL_ROUTER_HOST: '127.0.0.1', WARMPOOL_ROUTER_PORT: String(port), WARMPOOL_LOG_LEVEL: 'warn', ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],

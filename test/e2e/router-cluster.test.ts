@@ -189,7 +189,7 @@ t.test('router cluster on real etcd', { skip: infraSkip('etcd') }, async (t) => 
     const port = await freePort();
     const child: ChildProcess = spawn(process.execPath, [path.join(repoRoot, 'router/dist/src/main.js')], {
       env: {
-        ...process.env, WARMPOOL_ETCD_ENDPOINTS: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix,
+        ...process.env, WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix,
         WARMPOOL_ROUTER_HOST: '127.0.0.1', WARMPOOL_ROUTER_PORT: String(port), WARMPOOL_LOG_LEVEL: 'warn',
       },
       stdio: ['ignore', 'ignore', 'pipe'],
