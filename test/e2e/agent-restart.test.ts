@@ -9,7 +9,9 @@ t.test('a restarted agent adopts its containers', { skip: infraSkip('docker', 'e
   await requireImages();
   const h = await AgentHarness.create(t);
   const runDir = h.runDir();
-  let agent = h.spawnAgent('host-a', { runDir, leaseTtlSec: 3 });
+  // A TTL well above a process restart on a loaded CI machine: the point is that a restart
+  // within the TTL loses nothing, not how fast node starts.
+  let agent = h.spawnAgent('host-a', { runDir, leaseTtlSec: 15 });
   await h.putService(chatSpec({ warm: 2 }));
   await h.waitReady(2);
   const claim = await h.registry.claim({ service: 'chat', sessionId: newSessionId() });
@@ -39,7 +41,7 @@ t.test('a restarted agent adopts its containers', { skip: infraSkip('docker', 'e
       const exit = await agent.exited;
       t.same(exit, how === 'SIGTERM' ? { code: 0, signal: null } : { code: null, signal: 'SIGKILL' }, 'exit status');
       t.same((await snapshot()).containers, before.containers, 'containers keep running while the agent is away');
-      agent = h.spawnAgent('host-a', { runDir, leaseTtlSec: 3 });
+      agent = h.spawnAgent('host-a', { runDir, leaseTtlSec: 15 });
       await eventually(() => /agent started/.test(agent.output()), { timeoutMs: 15_000, what: 'agent up' });
       // Give it a few resync rounds: nothing may be created or removed.
       await eventually(() => (agent.output().match(/"msg":"adopted instance"/g) ?? []).length === 3, { timeoutMs: 10_000, what: 'three adoptions logged' });
