@@ -1,18 +1,2 @@
-/** Time as the agent sees it; tests pass a fake one. */
-export interface Clock {
-  now(): number;
-  /** Runs fn after ms; returns a cancel function. */
-  setTimeout(fn: () => void, ms: number): () => void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
-
-export function sleep(clock: Clock, ms: number): Promise<void> {
-  return new Promise((resolve) => { clock.setTimeout(resolve, ms); });
-}
+// The shared clock: see registry/src/clock.ts.
+export { type Clock, systemClock, sleep } from '@warmpool/registry/clock';

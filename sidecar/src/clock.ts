@@ -1,14 +1,2 @@
-/** Time as the sidecar sees it; tests pass a fake one. */
-export interface Clock {
-  now(): number;
-  /** Runs fn after ms; returns a cancel function. */
-  setTimeout(fn: () => void, ms: number): () => void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    return () => clearTimeout(t);
-  },
-};
+// The shared clock: see registry/src/clock.ts.
+export { type Clock, systemClock } from '@warmpool/registry/clock';
