@@ -127,6 +127,8 @@ export class Agent implements AgentHandle, AgentContext {
     this.host.on('restored', () => { this.log.info('host lease restored'); this.kick(); });
     this.host.on('slot-lost', (service: string, slot: number, instanceId: string) => {
       const inst = this.local.get(instanceId);
+      // A claimed instance serves a session: it was never surplus, whatever its slot did.
+      if (inst?.phase === 'claimed' || this.cache.claims.has(instanceId)) return;
       this.log.warn({ service, slot, instance: instanceId }, 'warm slot taken by another host while our lease was lost: retiring the surplus instance');
       if (inst && !inst.dead) { inst.dead = 'warm slot taken by another host after a lease loss'; inst.deadIsFailure = false; }
       this.kick();

@@ -32,7 +32,11 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
   }
 
   const claims = new Map<string, string>();
-  for (const [id, v] of cache.claims) claims.set(id, v.value.sessionId);
+  const endedClaims = new Set<string>();
+  for (const [id, v] of cache.claims) {
+    if (v.value.ended) endedClaims.add(id);
+    else claims.set(id, v.value.sessionId);
+  }
   const sessionExpiry = new Map<string, number>();
   for (const inst of ctx.local.values()) {
     if (inst.sessionId) {
@@ -71,7 +75,7 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
     capacity: ctx.opts.capacity,
     draining: ctx.draining(),
     services,
-    fleet: { slots, claims, sessionExpiry, tombstones, hosts, readyUnclaimed },
+    fleet: { slots, claims, endedClaims, sessionExpiry, tombstones, hosts, readyUnclaimed },
     local: ctx.local,
     busy: ctx.busy,
     starting: ctx.starting,

@@ -57,8 +57,10 @@ export interface HostLoad {
 export interface FleetView {
   /** service -> slot -> holder instance id */
   slots: ReadonlyMap<string, ReadonlyMap<number, string>>;
-  /** instance id -> claiming session id */
+  /** instance id -> claiming session id (live sessions only) */
   claims: ReadonlyMap<string, string>;
+  /** instances whose session was ended (claim marked ended): never claimable again */
+  endedClaims?: ReadonlySet<string>;
   /** session id -> hard end (epoch ms) */
   sessionExpiry: ReadonlyMap<string, number>;
   /** sessions that have a tombstone (ended explicitly or recorded as expired) */
@@ -158,6 +160,12 @@ export function plan(input: PlanInput): Plan {
 
     if (claimSession !== undefined) {
       actions.push({ type: 'mark-claimed', instanceId: inst.id, sessionId: claimSession });
+      continue;
+    }
+
+    if (fleet.endedClaims?.has(inst.id)) {
+      // Claimed and ended before this agent saw the claim (it was down or stalled).
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'session ended', failure: false });
       continue;
     }
 

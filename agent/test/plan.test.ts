@@ -23,6 +23,7 @@ function inst(id: string, over: Partial<LocalInstance> = {}): LocalInstance {
 interface Fleet {
   slots?: Record<string, Record<number, string>>;
   claims?: Record<string, string>;
+  endedClaims?: string[];
   sessionExpiry?: Record<string, number>;
   tombstones?: string[];
   hosts?: { id: string; accepting?: boolean; perService?: Record<string, number> }[];
@@ -40,7 +41,7 @@ function input(o: {
     now: NOW, hostId: o.hostId ?? 'h1', capacity: o.capacity ?? { instances: 10, memoryMb: 0 }, draining: o.draining ?? false,
     services,
     fleet: {
-      slots, claims: new Map(Object.entries(f.claims ?? {})), sessionExpiry: new Map(Object.entries(f.sessionExpiry ?? {})),
+      slots, claims: new Map(Object.entries(f.claims ?? {})), endedClaims: new Set(f.endedClaims ?? []), sessionExpiry: new Map(Object.entries(f.sessionExpiry ?? {})),
       tombstones: new Set(f.tombstones ?? []),
       hosts: (f.hosts ?? []).map((h) => ({ id: h.id, accepting: h.accepting ?? true, perService: new Map(Object.entries(h.perService ?? {})) })),
       readyUnclaimed: new Map(Object.entries(f.readyUnclaimed ?? {})),
@@ -193,4 +194,10 @@ t.test('strays are removed after the grace period, with a wake-up until then', a
   const p = plan(input({ services: [], containers }));
   t.same(p.actions, [{ type: 'remove-strays', containerIds: ['old'] }]);
   t.equal(p.wakeAt, NOW - 1_000 + 30_000);
+});
+
+t.test('regression (reclaim after agent death): an instance whose session ended before the agent saw the claim is destroyed', async (t) => {
+  const full = { chat: { 0: 'x', 1: 'y', 2: 'z' } };
+  const p = plan(input({ local: [inst('a', { slot: null })], fleet: { slots: full, endedClaims: ['a'] } }));
+  t.same(p.actions.filter((a) => a.type === 'destroy').map((a) => (a as { instanceId: string }).instanceId), ['a']);
 });

@@ -59,13 +59,28 @@ export class HostSession extends EventEmitter {
           // Slots first: an instance record must never name a slot its host no longer
           // holds, or a claim on it would delete another host's slot.
           const lostSlots = new Map<string, SlotRecord>();
+          const consumed = new Set<string>();
           for (const [key, slot] of [...this.slotsHeld]) {
-            const r = await this.store.txn([{ key, op: 'absent' }], [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }], [key]);
+            // A claim may have consumed the slot while the lease was gone: never put back a
+            // slot for a claimed instance.
+            const claimKey = this.keys.claim(slot.service, slot.instanceId);
+            const r = await this.store.txn(
+              [{ key, op: 'absent' }, { key: claimKey, op: 'absent' }],
+              [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }],
+              [key, claimKey],
+            );
             if (r.succeeded) continue;
-            const holder = r.reads?.[0] ? (JSON.parse(r.reads[0].value) as SlotRecord) : undefined;
+            const [cur, claim] = r.reads ?? [];
+            if (claim) {
+              // Consumed by a claim: the instance serves a session now, it is not surplus.
+              this.slotsHeld.delete(key);
+              consumed.add(slot.instanceId);
+              continue;
+            }
+            const holder = cur ? (JSON.parse(cur.value) as SlotRecord) : undefined;
             if (holder?.instanceId === slot.instanceId) {
               // Still ours (the old lease had not expired yet): move it to the new lease.
-              await this.store.txn([{ key, op: 'modRevision', equals: r.reads![0]!.modRevision }], [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }]);
+              await this.store.txn([{ key, op: 'modRevision', equals: cur!.modRevision }], [{ type: 'put', key, value: JSON.stringify(slot), lease: leaseId }]);
               continue;
             }
             this.slotsHeld.delete(key);
@@ -74,7 +89,7 @@ export class HostSession extends EventEmitter {
           for (const [key, value] of [...this.records]) {
             let v = value;
             const rec = this.keys.parse(key)?.kind === 'instances' ? (JSON.parse(value) as InstanceRecord) : undefined;
-            if (rec && rec.slot !== null && lostSlots.has(rec.id)) {
+            if (rec && rec.slot !== null && (lostSlots.has(rec.id) || consumed.has(rec.id))) {
               v = JSON.stringify({ ...rec, slot: null });
               this.records.set(key, v);
             }

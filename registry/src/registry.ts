@@ -241,8 +241,9 @@ export class Registry {
   }
 
   /**
-   * Ends a session: claim, session and idempotency keys go and a tombstone stays, in one
-   * transaction; then the session's lease is revoked. False if it was not active.
+   * Ends a session: session and idempotency keys go, the claim is marked ended and a
+   * tombstone stays, in one transaction; then the session's lease is revoked. False if it
+   * was not active.
    */
   async endSession(id: string, reason: TombstoneRecord['reason']): Promise<boolean> {
     const key = this.keys.session(id);
@@ -250,10 +251,14 @@ export class Registry {
     if (!cur) return false;
     const s = JSON.parse(cur.value) as SessionRecord;
     const tomb: TombstoneRecord = { sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now() };
+    const tombLease = await this.tombstoneLeaseId();
+    // The claim is not deleted but marked ended: an instance serves one session, and a
+    // missing claim key would make it look claimable until its agent catches up.
+    const ended: ClaimRecord = { sessionId: id, service: s.service, instanceId: s.instanceId, claimedAt: s.createdAt, ended: true, endedAt: tomb.endedAt };
     const ops: KvOp[] = [
       { type: 'delete', key },
-      { type: 'delete', key: this.keys.claim(s.service, s.instanceId) },
-      { type: 'put', key: this.keys.tombstone(id), value: JSON.stringify(tomb), lease: await this.tombstoneLeaseId() },
+      { type: 'put', key: this.keys.claim(s.service, s.instanceId), value: JSON.stringify(ended), lease: tombLease },
+      { type: 'put', key: this.keys.tombstone(id), value: JSON.stringify(tomb), lease: tombLease },
     ];
     if (s.idempotencyKey) ops.push({ type: 'delete', key: this.keys.idempotency(s.service, s.idempotencyKey) });
     const r = await this.store.txn([{ key, op: 'modRevision', equals: cur.modRevision }], ops);

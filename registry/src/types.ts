@@ -95,12 +95,18 @@ export interface SessionRecord {
   idempotencyKey?: string;
 }
 
-/** Marker that an instance is taken; lives on the session's lease. */
+/** Marker that an instance is taken; lives on the session's lease (once ended: the tombstone lease). */
 export interface ClaimRecord {
   sessionId: string;
   service: string;
   instanceId: string;
   claimedAt: number;
+  /**
+   * Set when the session was ended: the claim stays (on the tombstone lease) so the used
+   * instance can never be claimed again, even before its agent has marked or destroyed it.
+   */
+  ended?: boolean;
+  endedAt?: number;
 }
 
 /** Left behind when a session ends, so routers can answer 410 instead of 404. */

@@ -96,7 +96,7 @@ t.test('ending a session leaves a tombstone; lookups say ended', async (t) => {
   t.equal(await reg.endSession(sid, 'ended'), false, 'second end is a no-op');
   const l = await reg.lookupSession(sid);
   t.equal(l.state, 'ended');
-  t.notOk(await store.get('/wp-test/claims/chatbot/i1'), 'claim gone');
+  t.ok(JSON.parse((await store.get('/wp-test/claims/chatbot/i1'))!.value).ended, 'claim marked ended, not deleted');
   t.same(await reg.lookupSession(newSessionId()), { state: 'unknown' });
   t.same(await reg.claim({ service: 'chatbot', sessionId: sid }), { ok: false, reason: 'session-ended' }, 'an ended id cannot be reused');
   await hs.close({ revoke: true });
@@ -188,4 +188,30 @@ t.test('claims spread sessions across hosts', async (t) => {
   t.equal(n1, 3, `3 sessions on each host (${hosts.join(',')})`);
   await h1.close({ revoke: true });
   await h2.close({ revoke: true });
+});
+
+t.test('regression (slot leak after etcd outage): a slot consumed by a claim while the lease was lost is not put back', async (t) => {
+  const { reg, store } = await setup(t);
+  const hs = await reg.openHost(host('h1'));
+  t.ok(await hs.takeSlot('chatbot', 0, 'i1'));
+  await hs.putInstance(inst('i1', 'h1', 0));
+  const lost: unknown[] = [];
+  hs.on('slot-lost', (...a: unknown[]) => lost.push(a));
+  const restored = new Promise((r) => hs.once('restored', r));
+  // The lease goes; before the agent recovers, its instance is put back by hand as the
+  // cache last saw it and claimed (as a router would, from a cache that still had it).
+  const claimedWhileLost = new Promise<boolean>((resolve) => hs.once('lost', () => {
+    void (async () => {
+      await store.txn([], [{ type: 'put', key: '/wp-test/instances/chatbot/i1', value: JSON.stringify(inst('i1', 'h1', 0)) }]);
+      await new Promise((r) => setImmediate(r));
+      const r = await reg.claim({ service: 'chatbot', sessionId: newSessionId() });
+      resolve(r.ok);
+    })();
+  }));
+  store.loseLease(hs.leaseId!);
+  t.equal(await claimedWhileLost, true, 'claimed during the outage');
+  await restored;
+  t.notOk(await store.get('/wp-test/slots/chatbot/0'), 'the consumed slot stays free for a replacement');
+  t.same(lost, [], 'a claimed instance is not reported as surplus (regression: claimed instance retired after lease loss)');
+  await hs.close({ revoke: true });
 });

@@ -74,7 +74,11 @@ export async function runRegistryConformance(t: T, makeStore: () => Promise<{ st
     const r = await reg.claim({ service: 'chatbot', sessionId: sid });
     t.ok(r.ok);
     t.equal(await reg.endSession(sid, 'ended'), true);
-    t.notOk(await store.get(reg.keys.claim('chatbot', 'i1')), 'claim removed');
+    const claim = await store.get(reg.keys.claim('chatbot', 'i1'));
+    t.ok(claim && (JSON.parse(claim.value) as { ended?: boolean }).ended, 'claim marked ended');
+    t.equal(cache.ready.count('chatbot'), 0, 'the used instance is not claimable again');
+    const again = await reg.claim({ service: 'chatbot', sessionId: newSessionId() });
+    t.same(again, { ok: false, reason: 'no-ready-instance' }, 'regression (reclaim after agent death): a new session never gets it');
     const l = await reg.lookupSession(sid);
     t.equal(l.state, 'ended');
   });
