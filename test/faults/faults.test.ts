@@ -1,0 +1,29 @@
+import t from 'tap';
+import { infraSkip, inCI } from '../src/index.js';
+import { defaultLogDir, runScenario } from './harness.js';
+import { netnsAvailable } from './netns.js';
+import { SCENARIOS } from './scenarios.js';
+
+// The short form of the fault suite (`npm run faults -- --short`), one subtest per scenario,
+// one fresh mesh each. About 4 minutes on a 2-core machine; the file asks tap for more time
+// than its default per-file timeout.
+t.setTimeout(12 * 60_000);
+
+const skip = infraSkip('etcd', 'docker');
+const netnsWhy = skip ? undefined : await netnsAvailable();
+// In CI a missing piece is a failure, never a silent skip.
+if (netnsWhy && inCI) throw new Error(`required infrastructure missing in CI: ${netnsWhy}`);
+
+for (const sc of SCENARIOS.filter((s) => s.short)) {
+  const why = skip || (sc.netns && netnsWhy ? netnsWhy : false);
+  t.test(`fault ${sc.name}: ${sc.summary}`, { skip: why, timeout: 4 * 60_000 }, async (t) => {
+    const r = await runScenario(sc, { profile: 'short', logDir: defaultLogDir, log: (m) => t.comment(m) });
+    t.comment(JSON.stringify(r));
+    t.notOk(r.error, 'the scenario ran to the end', { error: r.error });
+    t.equal(r.doubleAssigned, 0, 'no instance held by two sessions at once (client view and every registry revision)', { details: r.details });
+    t.equal(r.reused, 0, 'no instance handed to a second session (one instance, one session)', { details: r.details });
+    t.equal(r.orphans, 0, 'no orphaned containers or records after recovery', { details: r.details });
+    t.ok(r.served > 0, `the workload served sessions (${r.served} served, ${r.failed} failed)`);
+    t.not(r.recoverySec, null, `the pool recovered and new sessions succeed (recoverySec ${r.recoverySec})`);
+  });
+}
