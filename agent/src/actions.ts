@@ -1,4 +1,4 @@
-import type { HostSession, InstanceRecord, Registry, RegistryCache } from '@warmpool/registry';
+import { WarmpoolError, type HostSession, type InstanceRecord, type Registry, type RegistryCache } from '@warmpool/registry';
 import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
@@ -149,8 +149,10 @@ export class Actions {
     } catch (err) {
       await booting.catch(() => undefined);
       if (!inst.dead) {
+        // An unreachable registry says nothing about the image: retire without a penalty.
+        const registryDown = WarmpoolError.is(err) && err.retryable;
         inst.dead = `launch failed: ${(err as Error).message}`;
-        inst.deadIsFailure = true;
+        inst.deadIsFailure = !registryDown;
         ctx.log.warn({ err, instance: inst.id, service: inst.service }, 'instance launch failed');
       }
     }
@@ -217,8 +219,14 @@ export class Actions {
     const retiring = inst.phase !== 'claimed' && !failure;
     try {
       if (failure) {
-        const b = ctx.backoff.failure(inst.service, reason);
-        const why = `${reason}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
+        // Charged once per instance: a destroy retried while the registry is away (its
+        // writes fail) must not grow the backoff on every attempt.
+        if (inst.failureWhy === undefined) {
+          const b = ctx.backoff.failure(inst.service, reason);
+          inst.failureWhy = `${reason}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
+          ctx.log.warn({ instance: id, service: inst.service, reason, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
+        }
+        const why = inst.failureWhy;
         const slot = inst.slot;
         inst.slot = null;
         await this.writeRecord(inst, { state: 'failed', reason: why, slot: null });
@@ -228,7 +236,6 @@ export class Actions {
         const prev = ctx.failedRecords.get(inst.service);
         ctx.failedRecords.set(inst.service, id);
         if (prev && prev !== id) await this.enqueue(prev, () => ctx.host.deleteInstance(inst.service, prev));
-        ctx.log.warn({ instance: id, service: inst.service, reason, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
       } else {
         if (retiring && inst.slot !== null) {
           // Out of the ready set first (a claim of the old record would delete whatever holds
@@ -242,7 +249,7 @@ export class Actions {
         if (retiring) {
           // A claim may have landed just before the delete: then the instance serves it.
           const claim = await ctx.registry.store.get(ctx.cache.keys.claim(inst.service, id));
-          if (claim) {
+          if (claim && !(JSON.parse(claim.value) as { ended?: boolean }).ended) {
             inst.phase = 'claimed';
             inst.slot = null;
             delete inst.dead;

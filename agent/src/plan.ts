@@ -13,6 +13,8 @@ export type Phase = 'creating' | 'booting' | 'ready' | 'claimed';
 
 export interface LocalInstance {
   id: string;
+  /** Set once its failure was charged to the service's backoff (a retried destroy charges nothing). */
+  failureWhy?: string;
   service: string;
   phase: Phase;
   /** Warm slot held while unclaimed; null once claimed (or released on a draining host). */

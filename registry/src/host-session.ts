@@ -86,7 +86,11 @@ export class HostSession extends EventEmitter {
             this.slotsHeld.delete(key);
             lostSlots.set(slot.instanceId, slot);
           }
-          for (const [key, value] of [...this.records]) {
+          for (const [key] of [...this.records]) {
+            // Read the map again for each key: a record deleted meanwhile (an instance the
+            // agent retired while the lease was away) must not come back.
+            const value = this.records.get(key);
+            if (value === undefined) continue;
             let v = value;
             const rec = this.keys.parse(key)?.kind === 'instances' ? (JSON.parse(value) as InstanceRecord) : undefined;
             if (rec && rec.slot !== null && (lostSlots.has(rec.id) || consumed.has(rec.id))) {

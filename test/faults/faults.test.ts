@@ -1,6 +1,6 @@
 import t from 'tap';
 import { infraSkip, inCI } from '../src/index.js';
-import { defaultLogDir, runScenario } from './harness.js';
+import { cleanupAll, defaultLogDir, runScenario } from './harness.js';
 import { netnsAvailable } from './netns.js';
 import { SCENARIOS } from './scenarios.js';
 
@@ -13,6 +13,12 @@ const skip = infraSkip('etcd', 'docker');
 const netnsWhy = skip ? undefined : await netnsAvailable();
 // In CI a missing piece is a failure, never a silent skip.
 if (netnsWhy && inCI) throw new Error(`required infrastructure missing in CI: ${netnsWhy}`);
+
+// Killed from outside (tap's timeout, Ctrl-C): remove the mesh, its containers and the
+// network namespace before going.
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => { void cleanupAll().finally(() => process.exit(1)); });
+}
 
 for (const sc of SCENARIOS.filter((s) => s.short)) {
   const why = skip || (sc.netns && netnsWhy ? netnsWhy : false);

@@ -176,6 +176,8 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
   cleanups.add(teardown);
 
   const result = emptyResult(sc, opts.profile);
+  // Set when the scenario is over (also on failure): stops the recovery watcher.
+  let over = false;
 
   try {
     const meshOpts: MeshOptions = {
@@ -207,7 +209,7 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
       if (Date.now() > warmAt) throw new Error('the pool never became warm');
       await sleep(200);
     }
-    say(`mesh up and warm (${m.etcd.members.length} etcd, ${m.agents.length} agents, ${m.routers.length} routers)`);
+    say(`mesh up and warm (${m.etcd.members.length} etcd, ${m.agents.length} agents, ${m.routers.length} routers; cluster label ${m.cluster}, prefix ${m.prefix})`);
 
     workload = new Workload({
       routers: () => m.routers.map((r) => r.url).filter(Boolean), service: SERVICE, clients: prof.clients, turns: prof.turns,
@@ -239,9 +241,9 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
     let recoveredAt: number | undefined;
     let readyAt: number | undefined;
     const recovery = (async () => {
-      while (healedAt === undefined) await sleep(50);
+      while (healedAt === undefined) { if (over) return; await sleep(50); }
       const deadline = (injectedAt ?? healedAt) + prof.recoveryTimeoutMs;
-      while (Date.now() < deadline && (recoveredAt === undefined || readyAt === undefined)) {
+      while (!over && Date.now() < deadline && (recoveredAt === undefined || readyAt === undefined)) {
         const snap = await mon.freshAfter(Math.max(healedAt, Date.now() - 50), 2_000);
         if (snap && readyAt === undefined && snap.readyUnclaimed >= WARM) readyAt = snap.at;
         if (snap && recoveredAt === undefined && snap.readyUnclaimed + snap.booting >= WARM && await probeSession(m, probes)) recoveredAt = Date.now();
@@ -317,6 +319,7 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
     if (mesh === undefined || monitor === undefined) result.orphans = -1;
     say(`error: ${(err as Error).stack ?? String(err)}`);
   } finally {
+    over = true;
     result.durationSec = round1((Date.now() - t0) / 1000);
     if (opts.logDir) {
       try {
