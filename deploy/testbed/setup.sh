@@ -59,6 +59,12 @@ ln -sf "$consul_bin" "$state/consul-bin"
 
 # Docker engine: start dockerd when nothing answers.
 if ! docker info >/dev/null 2>&1; then
+  # A dockerd that is still shutting down holds its pid file: wait for it. A pid file left
+  # by a dockerd that died (kill -9) would block the start: remove it.
+  for _ in $(seq 1 40); do pgrep -x dockerd >/dev/null || break; sleep 0.5; done
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    rm -f /var/run/docker.pid
+  fi
   log "starting dockerd"
   nohup dockerd --host unix:///var/run/docker.sock >"$state/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
