@@ -8,13 +8,13 @@
  */
 import type { LeaseHandle } from './kv.js';
 import { type ConsulHttp, mapConsulError } from './consul-http.js';
+import { LostSignal } from './lost-signal.js';
 
 type State = 'alive' | 'lost' | 'revoked' | 'released';
 
 export class ConsulKeptLease implements LeaseHandle {
   private state: State = 'alive';
-  private listeners: ((reason: string) => void)[] = [];
-  private lostReason: string | undefined;
+  private readonly lost = new LostSignal();
   private lastOk = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private renewing = false;
@@ -54,12 +54,7 @@ export class ConsulKeptLease implements LeaseHandle {
   }
 
   onLost(listener: (reason: string) => void): void {
-    if (this.lostReason !== undefined) {
-      const reason = this.lostReason;
-      queueMicrotask(() => listener(reason));
-      return;
-    }
-    this.listeners.push(listener);
+    this.lost.on(listener);
   }
 
   async revoke(): Promise<void> {
@@ -84,10 +79,7 @@ export class ConsulKeptLease implements LeaseHandle {
 
   private markLost(reason: string): void {
     if (this.state !== 'alive') return;
-    this.lostReason = reason;
     this.stop('lost');
-    const listeners = this.listeners;
-    this.listeners = [];
-    for (const fn of listeners) fn(reason);
+    this.lost.fire(reason);
   }
 }

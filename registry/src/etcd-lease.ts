@@ -6,6 +6,7 @@ import type { Etcd3, Lease } from 'etcd3';
 import type { LeaseHandle } from './kv.js';
 import { mapEtcdError } from './etcd-errors.js';
 import { RegistryError, unavailable } from './errors.js';
+import { LostSignal } from './lost-signal.js';
 
 type KeptState = 'alive' | 'lost' | 'revoked' | 'released';
 
@@ -17,8 +18,7 @@ type KeptState = 'alive' | 'lost' | 'revoked' | 'released';
  */
 export class EtcdKeptLease implements LeaseHandle {
   private state: KeptState = 'alive';
-  private listeners: ((reason: string) => void)[] = [];
-  private lostReason: string | undefined;
+  private readonly lost = new LostSignal();
   private lastAck = Date.now();
   private readonly watchdog: NodeJS.Timeout;
 
@@ -41,12 +41,7 @@ export class EtcdKeptLease implements LeaseHandle {
   }
 
   onLost(listener: (reason: string) => void): void {
-    if (this.lostReason !== undefined) {
-      const reason = this.lostReason;
-      queueMicrotask(() => listener(reason));
-      return;
-    }
-    this.listeners.push(listener);
+    this.lost.on(listener);
   }
 
   async revoke(): Promise<void> {
@@ -73,11 +68,8 @@ export class EtcdKeptLease implements LeaseHandle {
 
   private markLost(reason: string): void {
     if (this.state !== 'alive') return;
-    this.lostReason = reason;
     this.stop('lost');
-    const listeners = this.listeners;
-    this.listeners = [];
-    for (const fn of listeners) fn(reason);
+    this.lost.fire(reason);
   }
 }
 
