@@ -11,7 +11,7 @@ import { SessionClaimer } from './session-claimer.js';
 import { SessionForwarder } from './session-forwarder.js';
 import { sessionRoutes } from './routes-sessions.js';
 import { adminRoutes, opsRoutes } from './routes-admin.js';
-import { fastProxy, proxyRoutes, upgradeHandler } from './routes-proxy.js';
+import { proxyRoutes, upgradeHandler } from './routes-proxy.js';
 import type { RouterContext } from './context.js';
 import { dashboardRoutes } from './dashboard.js';
 
@@ -37,7 +37,7 @@ export type WarmpoolRouter = FastifyInstance & { warmpool: RouterContext };
 export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   const config = routerConfig(opts.config as RouterConfigInput);
   const now = opts.now ?? Date.now;
-  const ctxRef: { ctx?: RouterContext; fast?: ReturnType<typeof fastProxy>; closing?: boolean } = {};
+  const ctxRef: { ctx?: RouterContext; closing?: boolean } = {};
 
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
@@ -53,11 +53,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
         // upstream idle timeout bounds them instead.
         requestTimeout: 0,
         keepAliveTimeout: 65_000,
-      }, (req, res) => {
-        const fast = ctxRef.fast;
-        if (fast && !ctxRef.closing && fast(req, res)) return;
-        handler(req, res);
-      });
+      }, handler);
       server.on('upgrade', (req, socket, head) => {
         const ctx = ctxRef.ctx;
         if (!ctx) { socket.destroy(); return; }
@@ -87,11 +83,10 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   // onLive runs once the cache is listed, long after `claimer` below is initialised.
   const directory = new SessionDirectory(opts.registry, now, (cache) => claimer.attach(cache));
   const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
-  const proxy = createUpstreamProxy({ idleTimeoutMs: config.proxy.idleTimeoutMs, maxFreeSockets: config.proxy.maxFreeSockets });
-  const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes, (s) => directory.touch(s));
+  const proxy = createUpstreamProxy({ idleTimeoutMs: config.proxy.idleTimeoutMs, keepAliveTimeoutMs: config.proxy.keepAliveTimeoutMs });
+  const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes, (s) => directory.touch(s), app.log);
   const ctx: RouterContext = { config, registry: opts.registry, directory, claimer, forwarder, metrics, log: app.log };
   ctxRef.ctx = ctx;
-  ctxRef.fast = fastProxy(ctx);
 
   app.setErrorHandler((err, request, reply) => {
     const h = httpErrorOf(err);
@@ -106,7 +101,9 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   app.register(opsRoutes(ctx));
   app.register(adminRoutes(ctx));
   app.register(sessionRoutes(ctx));
-  app.register(proxyRoutes(ctx));
+  // reply-from logs every client that goes away mid-response as a warning; the forwarder
+  // logs the failures that matter (the instance's) itself.
+  app.register(proxyRoutes(ctx), { logLevel: 'error' });
   app.register(dashboardRoutes(ctx, { now }));
 
   // Start listing the registry at once; requests that come before it is live wait for it.
@@ -119,6 +116,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   });
   app.addHook('onClose', async () => {
     proxy.close();
+    forwarder.close();
     directory.close();
   });
 

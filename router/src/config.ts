@@ -39,9 +39,14 @@ export const routerConfigSchema = z.object({
   proxy: z.object({
     /** An upstream socket idle this long ends the request (504 before the response, abort after). */
     idleTimeoutMs: z.number().int().min(100).default(300_000),
-    /** Kept-alive sockets per instance. */
-    maxFreeSockets: z.number().int().min(1).default(64),
+    /** Idle kept-alive connections to an instance are closed after this long. */
+    keepAliveTimeoutMs: z.number().int().min(100).default(60_000),
   }).strict().prefault({}),
+  /**
+   * Router processes sharing the listen port (node:cluster); `auto` = one per CPU. Each is
+   * a full router; the first process only supervises them.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(256)]).default(1),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).strict().refine((c) => c.wait.defaultSec <= c.wait.maxSec, {
   message: 'wait.defaultSec must not exceed wait.maxSec',
@@ -90,6 +95,7 @@ export function routerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Route
   if (env.WARMPOOL_DEFAULT_WAIT_SEC) wait.defaultSec = num(env.WARMPOOL_DEFAULT_WAIT_SEC);
   if (env.WARMPOOL_MAX_WAIT_SEC) wait.maxSec = num(env.WARMPOOL_MAX_WAIT_SEC);
   out.wait = wait;
+  if (env.WARMPOOL_ROUTER_WORKERS) out.workers = env.WARMPOOL_ROUTER_WORKERS === 'auto' ? 'auto' : num(env.WARMPOOL_ROUTER_WORKERS);
   if (env.WARMPOOL_LOG_LEVEL) out.logLevel = env.WARMPOOL_LOG_LEVEL;
   return out as RouterConfigInput;
 }

@@ -1,9 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { Transform, type Duplex, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { SESSION_HEADER, isValidSessionId, type SessionRecord } from '@warmpool/registry';
+import { SESSION_HEADER, type SessionRecord } from '@warmpool/registry';
 import { RouterError, rawHttpError } from './errors.js';
-import { SESSION_COOKIE, checkProxyPath, checkSessionId, isCleanProxyPath, sessionIdOf } from './request-parsing.js';
+import { SESSION_COOKIE, checkProxyPath, checkSessionId, sessionIdOf } from './request-parsing.js';
 import { clientGone } from './routes-sessions.js';
 import type { RouterContext } from './context.js';
 
@@ -30,24 +30,44 @@ function sessionCookie(s: SessionRecord, now: number): string {
 }
 
 /**
+ * A proxied request body, as the instance receives it: the request stream itself when its
+ * length is declared (checked against the limit before forwarding), or, when chunked, the
+ * stream counted as it passes and cut off with 413 past the limit.
+ */
+function limitedBody(payload: IncomingMessage, maxBytes: number): Readable {
+  if (payload.headers['content-length'] !== undefined) return payload;
+  let seen = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > maxBytes) cb(new RouterError('WARMPOOL_BODY_TOO_LARGE', `request body exceeds ${maxBytes} bytes`));
+      else cb(null, chunk);
+    },
+  });
+  payload.on('error', (err) => counted.destroy(err));
+  return payload.pipe(counted);
+}
+
+/**
  * The proxied routes: `ANY /v1/sessions/{id}/proxy/{path}` and `ANY /{path}` (session from
  * the X-Warmpool-Session header or the warmpool_session cookie, or claimed implicitly for
  * the default service). Bodies are not parsed here: they stream to the instance.
  */
 export function proxyRoutes(ctx: RouterContext) {
   return async (app: FastifyInstance): Promise<void> => {
+    await ctx.forwarder.register(app);
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (_req: FastifyRequest, _payload: IncomingMessage, done: (err: null) => void) => done(null));
+    const maxBody = ctx.config.limits.maxBodyBytes;
+    app.addContentTypeParser('*', (_req: FastifyRequest, payload: IncomingMessage, done: (err: null, body: Readable) => void) => done(null, limitedBody(payload, maxBody)));
 
-    const bySessionPath = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<void> => {
+    const bySessionPath = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
       const id = checkSessionId(request.params.id);
       const url = request.raw.url ?? '';
       const m = PROXY_URL.exec(url);
       if (!m || m[1] !== id) throw new RouterError('WARMPOOL_BAD_PATH', 'session id must be written literally in the path');
       const path = checkProxyPath(instancePath(url, m[0].length));
       const { session, credential } = await routeOf(ctx, id);
-      reply.hijack();
-      ctx.forwarder.web(request.raw, reply.raw, session, credential, path);
+      return ctx.forwarder.web(request, reply, session, credential, path);
     };
     app.all('/v1/sessions/:id/proxy', bySessionPath);
     app.all('/v1/sessions/:id/proxy/*', bySessionPath);
@@ -58,9 +78,7 @@ export function proxyRoutes(ctx: RouterContext) {
       const id = sessionIdOf(request.headers, SESSION_HEADER);
       if (id !== undefined) {
         const { session, credential } = await routeOf(ctx, id);
-        reply.hijack();
-        ctx.forwarder.web(request.raw, reply.raw, session, credential, url);
-        return;
+        return ctx.forwarder.web(request, reply, session, credential, url);
       }
       const service = ctx.config.defaultService;
       if (!service) {
@@ -69,58 +87,13 @@ export function proxyRoutes(ctx: RouterContext) {
       const claimed = await ctx.claimer.claim(service, { waitMs: ctx.config.wait.defaultSec * 1000, signal: clientGone(reply) });
       const session = claimed.session;
       const credential = await ctx.directory.credential(session);
-      const cookie = sessionCookie(session, Date.now());
-      const res = reply.raw;
       // Also on the error path (instance unreachable): the client learns its session either way.
-      res.setHeader(SESSION_HEADER, session.id);
-      res.setHeader('set-cookie', cookie);
-      reply.hijack();
-      ctx.forwarder.web(request.raw, res, session, credential, url, (proxyRes) => {
-        const theirs = proxyRes.headers['set-cookie'] ?? [];
-        proxyRes.headers['set-cookie'] = [...theirs, cookie];
-        proxyRes.headers[SESSION_HEADER] = session.id;
+      reply.header(SESSION_HEADER, session.id);
+      reply.header('set-cookie', sessionCookie(session, Date.now()));
+      return ctx.forwarder.web(request, reply, session, credential, url, (h) => {
+        h[SESSION_HEADER] = session.id;
       });
     });
-  };
-}
-
-/** Paths the router answers itself, never proxied by header or cookie. */
-function isRouterPath(url: string): boolean {
-  return url.startsWith('/v1/sessions') || url.startsWith('/v1/services') || url.startsWith('/v1/dashboard') || url === '/healthz'
-    || url === '/dashboard' || url.startsWith('/dashboard?') || url === '/readyz' || url === '/metrics'
-    || url.startsWith('/healthz?') || url.startsWith('/readyz?') || url.startsWith('/metrics?');
-}
-
-/**
- * The hot path, before fastify routing: a request of an established session whose record is
- * in the cache goes straight to the proxy, synchronously. Anything else (cache miss, bad
- * input, implicit session, router paths) returns false and takes the fastify routes above,
- * which give the same answer for the same request, only slower.
- */
-export function fastProxy(ctx: RouterContext): (req: IncomingMessage, res: ServerResponse) => boolean {
-  return (req, res) => {
-    const url = req.url ?? '/';
-    let id: string | undefined;
-    let path: string;
-    if (url.startsWith(SESSIONS_PREFIX)) {
-      const m = PROXY_URL.exec(url);
-      if (!m) return false;
-      id = m[1];
-      path = instancePath(url, m[0].length);
-    } else {
-      const h = req.headers[SESSION_HEADER];
-      if (typeof h !== 'string' || isRouterPath(url)) return false;
-      id = h;
-      path = url;
-    }
-    if (id === undefined || !isValidSessionId(id) || !isCleanProxyPath(path)) return false;
-    const session = ctx.directory.fromCache(id);
-    if (!session) return false;
-    const credential = ctx.directory.credentialFor(session);
-    if (!credential) return false;
-    ctx.directory.touch(session);
-    ctx.forwarder.web(req, res, session, credential, path);
-    return true;
   };
 }
 

@@ -1,19 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SessionRecord } from '@warmpool/registry';
 import { RouterError, httpErrorOf, rawHttpError, routerCodeOf } from './errors.js';
 import { prepareUpstreamHeaders } from './forward-headers.js';
-import type { ResponseHook, UpstreamProxy } from './proxy-adapter.js';
+import { ClientGone, type ResponseHeadersHook, type UpstreamProxy } from './proxy-adapter.js';
 import type { RouterMetrics } from './metrics.js';
-
-/** Writes an error as JSON on a response fastify no longer owns (hijacked). */
-export function sendRawError(res: ServerResponse, err: unknown, extraHeaders: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) { res.destroy(); return; }
-  const h = httpErrorOf(err);
-  const body = JSON.stringify(h.body);
-  res.writeHead(h.status, { ...extraHeaders, ...h.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
 
 /**
  * Sends one request of a session to its instance: headers prepared (credential, forwarding,
@@ -21,43 +13,66 @@ export function sendRawError(res: ServerResponse, err: unknown, extraHeaders: Re
  * to 502/504 before the response starts and to an aborted response after.
  */
 export class SessionForwarder {
+  /** Responses still open, with the last time their session was touched for them. */
+  private readonly open = new Map<ServerResponse, { session: SessionRecord; touchedAt: number }>();
+  private readonly sweeper: NodeJS.Timeout;
+
   constructor(
     private readonly proxy: UpstreamProxy,
     private readonly metrics: RouterMetrics,
     private readonly maxBodyBytes: number,
     /** Marks traffic on a session (batched keep-alive of its lease). */
     private readonly touch: (s: SessionRecord) => void = () => undefined,
-  ) {}
-
-  /**
-   * A response still streaming (SSE, a long completion) keeps its session alive: the
-   * session is touched every third of its idle timeout until the response closes.
-   */
-  private keepAliveWhileOpen(res: ServerResponse, session: SessionRecord): void {
-    const every = Math.max(1000, (session.idleTimeoutSec * 1000) / 3);
-    const touch = this.touch;
-    let timer: NodeJS.Timeout = setTimeout(function tick(this: void) {
-      touch(session);
-      timer = setTimeout(tick, every);
-      timer.unref();
-    }, every);
-    timer.unref();
-    res.once('close', () => clearTimeout(timer));
+    private readonly log?: FastifyBaseLogger,
+    private readonly now: () => number = Date.now,
+  ) {
+    // A response still streaming (SSE, a long completion) keeps its session alive: its
+    // session is touched every third of its idle timeout until the response closes. One
+    // timer for all open responses, nothing per request.
+    this.sweeper = setInterval(() => this.sweep(), 250);
+    this.sweeper.unref();
   }
 
-  web(req: IncomingMessage, res: ServerResponse, session: SessionRecord, credential: string, path: string, onResponse?: ResponseHook): void {
+  private sweep(): void {
+    const now = this.now();
+    for (const entry of this.open.values()) {
+      if (now - entry.touchedAt >= Math.max(1000, (entry.session.idleTimeoutSec * 1000) / 3)) {
+        entry.touchedAt = now;
+        this.touch(entry.session);
+      }
+    }
+  }
+
+  /** Registers the proxy engine on the fastify scope whose routes call web(). */
+  register(app: FastifyInstance): Promise<void> {
+    return this.proxy.register(app);
+  }
+
+  web(request: FastifyRequest, reply: FastifyReply, session: SessionRecord, credential: string, path: string, onHeaders?: ResponseHeadersHook): FastifyReply {
+    const req = request.raw;
     const declared = req.headers['content-length'];
     if (declared !== undefined && Number(declared) > this.maxBodyBytes) {
       // Answer without reading the body; the connection closes so the unread body goes nowhere.
-      res.setHeader('connection', 'close');
-      sendRawError(res, new RouterError('WARMPOOL_BODY_TOO_LARGE', `request body exceeds ${this.maxBodyBytes} bytes`));
-      return;
+      reply.header('connection', 'close');
+      return this.replyError(reply, new RouterError('WARMPOOL_BODY_TOO_LARGE', `request body exceeds ${this.maxBodyBytes} bytes`));
     }
-    if (declared === undefined && req.headers['transfer-encoding'] !== undefined) this.limitChunkedBody(req, res);
-    req.url = path;
     prepareUpstreamHeaders(req, { credential, sessionId: session.id });
-    this.keepAliveWhileOpen(res, session);
-    this.proxy.web(req, res, session.address, (err) => this.failed(err, res), onResponse);
+    const res = reply.raw;
+    const gone = new ClientGone();
+    this.open.set(res, { session, touchedAt: this.now() });
+    res.once('close', () => {
+      this.open.delete(res);
+      // Gone before the response was complete (client closed, or we cut it off): stop the instance's work.
+      if (!res.writableFinished) gone.abort();
+    });
+    this.proxy.web(request, reply, session.address, path, (err) => this.failed(err, reply), onHeaders, gone);
+    return reply;
+  }
+
+  /** Stops the keep-alive sweep. Idempotent. */
+  close(): void {
+    clearInterval(this.sweeper);
+    this.open.clear();
   }
 
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, session: SessionRecord, credential: string, path: string): void {
@@ -70,24 +85,25 @@ export class SessionForwarder {
     });
   }
 
-  /** A chunked body is counted as it streams; past the limit the request is cut off. */
-  private limitChunkedBody(req: IncomingMessage, res: ServerResponse): void {
-    let seen = 0;
-    const limit = this.maxBodyBytes;
-    req.on('data', (c: Buffer) => {
-      seen += c.length;
-      if (seen > limit && !res.headersSent) {
-        res.setHeader('connection', 'close');
-        sendRawError(res, new RouterError('WARMPOOL_BODY_TOO_LARGE', `request body exceeds ${limit} bytes`));
-        req.unpipe();
-        req.destroy();
-      }
-    });
+  private replyError(reply: FastifyReply, err: unknown): FastifyReply {
+    const h = httpErrorOf(err);
+    return reply.code(h.status).headers(h.headers).send(h.body);
   }
 
-  private failed(err: NodeJS.ErrnoException, res: ServerResponse): void {
-    if (res.writableEnded) return; // already answered (e.g. body too large)
-    this.metrics.proxyErrors.inc({ code: routerCodeOf(err) });
-    sendRawError(res, err);
+  private failed(err: NodeJS.ErrnoException, reply: FastifyReply): void {
+    const res = reply.raw;
+    // The client went away (its request was aborted with it): nobody to answer, not the instance's fault.
+    if (res.destroyed || res.writableEnded) return;
+    if (err instanceof RouterError && err.code === 'WARMPOOL_BODY_TOO_LARGE') {
+      // The rest of the body is not read: the connection closes after the answer.
+      if (!reply.sent) this.replyError(reply.header('connection', 'close'), err);
+      else res.destroy();
+      return;
+    }
+    const code = routerCodeOf(err);
+    this.metrics.proxyErrors.inc({ code });
+    this.log?.warn({ code, err: err.message, path: reply.request.raw.url }, 'proxied request failed');
+    if (reply.sent || res.headersSent) res.destroy();
+    else this.replyError(reply, err);
   }
 }
