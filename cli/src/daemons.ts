@@ -14,6 +14,13 @@ function int(name: string) {
   };
 }
 
+function workersArg(v: string): number | 'auto' {
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`--workers must be a positive integer or "auto", got ${JSON.stringify(v)}`);
+  return n;
+}
+
 function hostPort(name: string) {
   return (v: string): { host: string; port: number } => {
     const m = /^(.+):(\d{1,5})$/.exec(v);
@@ -52,12 +59,13 @@ function routerCommand(): Command {
     .addOption(new Option('--max-wait <sec>', 'upper bound of ?wait=').env('WARMPOOL_MAX_WAIT_SEC').argParser(int('--max-wait')))
     .addOption(new Option('--consul-agent <host:port>', 'register this router as service warmpool-router in the local Consul agent').env('WARMPOOL_CONSUL_AGENT').argParser(hostPort('--consul-agent')))
     .addOption(new Option('--advertise <host>', 'address other hosts reach this router at (Consul registration)').env('WARMPOOL_ADVERTISE'))
+    .addOption(new Option('--workers <n|auto>', 'router processes sharing the port (auto: one per CPU)').env('WARMPOOL_ROUTER_WORKERS').default(1).argParser(workersArg))
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug').env('WARMPOOL_LOG_LEVEL').default('info'))
     .action(async (o: RegistryFlags & {
-      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number;
+      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto';
       consulAgent?: { host: string; port: number }; advertise?: string; logLevel: string;
     }) => {
-      const { startRouter, parseRouterConfig } = await import('@warmpool/router');
+      const { startRouter, parseRouterConfig, isClusterPrimary, startRouterCluster, workerCount } = await import('@warmpool/router');
       const parsed = parseRouterConfig({
         registry: { prefix: o.prefix },
         listen: { host: o.listen, port: o.port },
@@ -65,9 +73,24 @@ function routerCommand(): Command {
         ...(o.adminToken ? { adminToken: o.adminToken } : {}),
         ...(o.maxWait !== undefined ? { wait: { maxSec: o.maxWait, defaultSec: Math.min(30, o.maxWait) } } : {}),
         logLevel: o.logLevel,
+        workers: o.workers,
       });
       if (!parsed.ok) throw new CliError(`invalid router settings:\n${parsed.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
-      const router = await startRouter({ config: parsed.config, store: await storeConfig(o) });
+      const { isWorker } = (await import('node:cluster')).default;
+      // Several workers: this process forks them (each re-runs this command) and supervises.
+      const router = isClusterPrimary(parsed.config.workers)
+        ? await (async () => {
+          const { pino } = await import('pino');
+          const workers = workerCount(parsed.config.workers);
+          const c = await startRouterCluster({ workers, logger: pino({ level: o.logLevel, base: { component: 'router' } }) });
+          return { port: c.port, url: `http://${o.listen === '0.0.0.0' || o.listen === '::' ? '127.0.0.1' : o.listen}:${c.port}`, close: () => c.close(), workers };
+        })()
+        : await startRouter({ config: parsed.config, store: await storeConfig(o) });
+      if (isWorker) {
+        // The primary registers with Consul and prints; a worker only serves until told to stop.
+        await untilSignal(() => router.close());
+        return;
+      }
       let catalog: { close(): Promise<void> } | undefined;
       if (o.consulAgent) {
         const { ConsulCatalog } = await import('@warmpool/registry/consul-catalog');
@@ -75,7 +98,7 @@ function routerCommand(): Command {
         c.addRouter(`${o.advertise ?? '127.0.0.1'}-${router.port}`, o.advertise ?? (o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen), router.port);
         catalog = c;
       }
-      process.stdout.write(`${JSON.stringify({ msg: 'router listening', url: router.url, port: router.port })}\n`);
+      process.stdout.write(`${JSON.stringify({ msg: 'router listening', url: router.url, port: router.port, workers: workerCount(parsed.config.workers) })}\n`);
       await untilSignal(async () => {
         await catalog?.close();
         await router.close();

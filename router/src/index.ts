@@ -8,3 +8,4 @@ export { RouterError, ROUTER_ERRORS, httpErrorOf, type RouterErrorCode } from '.
 export { SESSION_COOKIE } from './request-parsing.js';
 export { retryAfterSec } from './boot-eta.js';
 export { WaitQueue } from './wait-queue.js';
+export { startRouterCluster, isClusterPrimary, workerCount, type RouterCluster, type RouterClusterOptions } from './cluster.js';

@@ -2,6 +2,8 @@
 // (the `warmpool router` subcommand calls startRouter with flags merged in). Wiring only.
 import { pathToFileURL } from 'node:url';
 import { parseRouterConfig, routerConfigFromEnv } from './config.js';
+import { pino } from 'pino';
+import { isClusterPrimary, startRouterCluster, workerCount } from './cluster.js';
 import { startRouter } from './start.js';
 
 export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -11,7 +13,20 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     process.exitCode = 2;
     return;
   }
-  const router = await startRouter({ config: parsed.config });
+  const { config } = parsed;
+  if (isClusterPrimary(config.workers)) {
+    const logger = pino({ level: config.logLevel, base: { component: 'router' } });
+    const workers = workerCount(config.workers);
+    const c = await startRouterCluster({ workers, logger });
+    logger.info({ port: c.port, workers, pids: c.workerPids() }, 'router listening');
+    const stopAll = (): void => {
+      c.close().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGTERM', stopAll);
+    process.once('SIGINT', stopAll);
+    return;
+  }
+  const router = await startRouter({ config });
   const stop = (): void => {
     router.close().then(() => process.exit(0), () => process.exit(1));
     setTimeout(() => process.exit(1), 10_000).unref();

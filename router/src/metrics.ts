@@ -59,6 +59,8 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     name: 'warmpool_router_active_sessions',
     help: 'Active sessions per service, as this router\'s registry cache sees them',
     labelNames: ['service'] as const,
+    // Every worker of a multi-process router sees the same sessions: not a sum.
+    aggregator: 'max',
     registers: [registry],
     collect() {
       this.reset();

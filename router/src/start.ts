@@ -1,4 +1,6 @@
+import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
+import { clusterMetricsRenderer } from './cluster.js';
 import { Registry, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
 import { buildRouter, type WarmpoolRouter } from './app.js';
 import { routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
@@ -25,13 +27,16 @@ export interface RunningRouter {
 /** A router wired to the registry and listening: what `warmpool router` runs. */
 export async function startRouter(opts: StartRouterOptions = {}): Promise<RunningRouter> {
   const config = routerConfig(opts.config as RouterConfigInput);
-  const logger = opts.logger ?? pino({ level: config.logLevel, base: { component: 'router' } });
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: { component: 'router', ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) } });
   const store = opts.kvStore ?? await openStore(opts.store ?? { backend: 'etcd', endpoints: config.registry.endpoints });
   const registry = new Registry(store, {
     prefix: config.registry.prefix,
     cache: { onError: (err) => logger.warn({ err }, 'registry cache') },
   });
   const app = buildRouter({ registry, config, logger, defaultMetrics: true });
+  // A worker of a multi-process router answers /metrics for all workers.
+  const clusterRender = clusterMetricsRenderer(app.warmpool.metrics.registry);
+  if (clusterRender) app.warmpool.metrics.render = clusterRender;
   try {
     await app.listen({ host: config.listen.host, port: config.listen.port });
   } catch (err) {

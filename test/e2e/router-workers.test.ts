@@ -1,0 +1,187 @@
+// `warmpool router --workers 2` on a real etcd: two router processes share one port, any
+// of them serves any session, /metrics counts for the whole router whichever worker
+// answers, a killed worker is replaced while the other keeps serving, SIGTERM stops them
+// all, and a primary killed with SIGKILL leaves no worker behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import t from 'tap';
+import { Registry, instanceKey, parseServiceSpec, type HostSession } from '@warmpool/registry';
+import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
+import { eventually, freePort, infraSkip, repoRoot, startEtcd, testRunId } from '../src/index.js';
+import { startUpstream, type Upstream } from '../bench/router-upstream.js';
+
+const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One request on a connection of its own (so the primary hands it to the next worker). */
+function request(port: number, method: string, urlPath: string, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, method, path: urlPath, agent: false,
+      headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {},
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+interface RouterProc { proc: ChildProcess; port: number; out: () => string; exited: Promise<number | null> }
+
+async function startRouter(etcd: string[], prefix: string, args: string[] = []): Promise<RouterProc> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [bin, 'router', '--etcd', etcd.join(','), '--prefix', prefix, '--listen', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'WARMPOOL_ROUTER_WORKERS')),
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return { proc, port, out: () => out, exited };
+}
+
+function metric(text: string, name: string, labels = ''): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) {
+      if (labels && !line.includes(labels)) continue;
+      sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+t.test('router with two worker processes', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  const prefix = `/wp-${testRunId()}/`;
+  const store = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const agent = new Registry(store, { prefix });
+  const spec = parseServiceSpec({ name: 'chatbot', image: 'warmpool/chatbot-demo', warm: 0, session: { idleTimeoutSec: 60, maxLifetimeSec: 3600 } });
+  if (!spec.ok) throw new Error('spec');
+  await agent.putService(spec.spec);
+  const secret = await agent.clusterSecret();
+  const host: HostSession = await agent.openHost({
+    id: 'workers-host', address: '127.0.0.1', capacity: { instances: 40, memoryMb: 0 }, labels: {}, draining: false, startedAt: Date.now(), agentVersion: 'e2e',
+  }, 10);
+  const upstreams: Upstream[] = [];
+  for (let i = 0; i < 20; i++) {
+    const id = `w-${i}`;
+    const u = await startUpstream({ id, instanceKey: instanceKey(secret, id) });
+    upstreams.push(u);
+    await host.putInstance({ id, service: 'chatbot', host: 'workers-host', state: 'ready', address: u.address, containerId: `c-${id}`, slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1 });
+  }
+  const routers: RouterProc[] = [];
+  t.teardown(async () => {
+    for (const r of routers) {
+      for (const c of childrenOf(r.proc.pid!)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
+      if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL');
+      await r.exited;
+    }
+    await host.close({ revoke: true }).catch(() => undefined);
+    await agent.close();
+    await store.close();
+    await Promise.all(upstreams.map((u) => u.close()));
+    await etcd.stop();
+  });
+
+  const r = await startRouter(etcd.endpoints, prefix, ['--workers', '2']);
+  routers.push(r);
+  await eventually(() => /"msg":"router listening".*"workers":2/.test(r.out()) || (r.proc.exitCode !== null ? Promise.reject(new Error(r.out())) : false), { timeoutMs: 30_000, what: 'router listening' });
+  const workers = childrenOf(r.proc.pid!);
+  t.equal(workers.length, 2, `two worker processes (${workers.join(', ')})`);
+  await eventually(async () => (await request(r.port, 'GET', '/readyz')).status === 200 && (await request(r.port, 'GET', '/readyz')).status === 200, { timeoutMs: 20_000, what: 'both workers ready' });
+
+  // Sessions over separate connections (spread over both workers), each pinned to its instance.
+  const sessions: { id: string; instanceId: string }[] = [];
+  for (let i = 0; i < 12; i++) {
+    const res = await request(r.port, 'POST', '/v1/sessions', '{"service":"chatbot"}');
+    t.equal(res.status, 201, `session ${i}: ${res.body}`);
+    const s = JSON.parse(res.body) as { sessionId: string; instanceId: string };
+    sessions.push({ id: s.sessionId, instanceId: s.instanceId });
+  }
+  t.equal(new Set(sessions.map((s) => s.instanceId)).size, 12, 'twelve sessions, twelve instances: no instance handed out twice across workers');
+  for (const s of sessions) {
+    for (let k = 0; k < 2; k++) {
+      const res = await request(r.port, 'GET', `/v1/sessions/${s.id}/proxy/v1/models`);
+      if (res.status !== 200 || res.headers['x-instance-id'] !== s.instanceId) t.fail(`session ${s.id} went to ${String(res.headers['x-instance-id'])} (${res.status})`);
+    }
+  }
+  t.pass('every session reached its own instance through either worker');
+
+  // /metrics: the whole router, whichever worker answers.
+  for (let k = 0; k < 4; k++) {
+    const m = await request(r.port, 'GET', '/metrics');
+    t.equal(m.status, 200);
+    t.equal(metric(m.body, 'warmpool_router_claim_duration_seconds_count'), 12, `scrape ${k}: 12 claims counted over both workers`);
+    t.equal(metric(m.body, 'warmpool_router_active_sessions', 'service="chatbot"'), 12, `scrape ${k}: 12 active sessions, not one count per worker`);
+  }
+
+  // A worker killed: the primary replaces it; sessions keep being served meanwhile.
+  const victim = workers[0]!;
+  process.kill(victim, 'SIGKILL');
+  const during = await request(r.port, 'GET', `/v1/sessions/${sessions[0]!.id}/proxy/v1/models`);
+  t.equal(during.status, 200, 'served by the surviving worker right after the kill');
+  const replaced = await eventually(() => {
+    const now = childrenOf(r.proc.pid!);
+    return now.length === 2 && !now.includes(victim) ? now : false;
+  }, { timeoutMs: 20_000, what: 'worker replaced' });
+  t.ok(replaced.includes(workers[1]!), 'the other worker kept running');
+  await eventually(async () => {
+    for (let k = 0; k < 4; k++) {
+      const res = await request(r.port, 'GET', `/v1/sessions/${sessions[k]!.id}/proxy/v1/models`);
+      if (res.status !== 200 || res.headers['x-instance-id'] !== sessions[k]!.instanceId) return false;
+    }
+    return true;
+  }, { timeoutMs: 20_000, what: 'sessions served by both workers again' });
+  t.match(r.out(), /router worker died; replacing it/, 'the death is logged');
+
+  // SIGTERM: every process exits, cleanly.
+  const pids = childrenOf(r.proc.pid!);
+  r.proc.kill('SIGTERM');
+  t.equal(await r.exited, 0, 'primary exits 0');
+  for (const p of pids) t.notOk(alive(p), `worker ${p} stopped`);
+
+  // SIGKILL of the primary: its workers notice the lost channel and exit.
+  const r2 = await startRouter(etcd.endpoints, prefix, ['--workers', '2']);
+  routers.push(r2);
+  await eventually(() => /"workers":2/.test(r2.out()), { timeoutMs: 30_000, what: 'second router listening' });
+  const orphans = childrenOf(r2.proc.pid!);
+  t.equal(orphans.length, 2);
+  r2.proc.kill('SIGKILL');
+  await r2.exited;
+  await eventually(() => orphans.every((p) => !alive(p)), { timeoutMs: 10_000, what: 'workers of a killed primary exit' });
+  t.pass('no worker outlives a killed primary');
+});
+
+t.test('--workers: bad values are refused, naming the flag', async (t) => {
+  for (const v of ['0', 'two', '-1']) {
+    const r = await startRouter(['http://127.0.0.1:1'], '/x/', ['--workers', v]);
+    const code = await r.exited;
+    t.not(code, 0, `--workers ${v}: exit ${code}`);
+    t.match(r.out(), /--workers/, `--workers ${v}: the message names the flag`);
+  }
+});
