@@ -4,7 +4,7 @@ import { Registry, parseServiceSpec, type HostSession, type InstanceRecord } fro
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { eventually, startEtcd } from '../src/index.js';
 import { emit, load, round, summarize } from './stats.js';
-import { startServer, type Child } from './router-servers.js';
+import { cpuMs, startServer, type Child } from './router-servers.js';
 import { startRouterProcess } from './router-proxy.js';
 
 /** One request; resolves with the time to the first byte of the response (its status line) in ms. */
@@ -114,7 +114,15 @@ export async function run(args: string[]): Promise<void> {
     const implicit = summarize(implicitTimes);
     emit({ bench: 'router-claim', phase: 'implicit-first-request', concurrency: 1, ttfb: implicit, perSec: imp.perSec, errors: imp.errors });
 
-    // Throughput: many clients at once over the 3 routers.
+    // Throughput: many clients at once over the 3 routers. CPU time per claim of each
+    // party, to see which one limits the rate on this machine.
+    const etcdPids = etcd.members.map((m) => m.proc?.pid).filter((p): p is number => p !== undefined);
+    const cpuOf = (): { routers: number; etcd: number; client: number } => ({
+      routers: routers.reduce((a, r) => a + cpuMs(r.proc.pid!), 0),
+      etcd: etcdPids.reduce((a, p) => a + cpuMs(p), 0),
+      client: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
+    });
+    const cpu0 = cpuOf();
     const loadTimes: number[] = [];
     const burst = await load(async (i) => {
       const r = await post(i);
@@ -122,6 +130,8 @@ export async function run(args: string[]): Promise<void> {
       loadTimes.push(r.ms);
     }, nLoad, concurrency);
     const loaded = summarize(loadTimes);
+    const cpu1 = cpuOf();
+    const cpuUsPerClaim = (k: 'routers' | 'etcd' | 'client'): number => round(((cpu1[k] - cpu0[k]) * 1000) / nLoad, 1);
     emit({ bench: 'router-claim', phase: 'post-sessions', concurrency, ttfb: loaded, perSec: burst.perSec, errors: burst.errors });
     for (const a of agents) a.destroy();
 
@@ -144,6 +154,7 @@ export async function run(args: string[]): Promise<void> {
       implicitTtfbRatio: round(implicit.p50Ms / rawSeq.p50Ms),
       loadedTtfbP50Ms: loaded.p50Ms,
       loadedTtfbP99Ms: loaded.p99Ms,
+      cpuUsPerClaim: { routers: cpuUsPerClaim('routers'), etcd: cpuUsPerClaim('etcd'), benchClient: cpuUsPerClaim('client') },
       errors: seq.errors + imp.errors + burst.errors,
       targets: { ttfbRatio: 3, claimsPerSec: 500 },
     });

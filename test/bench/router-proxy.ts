@@ -1,11 +1,12 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Registry, parseServiceSpec, type HostSession } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { eventually, freePort, repoRoot, startEtcd } from '../src/index.js';
 import { emit, round } from './stats.js';
-import { startNginx, startServer, wrk, type Child, type WrkResult } from './router-servers.js';
+import { cpuMs, startNginx, startServer, wrk, type Child, type WrkResult } from './router-servers.js';
 
 /** Starts `warmpool router` (router/dist/src/main.js) as its own process; resolves when /readyz is 200. */
 export async function startRouterProcess(endpoints: string[], prefix: string, env: Record<string, string> = {}): Promise<Child> {
@@ -40,13 +41,17 @@ export async function startRouterProcess(endpoints: string[], prefix: string, en
 /**
  * router-proxy: an established session's requests through the router (a separate process,
  * as `warmpool router` runs) next to, in the same run, the upstream directly, a bare Node
- * proxy with keep-alive, and nginx (Debian, one worker, upstream keep-alive). Throughput
+ * proxy with keep-alive, and nginx (Debian, one worker, upstream keep-alive); then the router
+ * with one worker process per CPU next to nginx with `worker_processes auto`. Throughput
  * with wrk at 32 connections; added latency at 1 connection (router minus direct).
- * Two rounds in alternating order, best of each. Args: [seconds (5)] [connections (32)].
+ * Rounds in alternating order, best of each (the machine is shared: single windows swing).
+ * CPU time per request of each proxy process is printed too. Args: [seconds (5)]
+ * [connections (32)] [rounds (3)].
  */
 export async function run(args: string[]): Promise<void> {
   const seconds = Number(args[0] ?? 5);
   const connections = Number(args[1] ?? 32);
+  const rounds = Number(args[2] ?? 3);
   const started: Child[] = [];
   const etcd = await startEtcd();
   const store = new EtcdKvStore({ endpoints: etcd.endpoints });
@@ -66,6 +71,11 @@ export async function run(args: string[]): Promise<void> {
 
     const router = await startRouterProcess(etcd.endpoints, prefix);
     started.push(router);
+    // The same router with one worker process per CPU (WARMPOOL_ROUTER_WORKERS=auto), against
+    // nginx with `worker_processes auto` (Debian's default): the per-VM figure.
+    const workers = availableParallelism();
+    const routerN = await startRouterProcess(etcd.endpoints, prefix, { WARMPOOL_ROUTER_WORKERS: 'auto' });
+    started.push(routerN);
     const claim = await eventually(async () => {
       const r = await fetch(`http://127.0.0.1:${router.port}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"service":"chatbot"}' });
       return r.status === 201 ? ((await r.json()) as { sessionId: string }) : false;
@@ -74,31 +84,42 @@ export async function run(args: string[]): Promise<void> {
     started.push(bare);
     const nginx = await startNginx(target);
     started.push(nginx);
+    const nginxN = await startNginx(target, 'auto');
+    started.push(nginxN);
     emit({ bench: 'router-proxy', phase: 'setup', sessionId: claim.sessionId });
 
     const path1 = '/v1/chat/completions';
-    const variants: Record<string, { url: string; headers?: Record<string, string> }> = {
-      direct: { url: `http://127.0.0.1:${upstream.port}${path1}` },
-      bareProxy: { url: `http://127.0.0.1:${bare.port}${path1}` },
-      nginx: { url: `http://127.0.0.1:${nginx.port}${path1}` },
-      router: { url: `http://127.0.0.1:${router.port}/v1/sessions/${claim.sessionId}/proxy${path1}` },
-      routerHeader: { url: `http://127.0.0.1:${router.port}${path1}`, headers: { 'X-Warmpool-Session': claim.sessionId } },
+    // pid: the process whose CPU time a request costs (nginx: master + worker).
+    const variants: Record<string, { url: string; pid: number; headers?: Record<string, string> }> = {
+      direct: { url: `http://127.0.0.1:${upstream.port}${path1}`, pid: upstream.proc.pid! },
+      bareProxy: { url: `http://127.0.0.1:${bare.port}${path1}`, pid: bare.proc.pid! },
+      nginx: { url: `http://127.0.0.1:${nginx.port}${path1}`, pid: nginx.proc.pid! },
+      router: { url: `http://127.0.0.1:${router.port}/v1/sessions/${claim.sessionId}/proxy${path1}`, pid: router.proc.pid! },
+      routerHeader: { url: `http://127.0.0.1:${router.port}${path1}`, pid: router.proc.pid!, headers: { 'X-Warmpool-Session': claim.sessionId } },
+      routerWorkers: { url: `http://127.0.0.1:${routerN.port}/v1/sessions/${claim.sessionId}/proxy${path1}`, pid: routerN.proc.pid! },
+      nginxWorkers: { url: `http://127.0.0.1:${nginxN.port}${path1}`, pid: nginxN.proc.pid! },
     };
+    const cpuPerReq: Record<string, number> = {};
     const best = (into: Record<string, WrkResult>, name: string, r: WrkResult, better: (a: WrkResult, b: WrkResult) => boolean): void => {
       const prev = into[name];
       if (!prev || better(r, prev)) into[name] = r;
     };
     const tput: Record<string, WrkResult> = {};
     const lat: Record<string, WrkResult> = {};
-    for (let rnd = 0; rnd < 2; rnd++) {
+    for (let rnd = 0; rnd < rounds; rnd++) {
       const order = Object.keys(variants);
-      if (rnd === 1) order.reverse();
+      if (rnd % 2 === 1) order.reverse();
       for (const name of order) {
         const v = variants[name]!;
-        await wrk(v.url, { connections, seconds: 1, ...(v.headers ? { headers: v.headers } : {}) });
+        // Warm-up (JIT, pools; a multi-worker router warms each worker).
+        await wrk(v.url, { connections, seconds: 2, ...(v.headers ? { headers: v.headers } : {}) });
+        const cpu0 = cpuMs(v.pid);
         const r = await wrk(v.url, { connections, seconds, ...(v.headers ? { headers: v.headers } : {}) });
+        // CPU microseconds the proxy itself spent per request: steadier than req/s on a shared machine.
+        const cpuUs = round(((cpuMs(v.pid) - cpu0) * 1000) / Math.max(1, r.requests), 1);
+        cpuPerReq[name] = Math.min(cpuPerReq[name] ?? Infinity, cpuUs);
         best(tput, name, r, (a, b) => a.rps > b.rps);
-        emit({ bench: 'router-proxy', phase: 'throughput', round: rnd, variant: name, connections, rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors });
+        emit({ bench: 'router-proxy', phase: 'throughput', round: rnd, variant: name, connections, rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, cpuUsPerReq: cpuUs, errors: r.errors });
         const l = await wrk(v.url, { connections: 1, seconds: Math.max(2, Math.round(seconds / 2)), ...(v.headers ? { headers: v.headers } : {}) });
         best(lat, name, l, (a, b) => a.p50Ms < b.p50Ms);
         emit({ bench: 'router-proxy', phase: 'latency', round: rnd, variant: name, connections: 1, rps: l.rps, p50Ms: l.p50Ms, p99Ms: l.p99Ms, errors: l.errors });
@@ -110,6 +131,7 @@ export async function run(args: string[]): Promise<void> {
       summary: true,
       connections,
       seconds,
+      rounds,
       routerRps: tput.router!.rps,
       routerHeaderRps: tput.routerHeader!.rps,
       bareProxyRps: tput.bareProxy!.rps,
@@ -118,6 +140,12 @@ export async function run(args: string[]): Promise<void> {
       vsBareProxy: round(tput.router!.rps / tput.bareProxy!.rps),
       vsNginx: round(tput.router!.rps / tput.nginx!.rps),
       vsDirect: round(tput.router!.rps / tput.direct!.rps),
+      workers,
+      routerWorkersRps: tput.routerWorkers!.rps,
+      nginxWorkersRps: tput.nginxWorkers!.rps,
+      workersVsBareProxy: round(tput.routerWorkers!.rps / tput.bareProxy!.rps),
+      workersVsNginx: round(tput.routerWorkers!.rps / tput.nginx!.rps),
+      workersVsNginxWorkers: round(tput.routerWorkers!.rps / tput.nginxWorkers!.rps),
       routerP50Ms: lat.router!.p50Ms,
       routerP99Ms: lat.router!.p99Ms,
       directP50Ms: lat.direct!.p50Ms,
@@ -126,6 +154,7 @@ export async function run(args: string[]): Promise<void> {
       addedP99Ms: round(lat.router!.p99Ms - lat.direct!.p99Ms),
       bareAddedP50Ms: round(lat.bareProxy!.p50Ms - lat.direct!.p50Ms),
       nginxAddedP50Ms: round(lat.nginx!.p50Ms - lat.direct!.p50Ms),
+      cpuUsPerReq: cpuPerReq,
       errors,
       targets: { vsBareProxy: 1.0, vsNginx: 0.45 },
     });

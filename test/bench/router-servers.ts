@@ -4,7 +4,7 @@
 // a child prints "listening PORT" when ready.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -127,8 +127,8 @@ export async function startServer(kind: ServerKind, target = ''): Promise<Child>
   return spawnListening(thisFile, [kind, String(port), target]);
 }
 
-/** nginx as a reverse proxy with upstream keep-alive, one worker, config in a temp dir. */
-export async function startNginx(target: string, workers = 1): Promise<Child> {
+/** nginx as a reverse proxy with upstream keep-alive, one worker by default, config in a temp dir. */
+export async function startNginx(target: string, workers: number | 'auto' = 1): Promise<Child> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-nginx-'));
   writeFileSync(path.join(dir, 'nginx.conf'), `
@@ -177,6 +177,25 @@ http {
     throw e;
   }
   return { port, proc, stop };
+}
+
+/** CPU time (user + system, ms) a process and its direct children have used so far, from /proc. */
+export function cpuMs(pid: number): number {
+  const ticks = (p: number): number => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return Number(f[11]) + Number(f[12]); // utime, stime (fields 14, 15)
+    } catch {
+      return 0;
+    }
+  };
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch { /* no children file */ }
+  const hz = 100; // USER_HZ on Linux
+  return ((ticks(pid) + children.reduce((a, c) => a + ticks(c), 0)) * 1000) / hz;
 }
 
 export interface WrkResult { rps: number; p50Ms: number; p90Ms: number; p99Ms: number; errors: number; requests: number }
