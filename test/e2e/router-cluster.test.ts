@@ -139,6 +139,8 @@ t.test('router cluster on real etcd', { skip: infraSkip('etcd') }, async (t) => 
       if (c.instanceId === id) s = c; else extra.push(c.sessionId);
     }
     for (const e of extra) await fetch(`${routers[0]!.url}/v1/sessions/${e}`, { method: 'DELETE' });
+    // Nothing recycles ended sessions' instances here (no agent): refill for the tests below.
+    for (let i = 0; i < 4; i++) await addInstance();
     t.ok(s, 'claimed the sidecar instance');
     if (!s) return;
     const client = new OpenAI({ baseURL: `${routers[2]!.url}/v1/sessions/${s.sessionId}/proxy/v1`, apiKey: 'not-used', maxRetries: 0 });
@@ -200,8 +202,9 @@ t.test('router cluster on real etcd', { skip: infraSkip('etcd') }, async (t) => 
     const url = `http://127.0.0.1:${port}`;
     await eventually(async () => (await fetch(`${url}/readyz`)).status === 200, { timeoutMs: 15_000, what: `child router ready ${stderr}` });
     const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"service":"chatbot"}' });
-    t.equal(res.status, 201);
-    const s = (await res.json()) as { sessionId: string; instanceId: string };
+    const created = await res.text();
+    t.equal(res.status, 201, `new session through the child router: ${created}`);
+    const s = JSON.parse(created) as { sessionId: string; instanceId: string };
     const stream = await fetch(`${url}/v1/sessions/${s.sessionId}/proxy/slow-sse?n=500&gapMs=20`);
     const reader = stream.body!.getReader();
     const first = await reader.read();
