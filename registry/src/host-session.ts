@@ -20,6 +20,8 @@ export class HostSession extends EventEmitter {
   private leaseTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private recovering: Promise<void> | undefined;
+  /** recover() was asked for while a recovery ran (e.g. the new lease was lost too): run again after it. */
+  private recoverAgain = false;
 
   constructor(
     private readonly store: KvStore,
@@ -39,6 +41,9 @@ export class HostSession extends EventEmitter {
 
   private async grant(): Promise<void> {
     const lease = await this.store.grantKeptLease(this.ttlSec);
+    // A lease replaced while still alive (recover() asked twice) stops being kept: the
+    // records move to the new one right after.
+    this.lease?.release();
     this.lease = lease;
     lease.onLost((reason) => {
       if (this.closed || this.lease !== lease) return;
@@ -49,7 +54,13 @@ export class HostSession extends EventEmitter {
 
   /** Re-grants and re-puts until it works; exposed for tests and for the agent's resync. */
   recover(): Promise<void> {
-    if (this.recovering) return this.recovering;
+    if (this.recovering) {
+      // A loss during a recovery (the lease it just granted expired already, say while
+      // etcd was still settling) must not be swallowed: go again once this one ends.
+      this.recoverAgain = true;
+      return this.recovering;
+    }
+    this.recoverAgain = false;
     this.recovering = (async () => {
       let delay = 200;
       while (!this.closed) {
@@ -108,7 +119,10 @@ export class HostSession extends EventEmitter {
           delay = Math.min(delay * 2, 5_000);
         }
       }
-    })().finally(() => { this.recovering = undefined; });
+    })().finally(() => {
+      this.recovering = undefined;
+      if (this.recoverAgain && !this.closed) void this.recover();
+    });
     return this.recovering;
   }
 

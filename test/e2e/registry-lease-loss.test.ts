@@ -20,8 +20,11 @@ t.test('a host lease lost while etcd was away is granted again and every record 
   await hs.putInstance({ id: 'i1', service: 'chatbot', host: 'h1', state: 'ready', address: '127.0.0.1:1', containerId: 'c', slot: 0, createdAt: 0, readyAt: 0, bootMs: 0 });
   const firstLease = hs.leaseId;
   const events: string[] = [];
-  hs.on('lost', () => events.push('lost'));
-  hs.on('restored', () => events.push('restored'));
+  const t0 = Date.now();
+  const log: string[] = [];
+  hs.on('lost', (reason: unknown) => { events.push('lost'); log.push(`${Date.now() - t0}ms lost ${String(reason)}`); });
+  hs.on('restored', () => { events.push('restored'); log.push(`${Date.now() - t0}ms restored lease ${hs.leaseId}`); });
+  hs.on('error', (err: Error) => log.push(`${Date.now() - t0}ms error ${err.message}`));
 
   // etcd goes away for longer than the lease TTL; its clock keeps the lease's deadline,
   // so when it comes back the lease has expired and its keys are gone.
@@ -32,7 +35,14 @@ t.test('a host lease lost while etcd was away is granted again and every record 
   await eventually(() => events.includes('restored'), { timeoutMs: 30_000, what: 'lease restored' });
   t.ok(events.includes('lost'), 'the loss was reported');
   t.not(hs.leaseId, firstLease, 'a new lease was granted');
-  await eventually(async () => Boolean(await store.get(`${prefix}hosts/h1`)) && Boolean(await store.get(`${prefix}instances/chatbot/i1`)) && Boolean(await store.get(`${prefix}slots/chatbot/0`)), { timeoutMs: 10_000, what: 'records back' });
+  let missing: string[] = [];
+  await eventually(async () => {
+    missing = [];
+    for (const k of ['hosts/h1', 'instances/chatbot/i1', 'slots/chatbot/0']) if (!(await store.get(`${prefix}${k}`))) missing.push(k);
+    return missing.length === 0;
+  }, { timeoutMs: 10_000, what: 'records back' }).catch((err: Error) => {
+    throw new Error(`${err.message}; missing ${missing.join(', ')}; lease ${hs.leaseId}; events: ${log.join(' | ')}`);
+  });
   const slot = await store.get(`${prefix}slots/chatbot/0`);
   t.equal(slot?.lease, hs.leaseId, 'records hang on the new lease');
 });
