@@ -25,6 +25,7 @@ export const ROUTER_ERRORS = {
   WARMPOOL_HEADERS_TOO_LARGE: { status: 431, retryable: false },
   WARMPOOL_INTERNAL: { status: 500, retryable: false },
   WARMPOOL_INSTANCE_UNREACHABLE: { status: 502, retryable: true },
+  WARMPOOL_INSTANCE_BAD_RESPONSE: { status: 502, retryable: false },
   WARMPOOL_NO_READY_INSTANCE: { status: 503, retryable: true },
   WARMPOOL_REGISTRY_UNAVAILABLE: { status: 503, retryable: true },
   WARMPOOL_SHUTTING_DOWN: { status: 503, retryable: true },
@@ -107,6 +108,22 @@ export function routerCodeOf(err: unknown): RouterErrorCode {
   return 'WARMPOOL_INTERNAL';
 }
 
+/**
+ * The code of a failed hop to an instance: unreachable or too slow as usual; anything else
+ * that went wrong on that hop (not HTTP, a bad status, broken framing, oversized headers)
+ * is the instance's invalid answer, 502, never the router's own 500.
+ */
+export function upstreamCodeOf(err: unknown): RouterErrorCode {
+  const code = routerCodeOf(err);
+  return code === 'WARMPOOL_INSTANCE_UNREACHABLE' || code === 'WARMPOOL_UPSTREAM_TIMEOUT' ? code : 'WARMPOOL_INSTANCE_BAD_RESPONSE';
+}
+
+/** A failed hop to an instance as the error the client gets (see upstreamCodeOf). */
+export function upstreamError(err: unknown): unknown {
+  const code = upstreamCodeOf(err);
+  return code === routerCodeOf(err) ? err : new RouterError(code, describe(code, err), { cause: err });
+}
+
 /** The one place an error becomes an HTTP status, headers and body. */
 export function httpErrorOf(err: unknown): HttpError {
   const code = routerCodeOf(err);
@@ -127,6 +144,7 @@ function describe(code: RouterErrorCode, err: unknown): string {
     case 'WARMPOOL_BAD_JSON': return 'request body is not valid JSON';
     case 'WARMPOOL_INSTANCE_UNREACHABLE': return 'the session\'s instance is unreachable';
     case 'WARMPOOL_UPSTREAM_TIMEOUT': return 'the session\'s instance did not answer in time';
+    case 'WARMPOOL_INSTANCE_BAD_RESPONSE': return 'the session\'s instance sent an invalid HTTP response';
     case 'WARMPOOL_REGISTRY_UNAVAILABLE': return 'the registry is unavailable';
     case 'WARMPOOL_REQUEST_TIMEOUT': return 'request timed out';
     default: {

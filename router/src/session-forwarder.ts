@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SessionRecord } from '@warmpool/registry';
-import { RouterError, httpErrorOf, rawHttpError, routerCodeOf } from './errors.js';
+import { RouterError, httpErrorOf, rawHttpError, upstreamCodeOf, upstreamError } from './errors.js';
 import { prepareUpstreamHeaders } from './forward-headers.js';
 import { ClientGone, type ResponseHeadersHook, type UpstreamProxy } from './proxy-adapter.js';
 import type { RouterMetrics } from './metrics.js';
@@ -79,9 +79,9 @@ export class SessionForwarder {
     req.url = path;
     prepareUpstreamHeaders(req, { credential, sessionId: session.id, upgrade: true });
     this.proxy.ws(req, socket, head, session.address, (err) => {
-      this.metrics.proxyErrors.inc({ code: routerCodeOf(err) });
+      this.metrics.proxyErrors.inc({ code: upstreamCodeOf(err) });
       // Before the upgrade nothing was written: answer in HTTP. After it, just close.
-      if (socket.writable && (socket as { bytesWritten?: number }).bytesWritten === 0) socket.write(rawHttpError(err));
+      if (socket.writable && (socket as { bytesWritten?: number }).bytesWritten === 0) socket.write(rawHttpError(upstreamError(err)));
     });
   }
 
@@ -100,10 +100,10 @@ export class SessionForwarder {
       else res.destroy();
       return;
     }
-    const code = routerCodeOf(err);
+    const code = upstreamCodeOf(err);
     this.metrics.proxyErrors.inc({ code });
-    this.log?.warn({ code, err: err.message, path: reply.request.raw.url }, 'proxied request failed');
+    this.log?.warn({ code, err: err.message, errCode: err.code, path: reply.request.raw.url }, 'proxied request failed');
     if (reply.sent || res.headersSent) res.destroy();
-    else this.replyError(reply, err);
+    else this.replyError(reply, upstreamError(err));
   }
 }

@@ -1,6 +1,7 @@
 // The streaming proxy over real sockets: credential and header hygiene, the three ways to
 // name a session, implicit sessions, SSE flushed as it arrives, aborts, 502/504.
 import http from 'node:http';
+import net from 'node:net';
 import t from 'tap';
 import { harness, routerUrl, type Harness } from './fixtures.js';
 
@@ -174,4 +175,58 @@ t.test('the session keep-alive is refreshed by traffic', async (t) => {
   for (let i = 0; i < 5; i++) await (await fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/x`)).text();
   await until(() => spy.length > 0);
   t.ok(spy.length <= 2, `keep-alives batched (${spy.length} for 5 requests)`);
+});
+
+t.test('a misbehaving instance gets a clear 502 or a cut-off response, never a crash', async (t) => {
+  const h = await harness({ ready: 0, listen: true, router: { config: { proxy: { idleTimeoutMs: 1000 } } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  // A raw TCP "instance": the request path picks how it breaks HTTP.
+  const answers: Record<string, string> = {
+    '/garbage': 'HELLO THERE\r\n\r\n',
+    '/bad-status': 'HTTP/1.1 999 Weird\r\nContent-Length: 2\r\n\r\nok',
+    '/nul-header': 'HTTP/1.1 200 OK\r\nX-Bad: a\u0000b\r\nContent-Length: 2\r\n\r\nok',
+    '/two-lengths': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nok',
+    '/huge-headers': `HTTP/1.1 200 OK\r\n${Array.from({ length: 400 }, (_, i) => `X-H${i}: ${'v'.repeat(100)}`).join('\r\n')}\r\nContent-Length: 2\r\n\r\nok`,
+    '/short-body': 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc',
+    '/close': '',
+  };
+  const server = net.createServer((sock) => {
+    sock.on('error', () => undefined);
+    let head = '';
+    sock.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const path = head.split(' ')[1] ?? '';
+      const answer = answers[path];
+      if (answer === undefined || answer === '') { sock.destroy(); return; }
+      sock.end(answer);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  await h.host.putInstance({
+    id: 'broken-1', service: 'chatbot', host: 'host-a', state: 'ready', address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    containerId: 'c-broken', slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1,
+  });
+  const s = await (async () => {
+    for (let i = 0; i < 50; i++) {
+      try { return await newSession(h); } catch { await new Promise((r) => setTimeout(r, 20)); }
+    }
+    throw new Error('no session on the broken instance');
+  })();
+  t.equal(s.instanceId, 'broken-1');
+  for (const path of ['/garbage', '/bad-status', '/nul-header', '/two-lengths', '/huge-headers', '/close']) {
+    const res = await fetch(`${base}/v1/sessions/${s.sessionId}/proxy${path}`);
+    const body = await res.text();
+    t.equal(res.status, 502, `${path}: 502 (${body})`);
+    t.match(body, /"code":"WARMPOOL_/, `${path}: a JSON error`);
+  }
+  const short = await fetch(`${base}/v1/sessions/${s.sessionId}/proxy/short-body`);
+  if (short.status === 200) await t.rejects(short.text(), 'a body shorter than announced ends in an error, not a silent truncation');
+  else t.equal(short.status, 502, 'or a 502 before anything was sent');
+  // The router is still up and answering.
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'router still healthy');
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  t.match(metrics, /warmpool_router_proxy_errors_total\{code="WARMPOOL_/, 'counted as proxy errors');
 });
