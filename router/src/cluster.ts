@@ -100,6 +100,11 @@ export function startRouterCluster(opts: RouterClusterOptions): Promise<RouterCl
     );
   });
 
+  // Workers accept from the shared socket themselves. With round-robin hand-off from the
+  // primary, a connection handed to a worker at the instant it is killed is lost without a
+  // reset (the client hangs until its own timeout; measured: one per kill); accepting in
+  // the workers leaves the backlog to the survivors and resets only what the dead one held.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   return new Promise<RouterCluster>((resolve, reject) => {
     let listening = 0;
     const fork = (): void => {
