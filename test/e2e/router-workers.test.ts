@@ -9,7 +9,7 @@ import path from 'node:path';
 import t from 'tap';
 import { Registry, instanceKey, parseServiceSpec, type HostSession } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
-import { eventually, freePort, infraSkip, repoRoot, startEtcd, testRunId } from '../src/index.js';
+import { eventually, freePort, infraSkip, killOnExit, repoRoot, startEtcd, testRunId } from '../src/index.js';
 import { startUpstream, type Upstream } from '../bench/router-upstream.js';
 
 const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
@@ -56,10 +56,10 @@ interface RouterProc { proc: ChildProcess; port: number; out: () => string; exit
 
 async function startRouter(etcd: string[], prefix: string, args: string[] = []): Promise<RouterProc> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [bin, 'router', '--etcd', etcd.join(','), '--prefix', prefix, '--listen', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...args], {
+  const proc = killOnExit(spawn(process.execPath, [bin, 'router', '--etcd', etcd.join(','), '--prefix', prefix, '--listen', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'WARMPOOL_ROUTER_WORKERS')),
-  });
+  }));
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });

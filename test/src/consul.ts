@@ -5,6 +5,7 @@ import path from 'node:path';
 import { freePorts } from './ports.js';
 import { eventually } from './eventually.js';
 import { consulBin } from './infra.js';
+import { killOnExit } from './children.js';
 
 export interface ConsulAgent {
   httpPort: number;
@@ -33,7 +34,7 @@ export async function startConsul(): Promise<ConsulAgent> {
     '-grpc-port', String(grpc),
     '-log-level', 'warn',
   ];
-  const proc = spawn(consulBin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = killOnExit(spawn(consulBin, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 10_000) stderr += d.toString();

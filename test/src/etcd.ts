@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePorts } from './ports.js';
 import { eventually } from './eventually.js';
+import { killOnExit } from './children.js';
 
 export interface EtcdMember {
   name: string;
@@ -87,7 +88,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdCluster> {
       ...(opts.extraArgs?.(m) ?? []),
     ];
     everStarted.add(m.name);
-    const p = spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = killOnExit(spawn('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] }));
     p.stderr?.on('data', () => {});
     m.proc = p;
   };

@@ -6,3 +6,4 @@ export * from './consul.js';
 export * from './docker.js';
 export * from './tcp-proxy.js';
 export * from './mesh.js';
+export * from './children.js';

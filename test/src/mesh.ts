@@ -7,6 +7,7 @@ import { startEtcd, type EtcdCluster, type EtcdMember } from './etcd.js';
 import { startConsul, type ConsulAgent } from './consul.js';
 import { removeContainersByLabel } from './docker.js';
 import { repoRoot } from './infra.js';
+import { killOnExit } from './children.js';
 
 const warmpoolBin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
 
@@ -135,8 +136,8 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     const wrap = opts.agentCommandPrefix?.(i) ?? [];
     // `ip netns exec` execs the command: the pid stays the agent's, so signals reach it.
     a.proc = wrap.length
-      ? spawn(wrap[0]!, [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      ? killOnExit(spawn(wrap[0]!, [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }))
+      : killOnExit(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     pipeLines(a.proc, a, opts.onLine);
     return a;
   };
@@ -149,7 +150,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     const args = [warmpoolBin, 'router', '--etcd', endpoints(), '--prefix', prefix, '--listen', '127.0.0.1', '--port', String(port), '--log-level', 'warn'];
     if (opts.defaultService) args.push('--default-service', opts.defaultService);
     if (consul) args.push('--consul-agent', `127.0.0.1:${consul.httpPort}`);
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = killOnExit(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     r.proc = p;
     const listening = new Promise<void>((resolve, reject) => {
       const onData = (d: Buffer): void => {

@@ -1,0 +1,31 @@
+// A safety net for processes a test starts (etcd, Consul, agents, routers): teardown stops
+// them, but a test process that is itself killed (tap's timeout sends SIGTERM) never runs
+// its teardown. Tracked children are SIGKILLed when this process exits or is told to.
+import type { ChildProcess } from 'node:child_process';
+
+const children = new Set<ChildProcess>();
+let hooked = false;
+
+function killAll(): void {
+  for (const c of children) {
+    try { c.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  children.clear();
+}
+
+/** Tracks `p` until it exits; returns it. */
+export function killOnExit<T extends ChildProcess>(p: T): T {
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  if (!hooked) {
+    hooked = true;
+    process.once('exit', killAll);
+    for (const [sig, n] of [['SIGTERM', 15], ['SIGINT', 2], ['SIGHUP', 1]] as const) {
+      process.once(sig, () => {
+        killAll();
+        process.exit(128 + n);
+      });
+    }
+  }
+  return p;
+}
