@@ -79,12 +79,7 @@ function routerCommand(): Command {
       const { isWorker } = (await import('node:cluster')).default;
       // Several workers: this process forks them (each re-runs this command) and supervises.
       const router = isClusterPrimary(parsed.config.workers)
-        ? await (async () => {
-          const { pino } = await import('pino');
-          const workers = workerCount(parsed.config.workers);
-          const c = await startRouterCluster({ workers, logger: pino({ level: o.logLevel, base: { component: 'router' } }) });
-          return { port: c.port, url: `http://${o.listen === '0.0.0.0' || o.listen === '::' ? '127.0.0.1' : o.listen}:${c.port}`, close: () => c.close(), workers };
-        })()
+        ? await startRouterCluster({ config: parsed.config })
         : await startRouter({ config: parsed.config, store: await storeConfig(o) });
       if (isWorker) {
         // The primary registers with Consul and prints; a worker only serves until told to stop.

@@ -4,8 +4,9 @@
 // that share an address. The primary only supervises and answers /metrics for all.
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { AggregatorRegistry, type Registry as PromRegistry } from 'prom-client';
+import { localUrl, type RouterConfig } from './config.js';
 
 const ASK = 'warmpool:router-metrics?';
 const ANSWER = 'warmpool:router-metrics=';
@@ -57,6 +58,9 @@ export function clusterMetricsRenderer(registry: PromRegistry): (() => Promise<s
 
 export interface RouterCluster {
   port: number;
+  /** Where it listens, e.g. http://127.0.0.1:8080 */
+  url: string;
+  workers: number;
   /** Live worker pids, for tests and logs. */
   workerPids(): number[];
   /** Stops every worker (SIGTERM, then SIGKILL after graceMs); resolves when all exited. Idempotent. */
@@ -64,8 +68,9 @@ export interface RouterCluster {
 }
 
 export interface RouterClusterOptions {
-  workers: number;
-  logger: Logger;
+  /** The router's settings: workers (number or auto), listen address, log level. */
+  config: RouterConfig;
+  logger?: Logger;
   /** Between a worker's unexpected death and its replacement, doubling to maxRestartDelayMs. */
   restartDelayMs?: number;
   maxRestartDelayMs?: number;
@@ -79,7 +84,9 @@ export interface RouterClusterOptions {
  * listened fails the whole start (bad config, port in use), so the service manager sees it.
  */
 export function startRouterCluster(opts: RouterClusterOptions): Promise<RouterCluster> {
-  const { logger, workers } = opts;
+  const { config } = opts;
+  const workers = workerCount(config.workers);
+  const logger = opts.logger ?? pino({ level: config.logLevel, base: { component: 'router' } });
   const baseDelay = opts.restartDelayMs ?? 500;
   const maxDelay = opts.maxRestartDelayMs ?? 30_000;
   const graceMs = opts.graceMs ?? 12_000;
@@ -117,7 +124,7 @@ export function startRouterCluster(opts: RouterClusterOptions): Promise<RouterCl
         if (!started && ++listening === workers) {
           started = true;
           healthySince = Date.now();
-          resolve({ port, workerPids, close });
+          resolve({ port, url: localUrl(config.listen.host, port), workers, workerPids, close });
         }
       });
       w.once('exit', (code, signal) => {

@@ -99,3 +99,9 @@ export function routerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Route
   if (env.WARMPOOL_LOG_LEVEL) out.logLevel = env.WARMPOOL_LOG_LEVEL;
   return out as RouterConfigInput;
 }
+
+/** Where a router listening on host:port is reached from this machine. */
+export function localUrl(listenHost: string, port: number): string {
+  const host = listenHost === '0.0.0.0' || listenHost === '::' ? '127.0.0.1' : listenHost;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

@@ -3,7 +3,7 @@
 import { pathToFileURL } from 'node:url';
 import { parseRouterConfig, routerConfigFromEnv } from './config.js';
 import { pino } from 'pino';
-import { isClusterPrimary, startRouterCluster, workerCount } from './cluster.js';
+import { isClusterPrimary, startRouterCluster } from './cluster.js';
 import { startRouter } from './start.js';
 
 export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -16,9 +16,8 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   const { config } = parsed;
   if (isClusterPrimary(config.workers)) {
     const logger = pino({ level: config.logLevel, base: { component: 'router' } });
-    const workers = workerCount(config.workers);
-    const c = await startRouterCluster({ workers, logger });
-    logger.info({ port: c.port, workers, pids: c.workerPids() }, 'router listening');
+    const c = await startRouterCluster({ config, logger });
+    logger.info({ port: c.port, workers: c.workers, pids: c.workerPids() }, 'router listening');
     const stopAll = (): void => {
       c.close().then(() => process.exit(0), () => process.exit(1));
     };

@@ -63,6 +63,17 @@ export class ClientGone {
   }
 }
 
+/** A proxied request is never retried by the router: the instance may have acted on it. */
+const neverRetry = (): null => null;
+
+/** The instance sees the Host the client asked for (X-Forwarded-Host says it too). */
+function keepClientHost(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  const host = request.headers.host;
+  if (host !== undefined) headers.host = host;
+  else delete headers.host;
+  return headers;
+}
+
 /** reply-from's `reply.from`, as the plugin decorates fastify's reply. */
 type From = (url: string, opts: Record<string, unknown>) => FastifyReply;
 
@@ -109,27 +120,24 @@ export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
       await app.register(replyFrom, { undici: dispatcher as never, disableRequestLogging: true, destroyAgent: false });
     },
     web(request, reply, address, path, onError, onHeaders, gone) {
-      const host = request.headers.host;
       handOver = gone;
-      (reply as unknown as { from: From }).from(`http://${address}${path}`, {
-        // A proxied request is never retried by the router: the instance may have acted on it.
-        retryDelay: () => null,
-        rewriteRequestHeaders: (_req: FastifyRequest, headers: IncomingHttpHeaders) => {
-          // The instance sees the Host the client asked for (X-Forwarded-Host says it too).
-          if (host !== undefined) headers.host = host;
-          else delete headers.host;
-          return headers;
-        },
-        rewriteHeaders: (headers: IncomingHttpHeaders) => {
-          stripResponseHopByHop(headers);
-          onHeaders?.(headers);
-          return headers;
-        },
-        onError: (_reply: FastifyReply, { error }: { error: Error & { cause?: unknown } }) => {
-          onError((error.cause ?? error) as NodeJS.ErrnoException);
-        },
-      });
-      handOver = undefined;
+      try {
+        (reply as unknown as { from: From }).from(`http://${address}${path}`, {
+          retryDelay: neverRetry,
+          rewriteRequestHeaders: keepClientHost,
+          rewriteHeaders: (headers: IncomingHttpHeaders) => {
+            stripResponseHopByHop(headers);
+            onHeaders?.(headers);
+            return headers;
+          },
+          onError: (_reply: FastifyReply, { error }: { error: Error & { cause?: unknown } }) => {
+            onError((error.cause ?? error) as NodeJS.ErrnoException);
+          },
+        });
+      } finally {
+        // Never left for the next request, even if reply.from threw before dispatching.
+        handOver = undefined;
+      }
     },
     ws(req, socket, head, address, onError) {
       wsProxy.ws(req, socket, head, { target: target(address) }, (err) => onError(err as NodeJS.ErrnoException));

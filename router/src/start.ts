@@ -3,7 +3,7 @@ import { pino, type Logger } from 'pino';
 import { clusterMetricsRenderer } from './cluster.js';
 import { Registry, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
 import { buildRouter, type WarmpoolRouter } from './app.js';
-import { routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
+import { localUrl, routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
 
 export interface StartRouterOptions {
   config?: RouterConfigInput | RouterConfig;
@@ -47,14 +47,13 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
-  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   logger.info({ port, registry: store.backend, defaultService: config.defaultService ?? null }, 'router listening');
   let closing: Promise<void> | undefined;
   return {
     app,
     registry,
     port,
-    url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    url: localUrl(config.listen.host, port),
     close() {
       closing ??= (async () => {
         await app.close();

@@ -6,17 +6,14 @@ import { repoRoot, startMesh, type Mesh, type MeshOptions } from '../src/index.j
 import { auditHistory, findOrphans, RegistryMonitor, type HistoryAudit, type OrphanReport } from './monitor.js';
 import { createNetnsHost, type NetnsHost } from './netns.js';
 import type { Scenario, ScenarioContext } from './scenarios.js';
-import { checkClientAssignments, Workload, type SessionLog } from './workload.js';
+import { checkClientAssignments, Workload, type SessionLog, type WorkloadOptions } from './workload.js';
 
 export const SERVICE = 'chatbot';
 export const WARM = 3;
 export const LEASE_TTL_SEC = 3;
 
-export interface Profile {
-  clients: number;
-  turns: number;
-  thinkMs: [number, number];
-  pauseMs: [number, number];
+/** The workload's shape (clients, turns, think and pause times) and the fault's timing. */
+export interface Profile extends Pick<WorkloadOptions, 'clients' | 'turns' | 'thinkMs' | 'pauseMs'> {
   /** Workload time before the fault. */
   preFaultMs: number;
   /** Workload keeps running this long after the fault is healed. */

@@ -78,6 +78,24 @@ function dockerKillScenario(role: 'app' | 'sidecar'): Scenario['inject'] {
   };
 }
 
+/** kill -9 the agent of host-1, start it again after `downMs`, note what it adopted. */
+function killAgentScenario(downMs: (ctx: Parameters<Scenario['inject']>[0]) => number): Scenario['inject'] {
+  return async (ctx) => {
+    await ctx.mesh.stopAgent(0, 'SIGKILL');
+    ctx.injected();
+    const mark = ctx.mesh.agents[0]!.output.length;
+    await ctx.sleep(downMs(ctx));
+    await ctx.mesh.startAgent(0);
+    ctx.healed();
+    ctx.background((async () => {
+      await ctx.sleep(4_000);
+      const lines = ctx.mesh.agents[0]!.output.slice(mark);
+      ctx.note('adopted', lines.filter((l) => l.includes('"msg":"adopted instance"')).length);
+      ctx.note('removedAtStart', lines.filter((l) => l.includes('"msg":"removing a container pair found at start-up"')).length);
+    })());
+  };
+}
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'baseline',
@@ -110,39 +128,13 @@ export const SCENARIOS: Scenario[] = [
     name: 'kill-agent',
     summary: 'kill -9 the agent of host-1; restarted 1 s later (systemd RestartSec=1), it must adopt its containers',
     short: true,
-    async inject(ctx) {
-      await ctx.mesh.stopAgent(0, 'SIGKILL');
-      ctx.injected();
-      const mark = ctx.mesh.agents[0]!.output.length;
-      await ctx.sleep(1_000);
-      await ctx.mesh.startAgent(0);
-      ctx.healed();
-      ctx.background((async () => {
-        await ctx.sleep(4_000);
-        const lines = ctx.mesh.agents[0]!.output.slice(mark);
-        ctx.note('adopted', lines.filter((l) => l.includes('"msg":"adopted instance"')).length);
-        ctx.note('removedAtStart', lines.filter((l) => l.includes('"msg":"removing a container pair found at start-up"')).length);
-      })());
-    },
+    inject: killAgentScenario(() => 1_000),
   },
   {
     name: 'kill-agent-late',
     summary: 'kill -9 the agent of host-1 and restart it only after its lease expired (3 x TTL)',
     short: false,
-    async inject(ctx) {
-      await ctx.mesh.stopAgent(0, 'SIGKILL');
-      ctx.injected();
-      const mark = ctx.mesh.agents[0]!.output.length;
-      await ctx.sleep(3 * ctx.leaseTtlSec * 1000);
-      await ctx.mesh.startAgent(0);
-      ctx.healed();
-      ctx.background((async () => {
-        await ctx.sleep(4_000);
-        const lines = ctx.mesh.agents[0]!.output.slice(mark);
-        ctx.note('adopted', lines.filter((l) => l.includes('"msg":"adopted instance"')).length);
-        ctx.note('removedAtStart', lines.filter((l) => l.includes('"msg":"removing a container pair found at start-up"')).length);
-      })());
-    },
+    inject: killAgentScenario((ctx) => 3 * ctx.leaseTtlSec * 1000),
   },
   {
     name: 'kill-sidecar',
