@@ -229,13 +229,18 @@ export class Actions {
         const why = inst.failureWhy;
         const slot = inst.slot;
         inst.slot = null;
+        // The previous failure goes before this one is shown: a service never has two failed
+        // records visible at once, not even between two writes.
+        const prev = ctx.failedRecords.get(inst.service);
+        if (prev && prev !== id) {
+          await this.enqueue(prev, () => ctx.host.deleteInstance(inst.service, prev));
+          if (ctx.failedRecords.get(inst.service) === prev) ctx.failedRecords.delete(inst.service);
+        }
         await this.writeRecord(inst, { state: 'failed', reason: why, slot: null });
+        ctx.failedRecords.set(inst.service, id);
         // Stop keeping its pre-granted session lease alive (if it had one): it runs out.
         ctx.host.instanceClaimed(id);
         if (slot !== null) await ctx.host.releaseSlot(inst.service, slot, id);
-        const prev = ctx.failedRecords.get(inst.service);
-        ctx.failedRecords.set(inst.service, id);
-        if (prev && prev !== id) await this.enqueue(prev, () => ctx.host.deleteInstance(inst.service, prev));
       } else {
         if (retiring && inst.slot !== null) {
           // Out of the ready set first (a claim of the old record would delete whatever holds

@@ -10,11 +10,15 @@ t.test('never ready: replaced after the boot timeout, with visible backoff', { s
   const agent = await h.startAgent('host-a');
   const reasons = new Map<string, string>();
   const starts = new Map<string, number>();
+  let maxFailed = 0;
   h.cache.on('change', (c: { kind: string; type: string; parts: string[] }) => {
     if (c.kind !== 'instances' || c.type !== 'put') return;
     const rec = h.cache.instances.get(c.parts[1]!)?.value;
     if (!rec) return;
     if (!starts.has(rec.id)) starts.set(rec.id, Date.now());
+    let failed = 0;
+    for (const { value } of h.cache.instances.values()) if (value.state === 'failed' && value.service === 'chat') failed++;
+    maxFailed = Math.max(maxFailed, failed);
     if (rec.state === 'failed' && rec.reason) reasons.set(rec.id, rec.reason);
   });
   await h.putService(chatSpec({ name: 'chat', warm: 1, bootTimeoutSec: 1.5, env: { NEVER_READY: '1' } }));
@@ -31,6 +35,7 @@ t.test('never ready: replaced after the boot timeout, with visible backoff', { s
   t.ok(gaps.every((g) => g >= 1500), `attempts are spaced by at least the boot timeout: ${gaps.join(', ')} ms`);
   const failedNow = h.instances().filter((i) => i.state === 'failed');
   t.ok(failedNow.length <= 1, 'one failed record is kept visible per service, not one per attempt');
+  t.ok(maxFailed <= 1, `never two failed records at once, at any change the cache saw (max ${maxFailed})`);
   t.equal(agent.status().backoff.chat?.failures !== undefined, true, 'the agent status shows the backoff');
 
   // Fixing the service (a spec change) brings it up; the failed record goes away.
