@@ -56,13 +56,6 @@ export class SessionForwarder {
     }
   }
 
-  /** Sessions with a proxied response still open (for tests and metrics). */
-  openResponses(): number {
-    let n = 0;
-    for (const e of this.streaming.values()) n += e.open;
-    return n;
-  }
-
   /** Registers the proxy engine on the fastify scope whose routes call web(). */
   register(app: FastifyInstance): Promise<void> {
     return this.proxy.register(app);
