@@ -42,6 +42,9 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     logController: new LogController({ disableRequestLogging: true }),
+    // No child logger per request: the router logs per request only on failures, and those
+    // lines name the request themselves (a child logger costs a proxied request ~4% of its CPU).
+    childLoggerFactory: (logger) => logger,
     bodyLimit: config.limits.maxJsonBytes,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 256 },
@@ -90,7 +93,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
 
   app.setErrorHandler((err, request, reply) => {
     const h = httpErrorOf(err);
-    if (h.status >= 500 && h.status !== 503) request.log.error({ err }, 'request failed');
+    if (h.status >= 500 && h.status !== 503) request.log.error({ err, reqId: request.id, method: request.method, url: request.url }, 'request failed');
     reply.code(h.status).headers(h.headers).send(h.body);
   });
   app.setNotFoundHandler((request, reply) => {

@@ -7,46 +7,69 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authe
 /** What a client may claim about where a request came from: the router says it instead. */
 const CLIENT_FORWARDING = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip'];
 
+/** Never copied from a client's request: the router sets them itself, or they are hop-by-hop. */
+const DROPPED = new Set([...HOP_BY_HOP, ...CLIENT_FORWARDING, CREDENTIAL_HEADER, SESSION_HEADER]);
+
+/** A client must not be able to strip, by listing them in Connection, what the instance relies on. */
+const NEVER_LISTED = new Set(['host', 'content-length', 'transfer-encoding']);
+
 function connectionTokens(v: string | string[] | undefined): string[] {
   if (!v) return [];
   return (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
 }
 
+/** The header names a Connection header lists beyond the usual keep-alive / close (dropped anyway). */
+function listedByConnection(v: string | string[] | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'string' && v.length <= 10) {
+    const l = v.toLowerCase();
+    if (l === 'keep-alive' || l === 'close') return undefined;
+  }
+  const names = connectionTokens(v).filter((n) => !NEVER_LISTED.has(n));
+  return names.length > 0 ? names : undefined;
+}
+
 /**
- * Rewrites a client request's headers in place for the hop to the instance: hop-by-hop
- * headers (and any the client listed in Connection) dropped, X-Forwarded-* set from the
- * socket, never from the client, any client-sent credential replaced by the router's.
- * For a WebSocket upgrade, `Connection: Upgrade` and `Upgrade` stay.
+ * The headers of a client request for the hop to the instance, as a new object (the
+ * client's are left as they arrived): hop-by-hop headers (and any the client listed in
+ * Connection) dropped, X-Forwarded-* set from the socket, never from the client, any
+ * client-sent credential or session header replaced by the router's. For a WebSocket
+ * upgrade, `Connection: Upgrade` and `Upgrade` stay.
  */
-export function prepareUpstreamHeaders(
+export function upstreamHeaders(
   req: IncomingMessage,
   opts: { credential: string; sessionId: string; upgrade?: boolean },
-): void {
+): IncomingHttpHeaders {
   const h = req.headers;
-  const upgrade = opts.upgrade ? h.upgrade : undefined;
-  for (const name of connectionTokens(h.connection)) {
-    // A client must not be able to strip what the sidecar or the app rely on.
-    if (name !== 'host' && name !== 'content-length' && name !== 'transfer-encoding') delete h[name];
+  const listed = listedByConnection(h.connection);
+  const out: IncomingHttpHeaders = {};
+  for (const name in h) {
+    if (DROPPED.has(name) || (listed !== undefined && listed.includes(name))) continue;
+    out[name] = h[name];
   }
-  for (const name of HOP_BY_HOP) delete h[name];
-  for (const name of CLIENT_FORWARDING) delete h[name];
-  if (h['transfer-encoding'] !== undefined) h['transfer-encoding'] = 'chunked';
-  if (upgrade) {
-    h.connection = 'Upgrade';
-    h.upgrade = upgrade;
+  if (out['transfer-encoding'] !== undefined) out['transfer-encoding'] = 'chunked';
+  if (opts.upgrade && h.upgrade !== undefined) {
+    out.connection = 'Upgrade';
+    out.upgrade = h.upgrade;
   }
   const sock = req.socket;
-  h['x-forwarded-for'] = sock.remoteAddress ?? '';
-  h['x-forwarded-proto'] = (sock as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-  if (h.host) h['x-forwarded-host'] = h.host;
-  if (sock.localPort) h['x-forwarded-port'] = String(sock.localPort);
-  h[CREDENTIAL_HEADER] = opts.credential;
-  h[SESSION_HEADER] = opts.sessionId;
+  out['x-forwarded-for'] = sock.remoteAddress ?? '';
+  out['x-forwarded-proto'] = (sock as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+  if (h.host) out['x-forwarded-host'] = h.host;
+  if (sock.localPort) out['x-forwarded-port'] = String(sock.localPort);
+  out[CREDENTIAL_HEADER] = opts.credential;
+  out[SESSION_HEADER] = opts.sessionId;
+  return out;
 }
 
 /** Drops hop-by-hop headers of an instance's response (Node frames the client response itself). */
 export function stripResponseHopByHop(h: IncomingHttpHeaders, keepUpgrade = false): void {
-  for (const name of connectionTokens(h.connection)) delete h[name];
-  for (const name of HOP_BY_HOP) if (!(keepUpgrade && (name === 'upgrade' || name === 'connection'))) delete h[name];
-  delete h['transfer-encoding'];
+  // Deleting an absent property is not free, and most responses carry one or none of these.
+  if (h.connection !== undefined) {
+    for (const name of connectionTokens(h.connection)) if (h[name] !== undefined) delete h[name];
+  }
+  for (const name of HOP_BY_HOP) {
+    if (h[name] !== undefined && !(keepUpgrade && (name === 'upgrade' || name === 'connection'))) delete h[name];
+  }
+  if (h['transfer-encoding'] !== undefined) delete h['transfer-encoding'];
 }

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import { createProxyServer } from 'http-proxy-3';
-import { Agent, type Dispatcher } from 'undici';
+import { Agent, Dispatcher as DispatcherBase, type Dispatcher } from 'undici';
 import { stripResponseHopByHop } from './forward-headers.js';
 
 export interface UpstreamProxyOptions {
@@ -28,11 +28,11 @@ export interface UpstreamProxy {
   /** Registers the HTTP engine on the fastify instance whose routes call web(). */
   register(app: FastifyInstance): Promise<void>;
   /**
-   * Forwards a request (headers already prepared, body = the request stream or none) to
-   * http://{address}{path}, streaming the response back as it arrives. A client that goes
+   * Forwards a request (with `headers` prepared for the hop, body = the request stream or
+   * none) to http://{address}{path}, streaming the response back as it arrives. A client that goes
    * away aborts the upstream request, also before the instance has answered.
    */
-  web(request: FastifyRequest, reply: FastifyReply, address: string, path: string, onError: ProxyErrorHandler, onHeaders?: ResponseHeadersHook, gone?: ClientGone): void;
+  web(request: FastifyRequest, reply: FastifyReply, address: string, path: string, headers: IncomingHttpHeaders, onError: ProxyErrorHandler, onHeaders?: ResponseHeadersHook, gone?: ClientGone): void;
   /** Forwards a WebSocket upgrade; on failure the client socket is destroyed after onError. */
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, address: string, onError: ProxyErrorHandler): void;
   /** Closes the kept-alive upstream connections. Idempotent. */
@@ -40,39 +40,79 @@ export interface UpstreamProxy {
 }
 
 /**
- * Fired when the client of a forwarded request goes away. The cheapest abort signal undici
- * accepts (EventEmitter-shaped, one listener): an AbortController per request costs more
+ * Fired when the client of a forwarded request goes away: aborts the request to the
+ * instance, before or after its response headers. It stands between undici and the
+ * request's own handler to learn undici's abort function, which costs a pointer per
+ * request; an abort signal (AbortController, or an emitter undici listens on) costs more
  * than the rest of the hop.
  */
-export class ClientGone {
+export class ClientGone implements Dispatcher.DispatchHandler {
   aborted = false;
   reason: Error | undefined;
-  private listener: (() => void) | undefined;
-  on(_event: 'abort', fn: () => void): this { this.listener = fn; return this; }
-  once(event: 'abort', fn: () => void): this { return this.on(event, fn); }
-  addListener(event: 'abort', fn: () => void): this { return this.on(event, fn); }
-  removeListener(): this { this.listener = undefined; return this; }
-  off(): this { return this.removeListener(); }
+  private inner: Dispatcher.DispatchHandler | undefined;
+  private abortUpstream: ((err?: Error) => void) | undefined;
+
+  /**
+   * Wraps undici's handler of the forwarded request (once, when it is dispatched): the
+   * handler of undici's request(), which has none of the optional progress callbacks.
+   */
+  wrap(handler: Dispatcher.DispatchHandler): Dispatcher.DispatchHandler {
+    this.inner = handler;
+    return this;
+  }
+
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = Object.assign(new Error('the client went away'), { code: 'UND_ERR_ABORTED' });
-    const fn = this.listener;
-    this.listener = undefined;
-    fn?.();
+    const abort = this.abortUpstream;
+    this.abortUpstream = undefined;
+    // undici ignores it once the response is complete.
+    abort?.(this.reason);
   }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.inner!.onConnect!(abort);
+    if (this.aborted) abort(this.reason);
+    else this.abortUpstream = abort;
+  }
+  onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.inner!.onHeaders!(statusCode, headers, resume, statusText);
+  }
+  onData(chunk: Buffer): boolean { return this.inner!.onData!(chunk); }
+  onComplete(trailers: string[] | null): void {
+    this.abortUpstream = undefined;
+    this.inner!.onComplete!(trailers);
+  }
+  onError(err: Error): void {
+    this.abortUpstream = undefined;
+    this.inner!.onError!(err);
+  }
+  onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
+    this.inner!.onUpgrade!(statusCode, headers, socket);
+  }
+}
+
+/**
+ * The dispatcher reply-from sends through: undici's Agent, with the ClientGone of the
+ * request being forwarded put around its handler. reply-from has no per-request hook for
+ * this, so web() hands the ClientGone over synchronously (reply.from -> request ->
+ * dispatch in one call).
+ */
+class ForwardingDispatcher extends DispatcherBase {
+  handOver: ClientGone | undefined;
+  constructor(private readonly agent: Agent) { super(); }
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const gone = this.handOver;
+    this.handOver = undefined;
+    return this.agent.dispatch(opts, gone === undefined ? handler : gone.wrap(handler));
+  }
+  override close(): Promise<void> { return this.agent.close(); }
+  override destroy(): Promise<void> { return this.agent.destroy(); }
 }
 
 /** A proxied request is never retried by the router: the instance may have acted on it. */
 const neverRetry = (): null => null;
-
-/** The instance sees the Host the client asked for (X-Forwarded-Host says it too). */
-function keepClientHost(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const host = request.headers.host;
-  if (host !== undefined) headers.host = host;
-  else delete headers.host;
-  return headers;
-}
 
 /** reply-from's `reply.from`, as the plugin decorates fastify's reply. */
 type From = (url: string, opts: Record<string, unknown>) => FastifyReply;
@@ -86,18 +126,7 @@ export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 60_000,
     pipelining: 1,
   });
-  // reply-from has no per-request abort signal: the signal of the request being forwarded
-  // is handed over here, synchronously (reply.from -> dispatcher.request in one call).
-  let handOver: ClientGone | undefined;
-  const dispatcher = {
-    request(o: Dispatcher.RequestOptions, cb: (err: Error | null, data: Dispatcher.ResponseData) => void): void {
-      const signal = handOver;
-      handOver = undefined;
-      agent.request(signal ? { ...o, signal } : o, cb as never);
-    },
-    close: () => agent.close(),
-    destroy: () => agent.destroy(),
-  };
+  const dispatcher = new ForwardingDispatcher(agent);
 
   const wsAgent = new http.Agent({ keepAlive: false });
   const wsProxy = createProxyServer({ agent: wsAgent, xfwd: false, ws: true, prependPath: false });
@@ -119,12 +148,13 @@ export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
     async register(app) {
       await app.register(replyFrom, { undici: dispatcher as never, disableRequestLogging: true, destroyAgent: false });
     },
-    web(request, reply, address, path, onError, onHeaders, gone) {
-      handOver = gone;
+    web(request, reply, address, path, headers, onError, onHeaders, gone) {
+      dispatcher.handOver = gone;
       try {
         (reply as unknown as { from: From }).from(`http://${address}${path}`, {
           retryDelay: neverRetry,
-          rewriteRequestHeaders: keepClientHost,
+          // The prepared headers, Host included: the instance sees the Host the client asked for.
+          rewriteRequestHeaders: () => headers,
           rewriteHeaders: (headers: IncomingHttpHeaders) => {
             stripResponseHopByHop(headers);
             onHeaders?.(headers);
@@ -136,7 +166,7 @@ export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
         });
       } finally {
         // Never left for the next request, even if reply.from threw before dispatching.
-        handOver = undefined;
+        dispatcher.handOver = undefined;
       }
     },
     ws(req, socket, head, address, onError) {

@@ -17,11 +17,26 @@ function instancePath(url: string, matchedLength: number): string {
 }
 
 async function routeOf(ctx: RouterContext, id: string): Promise<{ session: SessionRecord; credential: string }> {
-  // Hot path: both from memory, no await.
   const session = ctx.directory.fromCache(id) ?? await ctx.directory.lookup(id);
   const credential = ctx.directory.credentialFor(session) ?? await ctx.directory.credential(session);
   ctx.directory.touch(session);
   return { session, credential };
+}
+
+/**
+ * Forwards a request of session `id`. Hot path: session and credential from the watch
+ * cache, forwarded synchronously (undefined: fastify waits for reply-from to answer). A
+ * session not in the cache yet is looked up in etcd (a promise of the reply).
+ */
+function forwardTo(ctx: RouterContext, request: FastifyRequest, reply: FastifyReply, id: string, path: string): Promise<FastifyReply> | undefined {
+  const cached = ctx.directory.fromCache(id);
+  const credential = cached === undefined ? undefined : ctx.directory.credentialFor(cached);
+  if (cached !== undefined && credential !== undefined) {
+    ctx.directory.touch(cached);
+    ctx.forwarder.web(request, reply, cached, credential, path);
+    return undefined;
+  }
+  return routeOf(ctx, id).then(({ session, credential: c }) => ctx.forwarder.web(request, reply, session, c, path));
 }
 
 function sessionCookie(s: SessionRecord, now: number): string {
@@ -60,26 +75,17 @@ export function proxyRoutes(ctx: RouterContext) {
     const maxBody = ctx.config.limits.maxBodyBytes;
     app.addContentTypeParser('*', (_req: FastifyRequest, payload: IncomingMessage, done: (err: null, body: Readable) => void) => done(null, limitedBody(payload, maxBody)));
 
-    const bySessionPath = async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const bySessionPath = (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<FastifyReply> | undefined => {
       const id = checkSessionId(request.params.id);
       const url = request.raw.url ?? '';
       const m = PROXY_URL.exec(url);
       if (!m || m[1] !== id) throw new RouterError('WARMPOOL_BAD_PATH', 'session id must be written literally in the path');
-      const path = checkProxyPath(instancePath(url, m[0].length));
-      const { session, credential } = await routeOf(ctx, id);
-      return ctx.forwarder.web(request, reply, session, credential, path);
+      return forwardTo(ctx, request, reply, id, checkProxyPath(instancePath(url, m[0].length)));
     };
     app.all('/v1/sessions/:id/proxy', bySessionPath);
     app.all('/v1/sessions/:id/proxy/*', bySessionPath);
 
-    app.all('/*', async (request, reply) => {
-      const url = request.raw.url ?? '/';
-      checkProxyPath(url);
-      const id = sessionIdOf(request.headers, SESSION_HEADER);
-      if (id !== undefined) {
-        const { session, credential } = await routeOf(ctx, id);
-        return ctx.forwarder.web(request, reply, session, credential, url);
-      }
+    const implicitSession = async (request: FastifyRequest, reply: FastifyReply, url: string): Promise<FastifyReply> => {
       const service = ctx.config.defaultService;
       if (!service) {
         throw new RouterError('WARMPOOL_NOT_FOUND', `no route for ${url.split('?')[0]}: send ${SESSION_HEADER} or create a session with POST /v1/sessions`);
@@ -93,6 +99,12 @@ export function proxyRoutes(ctx: RouterContext) {
       return ctx.forwarder.web(request, reply, session, credential, url, (h) => {
         h[SESSION_HEADER] = session.id;
       });
+    };
+    app.all('/*', (request, reply) => {
+      const url = request.raw.url ?? '/';
+      checkProxyPath(url);
+      const id = sessionIdOf(request.headers, SESSION_HEADER);
+      return id !== undefined ? forwardTo(ctx, request, reply, id, url) : implicitSession(request, reply, url);
     });
   };
 }

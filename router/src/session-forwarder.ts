@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SessionRecord } from '@warmpool/registry';
 import { RouterError, httpErrorOf, rawHttpError, upstreamCodeOf, upstreamError } from './errors.js';
-import { prepareUpstreamHeaders } from './forward-headers.js';
+import { upstreamHeaders } from './forward-headers.js';
 import { ClientGone, type ResponseHeadersHook, type UpstreamProxy } from './proxy-adapter.js';
 import type { RouterMetrics } from './metrics.js';
 
@@ -69,7 +69,7 @@ export class SessionForwarder {
       reply.header('connection', 'close');
       return this.replyError(reply, new RouterError('WARMPOOL_BODY_TOO_LARGE', `request body exceeds ${this.maxBodyBytes} bytes`));
     }
-    prepareUpstreamHeaders(req, { credential, sessionId: session.id });
+    const headers = upstreamHeaders(req, { credential, sessionId: session.id });
     const res = reply.raw;
     const gone = new ClientGone();
     const now = this.now();
@@ -84,13 +84,13 @@ export class SessionForwarder {
     }
     entry.open++;
     const done = entry;
-    res.once('close', () => {
+    res.on('close', () => {
       done.open--;
       done.lastUsedAt = this.now();
       // Gone before the response was complete (client closed, or we cut it off): stop the instance's work.
       if (!res.writableFinished) gone.abort();
     });
-    this.proxy.web(request, reply, session.address, path, (err) => this.failed(err, reply), onHeaders, gone);
+    this.proxy.web(request, reply, session.address, path, headers, (err) => this.failed(err, reply), onHeaders, gone);
     return reply;
   }
 
@@ -102,7 +102,7 @@ export class SessionForwarder {
 
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, session: SessionRecord, credential: string, path: string): void {
     req.url = path;
-    prepareUpstreamHeaders(req, { credential, sessionId: session.id, upgrade: true });
+    req.headers = upstreamHeaders(req, { credential, sessionId: session.id, upgrade: true });
     this.proxy.ws(req, socket, head, session.address, (err) => {
       this.metrics.proxyErrors.inc({ code: upstreamCodeOf(err) });
       // Before the upgrade nothing was written: answer in HTTP. After it, just close.

@@ -139,6 +139,23 @@ t.test('a client that goes away aborts the upstream request', async (t) => {
   t.pass('the instance saw its request closed');
 });
 
+t.test('a client that goes away mid-response aborts the upstream response', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  const ac = new AbortController();
+  const res = await fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/drip`, { signal: ac.signal });
+  t.equal(res.status, 200, 'the response started');
+  const reader = res.body!.getReader();
+  const first = await reader.read();
+  t.equal(new TextDecoder().decode(first.value), 'first', 'the first chunk arrived before the instance finished');
+  ac.abort();
+  await reader.read().catch(() => undefined);
+  await until(() => inst.aborted.includes('/drip'));
+  t.pass('the instance saw its unfinished response closed');
+});
+
 t.test('instance unreachable -> 502, idle upstream -> 504, death mid-body -> aborted response', async (t) => {
   const h = await harness({ ready: 2, listen: true, router: { config: { proxy: { idleTimeoutMs: 300 } } } });
   t.teardown(() => h.close());
