@@ -18,14 +18,17 @@ function connectionTokens(v: string | string[] | undefined): string[] {
   return (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
 }
 
-/** The header names a Connection header lists beyond the usual keep-alive / close (dropped anyway). */
-function listedByConnection(v: string | string[] | undefined): string[] | undefined {
+/**
+ * The header names a Connection header lists beyond the usual keep-alive / close (dropped
+ * anyway as hop-by-hop); `keep` names are never in the list.
+ */
+function listedByConnection(v: string | string[] | undefined, keep?: Set<string>): string[] | undefined {
   if (v === undefined) return undefined;
   if (typeof v === 'string' && v.length <= 10) {
     const l = v.toLowerCase();
     if (l === 'keep-alive' || l === 'close') return undefined;
   }
-  const names = connectionTokens(v).filter((n) => !NEVER_LISTED.has(n));
+  const names = connectionTokens(v).filter((n) => keep === undefined || !keep.has(n));
   return names.length > 0 ? names : undefined;
 }
 
@@ -41,7 +44,7 @@ export function upstreamHeaders(
   opts: { credential: string; sessionId: string; upgrade?: boolean },
 ): IncomingHttpHeaders {
   const h = req.headers;
-  const listed = listedByConnection(h.connection);
+  const listed = listedByConnection(h.connection, NEVER_LISTED);
   const out: IncomingHttpHeaders = {};
   for (const name in h) {
     if (DROPPED.has(name) || (listed !== undefined && listed.includes(name))) continue;
@@ -62,14 +65,14 @@ export function upstreamHeaders(
   return out;
 }
 
-/** Drops hop-by-hop headers of an instance's response (Node frames the client response itself). */
-export function stripResponseHopByHop(h: IncomingHttpHeaders, keepUpgrade = false): void {
-  // Deleting an absent property is not free, and most responses carry one or none of these.
-  if (h.connection !== undefined) {
-    for (const name of connectionTokens(h.connection)) if (h[name] !== undefined) delete h[name];
+/** Never copied from an instance's response: Node frames the client response itself. */
+const RESPONSE_DROPPED = new Set([...HOP_BY_HOP, 'transfer-encoding']);
+
+/** Drops hop-by-hop headers (and any listed in Connection) of an instance's response, in place. */
+export function stripResponseHopByHop(h: IncomingHttpHeaders): void {
+  const listed = listedByConnection(h.connection);
+  // One pass over the few headers present, not one lookup per name that might be.
+  for (const name in h) {
+    if (RESPONSE_DROPPED.has(name) || (listed !== undefined && listed.includes(name))) delete h[name];
   }
-  for (const name of HOP_BY_HOP) {
-    if (h[name] !== undefined && !(keepUpgrade && (name === 'upgrade' || name === 'connection'))) delete h[name];
-  }
-  if (h['transfer-encoding'] !== undefined) delete h['transfer-encoding'];
 }
