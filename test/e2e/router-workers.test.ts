@@ -1,15 +1,16 @@
 // `warmpool router --workers 2` on a real etcd: two router processes share one port, any
 // of them serves any session, /metrics counts for the whole router whichever worker
 // answers, a killed worker is replaced while the other keeps serving, SIGTERM stops them
-// all, and a primary killed with SIGKILL leaves no worker behind.
+// all, and a primary killed with SIGKILL leaves no worker behind. Configured the way the
+// systemd unit does it (WARMPOOL_* variables), with Consul registration and from main.js.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Registry, instanceKey, parseServiceSpec, type HostSession } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
-import { eventually, freePort, infraSkip, killOnExit, repoRoot, startEtcd, testRunId } from '../src/index.js';
+import { eventually, freePort, infraSkip, killOnExit, repoRoot, startConsul, startEtcd, testRunId } from '../src/index.js';
 import { startUpstream, type Upstream } from '../bench/router-upstream.js';
 
 const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
@@ -54,17 +55,29 @@ function request(port: number, method: string, urlPath: string, body?: string): 
 
 interface RouterProc { proc: ChildProcess; port: number; out: () => string; exited: Promise<number | null> }
 
-async function startRouter(etcd: string[], prefix: string, args: string[] = []): Promise<RouterProc> {
+async function startRouter(etcd: string[], prefix: string, args: string[] = [], env: Record<string, string> = {}): Promise<RouterProc> {
   const port = await freePort();
-  const proc = killOnExit(spawn(process.execPath, [bin, 'router', '--etcd', etcd.join(','), '--prefix', prefix, '--listen', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...args], {
+  return spawnRouter([bin, 'router', '--etcd', etcd.join(','), '--prefix', prefix, '--listen', '127.0.0.1', '--port', String(port), '--log-level', 'warn', ...args], port, env);
+}
+
+/** Spawns a router (the CLI or main.js); WARMPOOL_ROUTER_WORKERS only if `env` sets it. */
+function spawnRouter(argv: string[], port: number, env: Record<string, string> = {}): RouterProc {
+  const proc = killOnExit(spawn(process.execPath, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'WARMPOOL_ROUTER_WORKERS')),
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'WARMPOOL_ROUTER_WORKERS')), ...env },
   }));
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   return { proc, port, out: () => out, exited };
+}
+
+/** Stops a router and everything it forked, whatever state the test left it in. */
+async function killAll(r: RouterProc): Promise<void> {
+  for (const c of childrenOf(r.proc.pid!)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
+  if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL');
+  await r.exited;
 }
 
 function metric(text: string, name: string, labels = ''): number {
@@ -198,4 +211,114 @@ t.test('--workers: bad values are refused, naming the flag', async (t) => {
     t.not(code, 0, `--workers ${v}: exit ${code}`);
     t.match(r.out(), /--workers/, `--workers ${v}: the message names the flag`);
   }
+});
+
+/** A registry with one service and `n` ready instances (real HTTP upstreams checking the credential). */
+async function meshWith(t: Test, n: number): Promise<{ etcd: string[]; prefix: string }> {
+  const etcd = await startEtcd();
+  const prefix = `/wp-${testRunId()}/`;
+  const store = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const agent = new Registry(store, { prefix });
+  const spec = parseServiceSpec({ name: 'chatbot', image: 'warmpool/chatbot-demo', warm: 0, session: { idleTimeoutSec: 60, maxLifetimeSec: 3600 } });
+  if (!spec.ok) throw new Error('spec');
+  await agent.putService(spec.spec);
+  const secret = await agent.clusterSecret();
+  const host = await agent.openHost({
+    id: 'env-host', address: '127.0.0.1', capacity: { instances: n, memoryMb: 0 }, labels: {}, draining: false, startedAt: Date.now(), agentVersion: 'e2e',
+  }, 10);
+  const upstreams: Upstream[] = [];
+  t.teardown(async () => {
+    await host.close({ revoke: true }).catch(() => undefined);
+    await agent.close();
+    await store.close();
+    await Promise.all(upstreams.map((u) => u.close()));
+    await etcd.stop();
+  });
+  for (let i = 0; i < n; i++) {
+    const id = `e-${i}`;
+    const u = await startUpstream({ id, instanceKey: instanceKey(secret, id) });
+    upstreams.push(u);
+    await host.putInstance({ id, service: 'chatbot', host: 'env-host', state: 'ready', address: u.address, containerId: `c-${id}`, slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1 });
+  }
+  return { etcd: etcd.endpoints, prefix };
+}
+
+interface ConsulHealthEntry { Service: { ID: string; Service: string; Address: string; Port: number }; Checks: { Status: string }[] }
+
+t.test('WARMPOOL_ROUTER_WORKERS=2 with WARMPOOL_CONSUL_AGENT: one Consul registration for the whole router', { skip: infraSkip('etcd', 'consul') }, async (t) => {
+  const mesh = await meshWith(t, 4);
+  const consul = await startConsul();
+  t.teardown(() => consul.stop());
+  const routerHealth = async (): Promise<ConsulHealthEntry[]> => {
+    const res = await fetch(`${consul.url}/v1/health/service/warmpool-router`);
+    return (await res.json()) as ConsulHealthEntry[];
+  };
+
+  // As the systemd unit runs it: flags for the basics, the rest from its environment file.
+  const r = await startRouter(mesh.etcd, mesh.prefix, [], {
+    WARMPOOL_ROUTER_WORKERS: '2', WARMPOOL_CONSUL_AGENT: `127.0.0.1:${consul.httpPort}`, WARMPOOL_ADVERTISE: '127.0.0.1',
+  });
+  t.teardown(() => killAll(r));
+  await eventually(() => /"msg":"router listening".*"workers":2/.test(r.out()) || (r.proc.exitCode !== null ? Promise.reject(new Error(r.out())) : false), { timeoutMs: 30_000, what: 'router listening' });
+  t.equal(childrenOf(r.proc.pid!).length, 2, 'two workers from WARMPOOL_ROUTER_WORKERS');
+
+  const passing = (e: ConsulHealthEntry[]): boolean => e.length === 1 && e[0]!.Checks.every((c) => c.Status === 'passing');
+  const entries = await eventually(async () => { const e = await routerHealth(); return passing(e) ? e : false; }, { timeoutMs: 15_000, what: 'router registered in Consul, passing' });
+  t.equal(entries[0]!.Service.Port, r.port, 'registered with the port the workers share');
+  t.equal(entries[0]!.Service.Address, '127.0.0.1', 'at the advertised address');
+
+  // The registered address serves sessions, whichever worker takes the connection.
+  const target = `http://${entries[0]!.Service.Address}:${entries[0]!.Service.Port}`;
+  for (let i = 0; i < 4; i++) {
+    const s = await fetch(`${target}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json', connection: 'close' }, body: '{"service":"chatbot"}' });
+    t.equal(s.status, 201, `session ${i} through the registered address`);
+    const { sessionId, instanceId } = (await s.json()) as { sessionId: string; instanceId: string };
+    const p = await fetch(`${target}/v1/sessions/${sessionId}/proxy/whoami`, { headers: { connection: 'close' } });
+    t.equal(p.status, 200, `session ${i}: the instance accepted the router's credential`);
+    t.equal(p.headers.get('x-instance-id'), instanceId, `session ${i} reaches its instance`);
+    await p.arrayBuffer();
+  }
+
+  // A worker dies: the supervisor replaces it; Consul keeps exactly one passing entry.
+  const [victim] = childrenOf(r.proc.pid!);
+  process.kill(victim!, 'SIGKILL');
+  await eventually(() => { const now = childrenOf(r.proc.pid!); return now.length === 2 && !now.includes(victim!); }, { timeoutMs: 20_000, what: 'worker replaced' });
+  t.ok(passing(await routerHealth()), 'still one passing registration after a worker was replaced');
+
+  // SIGTERM: the registration goes with the router.
+  const pids = childrenOf(r.proc.pid!);
+  r.proc.kill('SIGTERM');
+  t.equal(await r.exited, 0, 'primary exits 0');
+  for (const p of pids) t.notOk(alive(p), `worker ${p} stopped`);
+  t.same(await routerHealth(), [], 'deregistered from Consul on SIGTERM');
+});
+
+t.test('node router/dist/src/main.js with WARMPOOL_ROUTER_WORKERS=2 serves from both workers and stops them all', { skip: infraSkip('etcd') }, async (t) => {
+  const mesh = await meshWith(t, 6);
+  const port = await freePort();
+  const r = spawnRouter([path.join(repoRoot, 'router', 'dist', 'src', 'main.js')], port, {
+    WARMPOOL_ETCD: mesh.etcd.join(','), WARMPOOL_PREFIX: mesh.prefix, WARMPOOL_ROUTER_HOST: '127.0.0.1', WARMPOOL_ROUTER_PORT: String(port),
+    WARMPOOL_ROUTER_WORKERS: '2', WARMPOOL_LOG_LEVEL: 'info',
+  });
+  t.teardown(() => killAll(r));
+  await eventually(() => /router listening/.test(r.out()) || (r.proc.exitCode !== null ? Promise.reject(new Error(r.out())) : false), { timeoutMs: 30_000, what: 'main.js router listening' });
+  const workers = childrenOf(r.proc.pid!);
+  t.equal(workers.length, 2, 'two worker processes');
+
+  // /metrics counts for the whole router: sessions created over separate connections (the
+  // primary spreads them over the workers) all show, whichever worker answers.
+  for (let i = 0; i < 6; i++) {
+    const res = await request(port, 'POST', '/v1/sessions', '{"service":"chatbot"}');
+    t.equal(res.status, 201, `session ${i}: ${res.body}`);
+    const { sessionId, instanceId } = JSON.parse(res.body) as { sessionId: string; instanceId: string };
+    const p = await request(port, 'GET', `/v1/sessions/${sessionId}/proxy/whoami`);
+    t.equal(p.status, 200, `session ${i}: the instance accepted the router's credential`);
+    t.equal(p.headers['x-instance-id'], instanceId, `session ${i} reaches its instance`);
+  }
+  const m = await request(port, 'GET', '/metrics');
+  t.equal(metric(m.body, 'warmpool_router_claim_duration_seconds_count'), 6, 'claims of both workers counted together');
+
+  r.proc.kill('SIGTERM');
+  t.equal(await r.exited, 0, 'primary exits 0 on SIGTERM');
+  for (const p of workers) t.notOk(alive(p), `worker ${p} stopped`);
 });
