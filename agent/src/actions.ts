@@ -63,12 +63,15 @@ export class Actions {
   }
 
   /** Queues a write of the instance's record (with overrides); resolves when it is written. */
-  writeRecord(inst: LocalInstance, override: Partial<InstanceRecord> = {}): Promise<void> {
+  writeRecord(inst: LocalInstance, override: Partial<InstanceRecord> = {}, after?: Promise<void>): Promise<void> {
     const rec = { ...this.record(inst), ...override };
     // A ready instance gets a pre-granted session lease: a claim then costs one transaction.
     const idle = this.ctx.cache.services.get(inst.service)?.value.session.idleTimeoutSec;
     const opts = rec.state === 'ready' && idle ? { sessionLeaseTtlSec: idle } : {};
-    return this.enqueue(inst.id, async () => { await this.ctx.host.putInstance(rec, opts); });
+    return this.enqueue(inst.id, async () => {
+      if (after) await after;
+      await this.ctx.host.putInstance(rec, opts);
+    });
   }
 
   private enqueue(id: string, fn: () => Promise<void>): Promise<void> {
@@ -230,14 +233,14 @@ export class Actions {
         const slot = inst.slot;
         inst.slot = null;
         // The previous failure goes before this one is shown: a service never has two failed
-        // records visible at once, not even between two writes.
+        // records visible at once, not even between two writes. Both are queued at once (no
+        // await in between): two instances failing together (an engine restart) each see the
+        // other, and an instance turning ready meanwhile finds this record to delete after
+        // it is written.
         const prev = ctx.failedRecords.get(inst.service);
-        if (prev && prev !== id) {
-          await this.enqueue(prev, () => ctx.host.deleteInstance(inst.service, prev));
-          if (ctx.failedRecords.get(inst.service) === prev) ctx.failedRecords.delete(inst.service);
-        }
-        await this.writeRecord(inst, { state: 'failed', reason: why, slot: null });
         ctx.failedRecords.set(inst.service, id);
+        const prevGone = prev && prev !== id ? this.enqueue(prev, () => ctx.host.deleteInstance(inst.service, prev)) : undefined;
+        await this.writeRecord(inst, { state: 'failed', reason: why, slot: null }, prevGone);
         // Stop keeping its pre-granted session lease alive (if it had one): it runs out.
         ctx.host.instanceClaimed(id);
         if (slot !== null) await ctx.host.releaseSlot(inst.service, slot, id);

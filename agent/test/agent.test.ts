@@ -155,3 +155,25 @@ t.test('registry writes failing: actions are retried with a growing delay, never
   failing = false;
   await until(() => agent.status().instances.length === 1, 'recovers once the registry answers');
 });
+
+t.test('instances failing together leave one failed record, gone once the service is ready again', async (t) => {
+  const s = await setup(t);
+  await s.registry.putService(spec({ warm: 3 }));
+  await until(() => s.instances().filter((i) => i.state === 'booting' && i.address).length === 3, 'three booting');
+  for (const i of s.instances()) await s.ready(i.id);
+  await until(() => s.instances().filter((i) => i.state === 'ready').length === 3, 'three ready');
+  const old = new Set(s.instances().map((i) => i.id));
+
+  // All three die in the same tick (an engine stopping its containers). Each is marked
+  // failed at once (out of the ready set); then one failed record stays for the service.
+  for (const c of s.runtime.byRole('app')) s.runtime.crash(c.id);
+  await until(() => s.instances().filter((i) => old.has(i.id) && i.state !== 'failed').length === 0, 'old instances out');
+  await until(() => s.instances().filter((i) => !old.has(i.id) && i.state === 'booting' && i.address).length === 3, 'replacements booting', 10_000);
+  await until(() => s.instances().filter((i) => i.state === 'failed').length <= 1, 'one failed record left');
+  t.equal(s.instances().filter((i) => i.state === 'failed').length, 1, 'exactly one failed record visible');
+
+  for (const i of s.instances().filter((x) => x.state === 'booting')) await s.ready(i.id);
+  await until(() => s.instances().filter((i) => i.state === 'ready').length === 3, 'ready again');
+  await until(() => !s.instances().some((i) => i.state === 'failed'), 'failed record removed');
+  t.same(s.instances().filter((i) => old.has(i.id)), [], 'no record of the failed instances left');
+});

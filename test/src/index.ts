@@ -7,3 +7,4 @@ export * from './docker.js';
 export * from './tcp-proxy.js';
 export * from './mesh.js';
 export * from './children.js';
+export * from './private-dockerd.js';
