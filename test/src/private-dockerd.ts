@@ -80,7 +80,10 @@ export async function startPrivateDockerd(opts: { images: string[] }): Promise<P
   const socketPath = path.join(dir, 'docker.sock');
   const bridge = bridgeName(path.basename(dir));
   // A bridge of its own (the machine's engine owns docker0); published ports go through
-  // docker-proxy on 127.0.0.1, so the engine needs no iptables rules of its own.
+  // docker-proxy on 127.0.0.1, so the engine needs no iptables rules of its own. Storage is
+  // vfs (plain directories, no mounts on the host): an overlay mount of this engine copied
+  // into another process's mount namespace (a browser sandbox, another engine's container
+  // starting at that moment) stays busy there, and the engine then cannot remove it.
   const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 250)}`;
   await exec('ip', ['link', 'add', bridge, 'type', 'bridge']);
   await exec('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
@@ -94,7 +97,7 @@ export async function startPrivateDockerd(opts: { images: string[] }): Promise<P
     const log = openSync(path.join(dir, 'dockerd.log'), 'a');
     proc = killOnExit(spawn('dockerd', [
       '--host', `unix://${socketPath}`, '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'exec'),
-      '--pidfile', path.join(dir, 'docker.pid'), '--bridge', bridge, '--iptables=false', '--ip-masq=false', '--ip-forward=false',
+      '--pidfile', path.join(dir, 'docker.pid'), '--bridge', bridge, '--storage-driver', 'vfs', '--iptables=false', '--ip-masq=false', '--ip-forward=false',
     ], { stdio: ['ignore', log, log] }));
     const p = proc;
     exited = new Promise((resolve) => p.once('exit', () => resolve()));
