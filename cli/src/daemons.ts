@@ -90,7 +90,15 @@ function routerCommand(): Command {
       if (o.consulAgent) {
         const { ConsulCatalog } = await import('@warmpool/registry/consul-catalog');
         const c = new ConsulCatalog({ host: o.consulAgent.host, port: o.consulAgent.port });
-        c.addRouter(`${o.advertise ?? '127.0.0.1'}-${router.port}`, o.advertise ?? (o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen), router.port);
+        // Passing only while the router answers /readyz itself (any worker: they share the
+        // port), so Consul DNS never names a router that cannot serve.
+        const probeHost = o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen === '::' ? '[::1]' : o.listen.includes(':') ? `[${o.listen}]` : o.listen;
+        const probe = async (): Promise<{ passing: boolean; note: string }> => {
+          const res = await fetch(`http://${probeHost}:${router.port}/readyz`, { signal: AbortSignal.timeout(2000) });
+          const body = (await res.json().catch(() => ({}))) as { registry?: string };
+          return res.ok ? { passing: true, note: 'router ready' } : { passing: false, note: `router not ready: HTTP ${res.status}, registry ${body.registry ?? 'unknown'}` };
+        };
+        c.addRouter(`${o.advertise ?? '127.0.0.1'}-${router.port}`, o.advertise ?? (o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen), router.port, probe);
         catalog = c;
       }
       process.stdout.write(`${JSON.stringify({ msg: 'router listening', url: router.url, port: router.port, workers: workerCount(parsed.config.workers) })}\n`);

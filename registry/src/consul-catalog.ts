@@ -11,7 +11,10 @@ export interface CatalogOptions {
   onError?: (err: unknown) => void;
 }
 
-interface Desired { serviceId: string; name: string; address: string; port: number; passing: boolean; note: string; meta: Record<string, string> }
+/** Asked before each TTL pass: whether the registered service should be passing, and why. */
+export type HealthProbe = () => Promise<{ passing: boolean; note: string }>;
+
+interface Desired { serviceId: string; name: string; address: string; port: number; passing: boolean; note: string; meta: Record<string, string>; probe?: HealthProbe }
 
 const TAG = 'warmpool';
 
@@ -67,11 +70,16 @@ export class ConsulCatalog {
     this.start();
   }
 
-  /** Registers a router as service `warmpool-router` (passing while this process lives). */
-  addRouter(id: string, address: string, port: number): void {
+  /**
+   * Registers a router as service `warmpool-router`: passing while this process lives and,
+   * with a `probe`, only while the probe says so (asked before every TTL pass).
+   */
+  addRouter(id: string, address: string, port: number, probe?: HealthProbe): void {
     this.owner ??= `router:${id}`;
     const serviceId = `warmpool-router-${id}`;
-    this.desired.set(serviceId, { serviceId, name: 'warmpool-router', address, port, passing: true, note: 'router up', meta: { kind: 'router', router: id } });
+    this.desired.set(serviceId, {
+      serviceId, name: 'warmpool-router', address, port, passing: true, note: 'router up', meta: { kind: 'router', router: id }, ...(probe ? { probe } : {}),
+    });
     this.start();
     this.schedule();
   }
@@ -127,8 +135,11 @@ export class ConsulCatalog {
         });
       }
       const id = `${d.serviceId}:ttl`;
-      if (d.passing) await this.consul.agent.check.pass({ id, note: d.note });
-      else await this.consul.agent.check.fail({ id, note: d.note });
+      const health = d.probe
+        ? await d.probe().catch((err: unknown) => ({ passing: false, note: `health probe failed: ${err instanceof Error ? err.message : String(err)}` }))
+        : d;
+      if (health.passing) await this.consul.agent.check.pass({ id, note: health.note });
+      else await this.consul.agent.check.fail({ id, note: health.note });
     }
   }
 

@@ -111,7 +111,8 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
 
   // Start listing the registry at once; requests that come before it is live wait for it.
   app.addHook('onReady', async () => {
-    directory.cache().catch((err: unknown) => app.log.warn({ err }, 'registry cache not live yet'));
+    directory.follow();
+    directory.cache().catch((err: unknown) => app.log.warn({ err }, 'registry cache not live yet; /readyz turns ready when it is'));
   });
   app.addHook('preClose', async () => {
     ctxRef.closing = true;

@@ -23,6 +23,8 @@ export interface SessionRoute {
  */
 export class SessionDirectory {
   private cacheRef: RegistryCache | undefined;
+  private following = false;
+  private closed = false;
   private secret: string | undefined;
   private credentials = new Map<string, string>();
   private onChange = (c: CacheChange): void => {
@@ -45,16 +47,36 @@ export class SessionDirectory {
       timer = setTimeout(() => reject(new RouterError('WARMPOOL_REGISTRY_UNAVAILABLE', 'the registry is unavailable')), CACHE_WAIT_MS);
     });
     try {
-      const c = await Promise.race([this.registry.cache(), timeout]);
-      if (!this.cacheRef) {
-        this.cacheRef = c;
-        c.on('change', this.onChange);
-        this.onLive?.(c);
-      }
-      return c;
+      return this.adopt(await Promise.race([this.registry.cache(), timeout]));
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Adopts the cache whenever it goes live, however long the registry takes (etcd down when
+   * the router starts): /readyz turns ready by itself, without waiting for a request that
+   * needs the cache. Idempotent.
+   */
+  follow(): void {
+    if (this.following || this.cacheRef) return;
+    this.following = true;
+    const attempt = (): void => {
+      if (this.cacheRef || this.closed) return;
+      this.registry.cache().then((c) => { if (!this.closed) this.adopt(c); }, () => {
+        if (!this.closed) setTimeout(attempt, 1000).unref();
+      });
+    };
+    attempt();
+  }
+
+  private adopt(c: RegistryCache): RegistryCache {
+    if (!this.cacheRef) {
+      this.cacheRef = c;
+      c.on('change', this.onChange);
+      this.onLive?.(c);
+    }
+    return this.cacheRef;
   }
 
   /** The cache if already live, without waiting (hot path). */
@@ -116,6 +138,7 @@ export class SessionDirectory {
   }
 
   close(): void {
+    this.closed = true;
     this.cacheRef?.off('change', this.onChange);
   }
 }
