@@ -26,9 +26,21 @@ export async function storeFromFlags(f: RegistryFlags): Promise<KvStore> {
   return openStore(storeConfigFrom({ ...f, etcdPassword: process.env.WARMPOOL_ETCD_PASSWORD }));
 }
 
+/** Where the registry is, as the user gave it (for error messages). */
+function registryName(f: RegistryFlags): string {
+  return f.consul ? `Consul at ${f.consul} (--consul)` : `etcd at ${f.etcd ?? 'http://127.0.0.1:2379'} (--etcd / WARMPOOL_ETCD)`;
+}
+
 async function withStore(f: RegistryFlags, fn: (store: KvStore) => Promise<void>): Promise<void> {
   const store = await storeFromFlags(f);
   try {
+    // One read first: an unreachable registry is a clear error within seconds, not a command
+    // that waits for it forever.
+    try {
+      await store.get(f.prefix);
+    } catch (err) {
+      throw new CliError(`cannot reach the registry, ${registryName(f)}: ${err instanceof Error ? err.message : String(err)}`);
+    }
     await fn(store);
   } finally {
     await store.close();

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startEtcd, infraSkip, repoRoot } from '../src/index.js';
+import { freePort, startEtcd, infraSkip, repoRoot } from '../src/index.js';
 
 const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
 
@@ -75,4 +75,15 @@ t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: 
   const badEtcd = await warmpool(['status', '--etcd', 'not a url'], env);
   t.equal(badEtcd.code, 1);
   t.match(badEtcd.stderr, /--etcd/, 'a bad endpoint names the flag');
+});
+
+t.test('an unreachable registry is a clear error at once, never a command that hangs', async (t) => {
+  const port = await freePort();
+  for (const cmd of [['status'], ['sessions'], ['inspect', 'service', 'chatbot'], ['drain', 'host-1']]) {
+    const started = Date.now();
+    const r = await warmpool([...cmd, '--etcd', `http://127.0.0.1:${port}`, '--prefix', '/nowhere/']);
+    t.equal(r.code, 1, `${cmd[0]}: exit 1`);
+    t.match(r.stderr, new RegExp(`cannot reach the registry, etcd at http://127\\.0\\.0\\.1:${port} \\(--etcd / WARMPOOL_ETCD\\)`), `${cmd[0]}: the message names the registry and the flag`);
+    t.ok(Date.now() - started < 30_000, `${cmd[0]}: answered in ${Date.now() - started} ms`);
+  }
 });

@@ -5,6 +5,16 @@ import type { ChildProcess } from 'node:child_process';
 
 const children = new Set<ChildProcess>();
 let hooked = false;
+let signalsOwned = false;
+
+/**
+ * For a program with its own graceful shutdown on SIGINT / SIGTERM (the demo): a signal no
+ * longer SIGKILLs the tracked children and exits at once; the program stops them itself,
+ * and whatever is left when it exits is still killed.
+ */
+export function ownSignals(): void {
+  signalsOwned = true;
+}
 
 function killAll(): void {
   for (const c of children) {
@@ -22,6 +32,7 @@ export function killOnExit<T extends ChildProcess>(p: T): T {
     process.once('exit', killAll);
     for (const [sig, n] of [['SIGTERM', 15], ['SIGINT', 2], ['SIGHUP', 1]] as const) {
       process.once(sig, () => {
+        if (signalsOwned) return;
         killAll();
         process.exit(128 + n);
       });

@@ -4,6 +4,7 @@
  * Ctrl-C stops everything it started and removes its containers.
  */
 import net from 'node:net';
+import { ownSignals } from './children.js';
 import { startMesh, type Mesh } from './mesh.js';
 
 const bootSeconds = process.env.BOOT_SECONDS ?? '20';
@@ -18,16 +19,20 @@ async function portFree(port: number): Promise<boolean> {
 
 const say = (s: string): void => { process.stdout.write(`${s}\n`); };
 
-const running: { mesh?: Mesh } = {};
+const running: { mesh?: Mesh; poll?: NodeJS.Timeout } = {};
 let stopping = false;
 async function shutdown(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
+  clearInterval(running.poll);
   say('\nstopping the mesh: routers, agents, Consul, etcd; removing its containers...');
   await running.mesh?.stop().catch((err: unknown) => say(`error while stopping: ${(err as Error).message}`));
   say('stopped.');
   process.exit(code);
 }
+// Ctrl-C stops the mesh gracefully (agents first, then the containers go): the test
+// helpers' safety net must not SIGKILL everything first.
+ownSignals();
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 
@@ -53,6 +58,7 @@ Warmpool demo is up.
   consul     http://127.0.0.1:${mesh.consul!.httpPort}  DNS 127.0.0.1:${mesh.consul!.dnsPort}
   routers    ${r1}  ${r2}
   dashboard  ${r1}/dashboard
+  containers docker ps --filter label=warmpool.cluster=${mesh.cluster}
 
 The chatbot takes ${bootSeconds} s to "load its model"; watch 3 instances boot:
   ${env} node cli/bin/warmpool.js status
@@ -76,7 +82,7 @@ Ctrl-C stops everything and removes the containers.
 
 // Report the pool as it fills, then stay up until Ctrl-C.
 let last = '';
-const timer = setInterval(() => {
+running.poll = setInterval(() => {
   void mesh.cli('status', '--json').then((r) => {
     if (r.code !== 0) return;
     const s = JSON.parse(r.stdout) as { services: { name: string; ready: number; booting: number; claimed: number }[]; sessions: number };
@@ -85,5 +91,5 @@ const timer = setInterval(() => {
     last = line;
   }).catch(() => undefined);
 }, 2000);
-timer.unref();
+running.poll.unref();
 await new Promise(() => undefined);

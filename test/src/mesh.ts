@@ -113,7 +113,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const endpoints = (): string => etcd.endpoints.join(',');
 
   const cli = (...args: string[]) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    const p = spawn(process.execPath, [warmpoolBin, ...args], { env: { ...process.env, WARMPOOL_ETCD: endpoints(), WARMPOOL_PREFIX: prefix }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = killOnExit(spawn(process.execPath, [warmpoolBin, ...args], { env: { ...process.env, WARMPOOL_ETCD: endpoints(), WARMPOOL_PREFIX: prefix }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
