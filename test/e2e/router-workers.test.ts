@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { Registry, instanceKey, parseServiceSpec, type HostSession } from '@warmpool/registry';
+import { Registry, instanceKey, parseServiceSpec } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { eventually, freePort, infraSkip, killOnExit, repoRoot, startConsul, startEtcd, testRunId } from '../src/index.js';
 import { startUpstream, type Upstream } from '../bench/router-upstream.js';
@@ -91,7 +91,8 @@ function metric(text: string, name: string, labels = ''): number {
   return sum;
 }
 
-t.test('router with two worker processes', { skip: infraSkip('etcd') }, async (t) => {
+/** A registry with one service and `n` ready instances (real HTTP upstreams checking the credential). */
+async function meshWith(t: Test, n: number): Promise<{ etcd: string[]; prefix: string }> {
   const etcd = await startEtcd();
   const prefix = `/wp-${testRunId()}/`;
   const store = new EtcdKvStore({ endpoints: etcd.endpoints });
@@ -100,31 +101,32 @@ t.test('router with two worker processes', { skip: infraSkip('etcd') }, async (t
   if (!spec.ok) throw new Error('spec');
   await agent.putService(spec.spec);
   const secret = await agent.clusterSecret();
-  const host: HostSession = await agent.openHost({
-    id: 'workers-host', address: '127.0.0.1', capacity: { instances: 40, memoryMb: 0 }, labels: {}, draining: false, startedAt: Date.now(), agentVersion: 'e2e',
+  const host = await agent.openHost({
+    id: 'env-host', address: '127.0.0.1', capacity: { instances: n, memoryMb: 0 }, labels: {}, draining: false, startedAt: Date.now(), agentVersion: 'e2e',
   }, 10);
   const upstreams: Upstream[] = [];
-  for (let i = 0; i < 20; i++) {
-    const id = `w-${i}`;
-    const u = await startUpstream({ id, instanceKey: instanceKey(secret, id) });
-    upstreams.push(u);
-    await host.putInstance({ id, service: 'chatbot', host: 'workers-host', state: 'ready', address: u.address, containerId: `c-${id}`, slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1 });
-  }
-  const routers: RouterProc[] = [];
   t.teardown(async () => {
-    for (const r of routers) {
-      for (const c of childrenOf(r.proc.pid!)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
-      if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL');
-      await r.exited;
-    }
     await host.close({ revoke: true }).catch(() => undefined);
     await agent.close();
     await store.close();
     await Promise.all(upstreams.map((u) => u.close()));
     await etcd.stop();
   });
+  for (let i = 0; i < n; i++) {
+    const id = `e-${i}`;
+    const u = await startUpstream({ id, instanceKey: instanceKey(secret, id) });
+    upstreams.push(u);
+    await host.putInstance({ id, service: 'chatbot', host: 'env-host', state: 'ready', address: u.address, containerId: `c-${id}`, slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1 });
+  }
+  return { etcd: etcd.endpoints, prefix };
+}
 
-  const r = await startRouter(etcd.endpoints, prefix, ['--workers', '2']);
+t.test('router with two worker processes', { skip: infraSkip('etcd') }, async (t) => {
+  const mesh = await meshWith(t, 20);
+  const routers: RouterProc[] = [];
+  t.teardown(async () => { for (const r of routers) await killAll(r); });
+
+  const r = await startRouter(mesh.etcd, mesh.prefix, ['--workers', '2']);
   routers.push(r);
   await eventually(() => /"msg":"router listening".*"workers":2/.test(r.out()) || (r.proc.exitCode !== null ? Promise.reject(new Error(r.out())) : false), { timeoutMs: 30_000, what: 'router listening' });
   const workers = childrenOf(r.proc.pid!);
@@ -193,7 +195,7 @@ t.test('router with two worker processes', { skip: infraSkip('etcd') }, async (t
   for (const p of pids) t.notOk(alive(p), `worker ${p} stopped`);
 
   // SIGKILL of the primary: its workers notice the lost channel and exit.
-  const r2 = await startRouter(etcd.endpoints, prefix, ['--workers', '2']);
+  const r2 = await startRouter(mesh.etcd, mesh.prefix, ['--workers', '2']);
   routers.push(r2);
   await eventually(() => /"workers":2/.test(r2.out()), { timeoutMs: 30_000, what: 'second router listening' });
   const orphans = childrenOf(r2.proc.pid!);
@@ -212,36 +214,6 @@ t.test('--workers: bad values are refused, naming the flag', async (t) => {
     t.match(r.out(), /--workers/, `--workers ${v}: the message names the flag`);
   }
 });
-
-/** A registry with one service and `n` ready instances (real HTTP upstreams checking the credential). */
-async function meshWith(t: Test, n: number): Promise<{ etcd: string[]; prefix: string }> {
-  const etcd = await startEtcd();
-  const prefix = `/wp-${testRunId()}/`;
-  const store = new EtcdKvStore({ endpoints: etcd.endpoints });
-  const agent = new Registry(store, { prefix });
-  const spec = parseServiceSpec({ name: 'chatbot', image: 'warmpool/chatbot-demo', warm: 0, session: { idleTimeoutSec: 60, maxLifetimeSec: 3600 } });
-  if (!spec.ok) throw new Error('spec');
-  await agent.putService(spec.spec);
-  const secret = await agent.clusterSecret();
-  const host = await agent.openHost({
-    id: 'env-host', address: '127.0.0.1', capacity: { instances: n, memoryMb: 0 }, labels: {}, draining: false, startedAt: Date.now(), agentVersion: 'e2e',
-  }, 10);
-  const upstreams: Upstream[] = [];
-  t.teardown(async () => {
-    await host.close({ revoke: true }).catch(() => undefined);
-    await agent.close();
-    await store.close();
-    await Promise.all(upstreams.map((u) => u.close()));
-    await etcd.stop();
-  });
-  for (let i = 0; i < n; i++) {
-    const id = `e-${i}`;
-    const u = await startUpstream({ id, instanceKey: instanceKey(secret, id) });
-    upstreams.push(u);
-    await host.putInstance({ id, service: 'chatbot', host: 'env-host', state: 'ready', address: u.address, containerId: `c-${id}`, slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1 });
-  }
-  return { etcd: etcd.endpoints, prefix };
-}
 
 interface ConsulHealthEntry { Service: { ID: string; Service: string; Address: string; Port: number }; Checks: { Status: string }[] }
 
