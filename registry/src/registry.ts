@@ -1,6 +1,6 @@
-import type { KvOp, KvStore } from './kv.js';
+import type { KvOp, KvStore, KvTxnResult } from './kv.js';
 import { Keys, DEFAULT_PREFIX } from './keys.js';
-import { RegistryCache, type CacheOptions } from './cache.js';
+import { RegistryCache, type CacheOptions, type Versioned } from './cache.js';
 import { LeasePool } from './lease-pool.js';
 import { HostSession } from './host-session.js';
 import { SessionKeeper } from './session-keeper.js';
@@ -46,8 +46,11 @@ export class Registry {
   private readonly keeper: SessionKeeper;
   private readonly now: () => number;
   private tombstoneLease: { id: string; grantedAt: number } | undefined;
-  /** Instances this process is claiming right now: concurrent claims pick different ones. */
-  private inFlight = new Set<string>();
+  /**
+   * Instances this process is claiming right now, each with the end of that attempt:
+   * concurrent claims pick different ones, and a claim that finds nothing else waits for one.
+   */
+  private inFlight = new Map<string, Promise<void>>();
 
   constructor(store: KvStore, private readonly opts: RegistryOptions = {}) {
     this.store = store;
@@ -128,21 +131,33 @@ export class Registry {
     const sessionKey = this.keys.session(req.sessionId);
     const idemKey = req.idempotencyKey ? this.keys.idempotency(req.service, req.idempotencyKey) : undefined;
     if (cache.tombstones.has(req.sessionId)) return { ok: false, reason: 'session-ended' };
+    // The instance's current version when a txn lost only because its record changed
+    // (an agent rewrote it, say after renewing its host lease) and it is still claimable.
+    let fresh: Versioned<InstanceRecord> | undefined;
     for (let i = 0; i < attempts; i++) {
-      const exclude = new Set([...tried, ...this.inFlight]);
-      const picked = cache.pickReady(req.service, exclude);
+      let picked = fresh;
+      fresh = undefined;
       if (!picked) {
-        const existing = await this.existingClaim(req.sessionId, idemKey);
-        if (existing) return existing;
-        return { ok: false, reason: 'no-ready-instance' };
+        picked = cache.pickReady(req.service, new Set([...tried, ...this.inFlight.keys()]));
+        if (!picked) {
+          // Ready instances that only other claims of this process are trying right now:
+          // one of those may lose its race; wait for it instead of reporting none ready.
+          const busy = cache.pickReady(req.service, tried);
+          const pending = busy && this.inFlight.get(busy.value.id);
+          if (pending) { await pending; continue; }
+          const existing = await this.existingClaim(req.sessionId, idemKey);
+          if (existing) return existing;
+          return { ok: false, reason: 'no-ready-instance' };
+        }
       }
       const inst = picked.value;
       tried.add(inst.id);
-      this.inFlight.add(inst.id);
+      let settle!: () => void;
+      this.inFlight.set(inst.id, new Promise<void>((resolve) => { settle = resolve; }));
       // The instance's pre-granted lease when its agent made one; else one from the pool.
       const pooled = !inst.sessionLease || ownLeaseGone.has(inst.id);
-      const lease = pooled ? await this.leases.take(ttl) : inst.sessionLease!;
       try {
+        const lease = pooled ? await this.leases.take(ttl) : inst.sessionLease!;
         const at = this.now();
         const session: SessionRecord = {
           id: req.sessionId, service: req.service, instanceId: inst.id, host: inst.host, address: inst.address,
@@ -151,6 +166,7 @@ export class Registry {
         };
         const claim: ClaimRecord = { sessionId: req.sessionId, service: req.service, instanceId: inst.id, claimedAt: at };
         const claimKey = this.keys.claim(req.service, inst.id);
+        const instKey = this.keys.instance(req.service, inst.id);
         const ops: KvOp[] = [
           { type: 'put', key: claimKey, value: JSON.stringify(claim), lease },
           { type: 'put', key: sessionKey, value: JSON.stringify(session), lease },
@@ -158,23 +174,34 @@ export class Registry {
         if (idemKey) ops.push({ type: 'put', key: idemKey, value: JSON.stringify({ sessionId: req.sessionId }), lease });
         if (inst.slot !== null) ops.push({ type: 'delete', key: this.keys.slot(req.service, inst.slot) });
         const compares = [
-          { key: this.keys.instance(req.service, inst.id), op: 'modRevision' as const, equals: picked.modRevision },
+          { key: instKey, op: 'modRevision' as const, equals: picked.modRevision },
           { key: claimKey, op: 'absent' as const },
           { key: sessionKey, op: 'absent' as const },
           ...(idemKey ? [{ key: idemKey, op: 'absent' as const }] : []),
         ];
-        const r = await this.store.txn(compares, ops, [sessionKey, ...(idemKey ? [idemKey] : [])]);
+        let r: KvTxnResult;
+        try {
+          r = await this.store.txn(compares, ops, [sessionKey, instKey, claimKey, ...(idemKey ? [idemKey] : [])]);
+        } catch (err) {
+          if (pooled) this.leases.giveBack(ttl, lease);
+          throw err;
+        }
         if (r.succeeded) return { ok: true, session, instance: inst, created: true };
         if (pooled) this.leases.giveBack(ttl, lease, at);
         // Lost the race, or this session / idempotency key already exists.
-        const [sess, idem] = r.reads ?? [];
+        const [sess, instNow, claimNow, idem] = r.reads ?? [];
         if (sess) return this.resultFor(JSON.parse(sess.value) as SessionRecord);
         if (idem) {
           const existing = await this.existingClaim(req.sessionId, idemKey);
           if (existing) return existing;
         }
+        // Only the record changed, and the instance is still ready and unclaimed: try its
+        // current version next (the compare keeps this safe), not a stale cache entry.
+        if (instNow && !claimNow && instNow.modRevision !== picked.modRevision) {
+          const now = JSON.parse(instNow.value) as InstanceRecord;
+          if (now.state === 'ready') fresh = { value: now, modRevision: instNow.modRevision };
+        }
       } catch (err) {
-        if (pooled) this.leases.giveBack(ttl, lease);
         // The instance's own lease expired (its agent stopped refreshing it): retry this
         // instance with a pooled lease on the next attempt.
         if (!pooled && isLeaseNotFound(err)) {
@@ -185,6 +212,7 @@ export class Registry {
         throw err;
       } finally {
         this.inFlight.delete(inst.id);
+        settle();
         if (pooled) this.leases.replenish(ttl);
       }
     }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { MemoryKvStore } from '../src/memory-kv.js';
+import type { KvWatch, KvWatchHandlers } from '../src/kv.js';
 import { Registry } from '../src/registry.js';
 import type { HostRecord, InstanceRecord, ServiceSpec } from '../src/types.js';
 import { parseServiceSpec } from '../src/service-spec.js';
@@ -15,8 +16,25 @@ const inst = (id: string, h: string, slot: number | null, state: InstanceRecord[
   id, service: 'chatbot', host: h, state, address: `127.0.0.1:${1000 + Number(id.replace(/\D/g, '') || 0)}`, containerId: `c-${id}`, slot, createdAt: 0, readyAt: 1, bootMs: 1,
 });
 
-async function setup(t: { teardown: (fn: () => Promise<void>) => void }) {
-  const store = new MemoryKvStore();
+/** A store whose watchers can be held back: the cache then shows an older state than the store. */
+class LaggingStore extends MemoryKvStore {
+  private held: (() => void)[] | undefined;
+  hold(): void { this.held ??= []; }
+  release(): void {
+    const q = this.held ?? [];
+    this.held = undefined;
+    for (const f of q) f();
+  }
+  override watch(prefix: string, afterRevision: string, h: KvWatchHandlers): Promise<KvWatch> {
+    return super.watch(prefix, afterRevision, {
+      ...h,
+      onEvents: (events, rev) => { if (this.held) this.held.push(() => h.onEvents(events, rev)); else h.onEvents(events, rev); },
+    });
+  }
+}
+
+async function setup<S extends MemoryKvStore = MemoryKvStore>(t: { teardown: (fn: () => Promise<void>) => void }, mk?: () => S) {
+  const store = (mk ? mk() : new MemoryKvStore()) as S;
   const reg = new Registry(store, { prefix: '/wp-test/' });
   t.teardown(async () => { await reg.close(); await store.close(); });
   await reg.putService(spec());
@@ -213,5 +231,47 @@ t.test('regression (slot leak after etcd outage): a slot consumed by a claim whi
   await restored;
   t.notOk(await store.get('/wp-test/slots/chatbot/0'), 'the consumed slot stays free for a replacement');
   t.same(lost, [], 'a claimed instance is not reported as surplus (regression: claimed instance retired after lease loss)');
+  await hs.close({ revoke: true });
+});
+
+t.test('ready instances whose records changed since the cache saw them are still claimed', async (t) => {
+  const { reg, store, cache } = await setup(t, () => new LaggingStore());
+  const hs = await reg.openHost(host('h1'));
+  for (let i = 0; i < 6; i++) await hs.putInstance(inst(`i${i}`, 'h1', null));
+  await new Promise((r) => setImmediate(r));
+  t.equal(cache.ready.count('chatbot'), 6);
+  // The agent puts every record again (as after renewing its host lease) and the cache has
+  // not seen those writes yet: each cached version is stale, each instance still ready.
+  store.hold();
+  for (let i = 0; i < 6; i++) await hs.putInstance(inst(`i${i}`, 'h1', null));
+  const results = await Promise.all(Array.from({ length: 4 }, () => reg.claim({ service: 'chatbot', sessionId: newSessionId() })));
+  const got = results.map((r) => (r.ok ? r.instance.id : `failed: ${r.reason}`));
+  t.equal(got.filter((x) => x.startsWith('i')).length, 4, `4 concurrent claims succeed (${got.join(', ')})`);
+  t.equal(new Set(got).size, 4, 'on 4 different instances');
+  store.release();
+  await new Promise((r) => setImmediate(r));
+  t.equal(cache.ready.count('chatbot'), 2, 'two left ready');
+  await hs.close({ revoke: true });
+});
+
+t.test('a claim that finds the only ready instance in another claim\'s hands waits for that attempt', async (t) => {
+  const { reg } = await setup(t);
+  const hs = await reg.openHost(host('h1'));
+  await hs.putInstance(inst('i0', 'h1', null));
+  await new Promise((r) => setImmediate(r));
+  const first = await reg.claim({ service: 'chatbot', sessionId: newSessionId(), idempotencyKey: 'k1' });
+  t.ok(first.ok && first.instance.id === 'i0');
+  await hs.putInstance(inst('i1', 'h1', null));
+  await new Promise((r) => setImmediate(r));
+  // A client retry (same Idempotency-Key) and a new session arrive together. The retry
+  // tries i1 first and loses on its key (it gets its existing session); the new session,
+  // which found i1 in the retry's hands, then claims it instead of reporting none ready.
+  const [retry, fresh] = await Promise.all([
+    reg.claim({ service: 'chatbot', sessionId: newSessionId(), idempotencyKey: 'k1' }),
+    reg.claim({ service: 'chatbot', sessionId: newSessionId() }),
+  ]);
+  t.ok(retry.ok && !retry.created && first.ok && retry.session.id === first.session.id, 'the retry gets its first session');
+  t.ok(fresh.ok && fresh.created, `the new session is claimed (${fresh.ok ? fresh.instance.id : fresh.reason})`);
+  t.equal(fresh.ok && fresh.instance.id, 'i1');
   await hs.close({ revoke: true });
 });

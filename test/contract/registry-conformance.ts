@@ -16,6 +16,27 @@ type T = {
 const host = (id: string): HostRecord => ({ id, address: '127.0.0.1', capacity: { instances: 100, memoryMb: 0 }, labels: {}, draining: false, startedAt: 0, agentVersion: 'test' });
 const inst = (id: string, h: string): InstanceRecord => ({ id, service: 'chatbot', host: h, state: 'ready', address: `127.0.0.1:${40000 + Number(id.slice(1))}`, containerId: '', slot: null, createdAt: 0, readyAt: 0, bootMs: 0 });
 
+/** The store, with its watch events held back on demand: a cache that lags behind the store. */
+function lagging(store: KvStore): { store: KvStore; hold(): void; release(): void } {
+  let held: (() => void)[] | undefined;
+  const watch: KvStore['watch'] = (prefix, after, h) => store.watch(prefix, after, {
+    ...h,
+    onEvents: (events, rev) => { if (held) held.push(() => h.onEvents(events, rev)); else h.onEvents(events, rev); },
+  });
+  const wrapped = new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'watch') return watch;
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return {
+    store: wrapped,
+    hold: () => { held ??= []; },
+    release: () => { const q = held ?? []; held = undefined; for (const f of q) f(); },
+  };
+}
+
 export async function runRegistryConformance(t: T, makeStore: () => Promise<{ store: KvStore; cleanup(): Promise<void> }>, opts: { leaseTtlSec: number }): Promise<void> {
   const setup = async (t: T) => {
     const { store, cleanup } = await makeStore();
@@ -91,5 +112,28 @@ export async function runRegistryConformance(t: T, makeStore: () => Promise<{ st
     await hs2.close({ revoke: true });
     await eventually(() => !cache.instances.has('i7') && !cache.hosts.has('h2'), { timeoutMs: 15_000, what: 'host gone' });
     t.ok(true, 'instances and host record left with the lease');
+  });
+
+  await t.test('records rewritten behind a lagging cache: concurrent claims still each get an instance', async (t) => {
+    const { reg, cache, hs } = await setup(t);
+    const second = await makeStore();
+    const lag = lagging(second.store);
+    const router = new Registry(lag.store, { prefix: reg.keys.prefix });
+    t.teardown(async () => { await router.close(); await second.cleanup(); });
+    const idle = Math.max(opts.leaseTtlSec, 10);
+    for (let i = 0; i < 6; i++) await hs.putInstance(inst(`i${i}`, 'h1'), { sessionLeaseTtlSec: idle });
+    const rc = await router.cache();
+    await eventually(() => rc.ready.count('chatbot') === 6, { timeoutMs: 15_000 });
+    // The host puts its records again (as after renewing its lease); this router's cache
+    // has not seen it: every cached version is stale while every instance is still ready.
+    lag.hold();
+    for (let i = 0; i < 6; i++) await hs.putInstance(inst(`i${i}`, 'h1'), { sessionLeaseTtlSec: idle });
+    const results = await Promise.all(Array.from({ length: 4 }, () => router.claim({ service: 'chatbot', sessionId: newSessionId() })));
+    const won = results.map((r) => (r.ok ? r.instance.id : `failed: ${r.reason}`));
+    t.equal(won.filter((x) => !x.startsWith('failed')).length, 4, `all 4 claimed (${won.join(', ')})`);
+    t.equal(new Set(won).size, 4, 'on 4 different instances');
+    lag.release();
+    await eventually(() => cache.ready.count('chatbot') === 2 && rc.ready.count('chatbot') === 2, { timeoutMs: 15_000, what: '2 left ready' });
+    t.ok(true, 'both caches show the 2 instances left');
   });
 }

@@ -82,7 +82,7 @@ t.test('agents on two hosts keep warm=3 across both', { skip: infraSkip('docker'
     await h.waitReady(6, { hosts: 3, timeoutMs: 30_000 });
     for (let round = 0; round < 2; round++) {
       const rs = await Promise.all(Array.from({ length: 4 }, () => h.registry.claim({ service: 'chat', sessionId: newSessionId() })));
-      t.equal(rs.filter((x) => x.ok).length, 4, `round ${round}: 4 claims`);
+      t.equal(rs.filter((x) => x.ok).length, 4, `round ${round}: 4 claims (${rs.map((x) => (x.ok ? 'ok' : x.reason)).join(', ')})`);
       await h.waitReady(6, { timeoutMs: 30_000 });
     }
     const slots = [...h.cache.slots.values()].map((v) => v.value).filter((s) => s.service === 'chat');
