@@ -90,13 +90,19 @@ function routerCommand(): Command {
       if (o.consulAgent) {
         const { ConsulCatalog } = await import('@warmpool/registry/consul-catalog');
         const c = new ConsulCatalog({ host: o.consulAgent.host, port: o.consulAgent.port });
-        // Passing only while the router answers /readyz itself (any worker: they share the
-        // port), so Consul DNS never names a router that cannot serve.
+        // The check follows the router's own /readyz (any worker: they share the port), so
+        // Consul DNS never names a router that cannot serve: passing when ready, warning
+        // when degraded (registry link down: established sessions still served, new ones
+        // get 503), critical otherwise.
         const probeHost = o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen === '::' ? '[::1]' : o.listen.includes(':') ? `[${o.listen}]` : o.listen;
-        const probe = async (): Promise<{ passing: boolean; note: string }> => {
+        const probe = async (): Promise<{ status: 'passing' | 'warning' | 'critical'; note: string }> => {
           const res = await fetch(`http://${probeHost}:${router.port}/readyz`, { signal: AbortSignal.timeout(2000) });
-          const body = (await res.json().catch(() => ({}))) as { registry?: string };
-          return res.ok ? { passing: true, note: 'router ready' } : { passing: false, note: `router not ready: HTTP ${res.status}, registry ${body.registry ?? 'unknown'}` };
+          const body = (await res.json().catch(() => ({}))) as { status?: string; registry?: string; disconnectedSec?: number };
+          if (!res.ok) return { status: 'critical', note: `router not ready: HTTP ${res.status}, registry ${body.registry ?? 'unknown'}` };
+          if (body.status === 'degraded') {
+            return { status: 'warning', note: `router degraded: registry link down for ${body.disconnectedSec ?? '?'} s; established sessions served, new sessions get 503` };
+          }
+          return { status: 'passing', note: 'router ready' };
         };
         c.addRouter(`${o.advertise ?? '127.0.0.1'}-${router.port}`, o.advertise ?? (o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen), router.port, probe);
         catalog = c;

@@ -29,7 +29,8 @@ export interface CacheOptions {
  * applies only the differences, so no event is lost or applied twice.
  *
  * Events: 'change' (CacheChange) per applied key change, 'ready' (service) when an instance
- * joins a ready set, 'synced' after each full list, 'state' (CacheState).
+ * joins a ready set, 'synced' after each full list, 'state' (CacheState), 'connection'
+ * (boolean) when the link to the store drops or comes back.
  */
 export class RegistryCache extends EventEmitter {
   readonly keys: Keys;
@@ -45,6 +46,13 @@ export class RegistryCache extends EventEmitter {
   readonly ready = new ReadyIndex();
   revision = '0';
   state: CacheState = 'idle';
+  /**
+   * When the watch lost its link to the store (ms since epoch), else null. The copy is
+   * kept meanwhile (it may lag behind the store) and re-listed once the link is back.
+   */
+  disconnectedSince: number | null = null;
+  /** When the last full list completed (ms since epoch); null before the first one. */
+  syncedAt: number | null = null;
   private watch: KvWatch | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | undefined;
@@ -69,6 +77,12 @@ export class RegistryCache extends EventEmitter {
     if (this.state === s) return;
     this.state = s;
     this.emit('state', s);
+  }
+
+  private setConnected(connected: boolean): void {
+    if (connected === (this.disconnectedSince === null)) return;
+    this.disconnectedSince = connected ? null : Date.now();
+    this.emit('connection', connected);
   }
 
   private scheduleResync(): void {
@@ -100,7 +114,9 @@ export class RegistryCache extends EventEmitter {
       if (this.closed()) return;
       try {
         listed = await this.store.list(this.keys.prefix);
+        this.setConnected(true);
       } catch (err) {
+        this.setConnected(false);
         this.opts.onError?.(err);
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 5_000);
@@ -114,12 +130,16 @@ export class RegistryCache extends EventEmitter {
     }
     for (const key of this.allKeys()) if (!seen.has(key)) this.applyDelete(key);
     this.revision = listed.revision;
+    this.syncedAt = Date.now();
     this.emit('synced');
     try {
       this.watch = await this.store.watch(this.keys.prefix, this.revision, {
         onEvents: (events, revision) => this.onEvents(events, revision),
         onReset: () => { void this.resync(); },
-        onConnectionChange: (connected) => { if (connected) void this.resync(); },
+        onConnectionChange: (connected) => {
+          this.setConnected(connected);
+          if (connected) void this.resync();
+        },
       });
       if (this.closed()) { await this.watch.close(); return; }
       this.setState('live');

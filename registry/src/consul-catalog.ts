@@ -11,8 +11,11 @@ export interface CatalogOptions {
   onError?: (err: unknown) => void;
 }
 
-/** Asked before each TTL pass: whether the registered service should be passing, and why. */
-export type HealthProbe = () => Promise<{ passing: boolean; note: string }>;
+/**
+ * Asked before each TTL update: the check's status and why. `warning` keeps the service in
+ * Consul DNS (unless the DNS config asks for passing only) and tells operators it is degraded.
+ */
+export type HealthProbe = () => Promise<{ status: 'passing' | 'warning' | 'critical'; note: string }>;
 
 interface Desired { serviceId: string; name: string; address: string; port: number; passing: boolean; note: string; meta: Record<string, string>; probe?: HealthProbe }
 
@@ -136,9 +139,10 @@ export class ConsulCatalog {
       }
       const id = `${d.serviceId}:ttl`;
       const health = d.probe
-        ? await d.probe().catch((err: unknown) => ({ passing: false, note: `health probe failed: ${err instanceof Error ? err.message : String(err)}` }))
-        : d;
-      if (health.passing) await this.consul.agent.check.pass({ id, note: health.note });
+        ? await d.probe().catch((err: unknown) => ({ status: 'critical' as const, note: `health probe failed: ${err instanceof Error ? err.message : String(err)}` }))
+        : { status: d.passing ? 'passing' as const : 'critical' as const, note: d.note };
+      if (health.status === 'passing') await this.consul.agent.check.pass({ id, note: health.note });
+      else if (health.status === 'warning') await this.consul.agent.check.warn({ id, note: health.note });
       else await this.consul.agent.check.fail({ id, note: health.note });
     }
   }

@@ -21,6 +21,8 @@ export interface MetricsSources {
   waiting(): Map<string, number>;
   /** Active sessions per service, now. */
   activeSessions(): Map<string, number>;
+  /** 1 while the registry is listed and its watch linked; 0 before the first list and while the link is down. */
+  registryConnected(): number;
 }
 
 export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}): RouterMetrics {
@@ -66,6 +68,14 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       this.reset();
       for (const [service, n] of sources.activeSessions()) this.set({ service }, n);
     },
+  });
+  new Gauge({
+    name: 'warmpool_router_registry_connected',
+    help: '1 while this router\'s registry watch is connected; 0 while it serves established sessions from its copy and new sessions get 503',
+    // A multi-process router is connected only when every worker is.
+    aggregator: 'min',
+    registers: [registry],
+    collect() { this.set(sources.registryConnected()); },
   });
   return {
     registry, claimDuration, waiting, waitedForBoot, proxyErrors, activeSessions,

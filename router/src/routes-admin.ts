@@ -61,13 +61,26 @@ export function adminRoutes(ctx: RouterContext) {
 export function opsRoutes(ctx: RouterContext) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/healthz', async () => ({ status: 'ok' }));
-    app.get('/readyz', async (_request, reply) => {
-      const state = ctx.directory.cached()?.state ?? 'syncing';
-      if (state !== 'live') {
+    // Ready: a full copy of the registry, watched live. Degraded: the link to the registry
+    // is down; established sessions are still served from the copy, new sessions get 503.
+    // A degraded router answers 200 (it can serve), or 503 with ?strict=true for a balancer
+    // that should send it no traffic at all then.
+    app.get('/readyz', {
+      schema: { querystring: { type: 'object', properties: { strict: { type: 'boolean' } }, additionalProperties: false } },
+    }, async (request, reply) => {
+      const cache = ctx.directory.cached();
+      if (!cache || cache.syncedAt === null || cache.state === 'closed') {
         reply.code(503).header('retry-after', '1');
-        return { status: 'not-ready', registry: state };
+        return { status: 'not-ready', registry: cache?.state ?? 'syncing' };
       }
-      return { status: 'ready', registry: state };
+      if (cache.disconnectedSince !== null) {
+        if ((request.query as { strict?: boolean }).strict) reply.code(503).header('retry-after', '1');
+        return {
+          status: 'degraded', registry: 'disconnected', newSessions: false,
+          disconnectedSec: Math.round((Date.now() - cache.disconnectedSince) / 1000),
+        };
+      }
+      return { status: 'ready', registry: 'live' };
     });
     app.get('/metrics', async (_request, reply) => {
       reply.header('content-type', ctx.metrics.contentType);

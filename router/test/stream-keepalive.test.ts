@@ -24,7 +24,7 @@ t.test('a long streaming response keeps its session alive until it closes', asyn
     close: () => undefined,
   } as unknown as UpstreamProxy;
   const touched: number[] = [];
-  const fwd = new SessionForwarder(proxy, createMetrics({ waiting: () => new Map(), activeSessions: () => new Map() }, { defaultMetrics: false }), 1024, () => touched.push(Date.now()));
+  const fwd = new SessionForwarder(proxy, createMetrics({ waiting: () => new Map(), activeSessions: () => new Map(), registryConnected: () => 1 }, { defaultMetrics: false }), 1024, () => touched.push(Date.now()));
   const session = { id: 'AAAAAAAAAAAAAAAAAAAAAA', idleTimeoutSec: 3, address: '127.0.0.1:1' } as SessionRecord;
   const app = Fastify();
   app.get('/', async (request, reply) => fwd.web(request, reply, session, 'cred', '/'));

@@ -257,6 +257,21 @@ t.test('WARMPOOL_ROUTER_WORKERS=2 with WARMPOOL_CONSUL_AGENT: one Consul registr
   await eventually(() => { const now = childrenOf(r.proc.pid!); return now.length === 2 && !now.includes(victim!); }, { timeoutMs: 20_000, what: 'worker replaced' });
   t.ok(passing(await routerHealth()), 'still one passing registration after a worker was replaced');
 
+  // Every worker hangs while the primary lives: the check goes through the shared port,
+  // so it turns critical (Consul DNS stops naming this router), and passing once they run.
+  const hung = childrenOf(r.proc.pid!);
+  for (const p of hung) process.kill(p, 'SIGSTOP');
+  const critical = await eventually(async () => {
+    const c = (await (await fetch(`${consul.url}/v1/agent/checks`)).json()) as Record<string, { ServiceName: string; Status: string; Output: string }>;
+    const mine = Object.values(c).find((x) => x.ServiceName === 'warmpool-router');
+    return mine?.Status === 'critical' ? mine : false;
+  }, { timeoutMs: 20_000, what: 'check critical while every worker hangs' });
+  t.match(critical.Output, /health probe failed/, `critical with the reason (${critical.Output})`);
+  t.same(await routerHealth().then((e) => e.map((x) => x.Checks.some((c) => c.Status === 'critical'))), [true], 'Consul no longer lists it as passing');
+  for (const p of hung) process.kill(p, 'SIGCONT');
+  await eventually(async () => passing(await routerHealth()), { timeoutMs: 20_000, what: 'passing again once the workers run' });
+  t.pass('passing again once the workers run');
+
   // SIGTERM: the registration goes with the router.
   const pids = childrenOf(r.proc.pid!);
   r.proc.kill('SIGTERM');
