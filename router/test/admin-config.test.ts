@@ -63,6 +63,29 @@ t.test('readyz is 503 until the registry cache is live', async (t) => {
   t.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'but the process is up');
 });
 
+t.test('readyz stays ready through a periodic re-list (the copy stays valid while it is refreshed)', async (t) => {
+  const h = await harness({ ready: 1 });
+  t.teardown(() => h.close());
+  const cache = await h.registry.cache();
+  const list = h.store.list.bind(h.store);
+  let release!: () => void;
+  const held = new Promise<void>((r) => { release = r; });
+  h.store.list = async (prefix: string) => { await held; return list(prefix); };
+  const resync = cache.resync();
+  await new Promise((r) => setImmediate(r));
+  t.equal(cache.state, 'syncing', 'the cache is re-listing');
+  const during = await h.app.inject({ url: '/readyz' });
+  t.same([during.statusCode, during.json()], [200, { status: 'ready', registry: 'live' }], 'still ready meanwhile');
+  release();
+  await resync;
+  t.equal(cache.state, 'live');
+  t.equal((await h.app.inject({ url: '/readyz?strict=true' })).statusCode, 200, 'strict: ready too');
+  const bad = await h.app.inject({ url: '/readyz?strict=yes-please' });
+  t.equal(bad.statusCode, 400, 'a malformed strict flag is a 400');
+  t.match(bad.json(), { error: { message: /strict/ } });
+  t.match((await h.app.inject({ url: '/metrics' })).body, /^warmpool_router_registry_connected 1$/m, 'connected');
+});
+
 t.test('config: defaults, validation problems by path, environment', async (t) => {
   const d = parseRouterConfig({});
   t.ok(d.ok);
