@@ -38,6 +38,11 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   const config = routerConfig(opts.config as RouterConfigInput);
   const now = opts.now ?? Date.now;
   const ctxRef: { ctx?: RouterContext; closing?: boolean } = {};
+  // Client connections, so that stopping closes every one with no response under way at
+  // once, and the others as soon as their response is written: Node's own sweep on close
+  // skips a connection that has not sent a request yet and one whose response is still
+  // under way, and the stop would then wait out its headers or keep-alive timeout.
+  const connections = new Set<Socket>();
 
   const app = Fastify({
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
@@ -57,7 +62,14 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
         requestTimeout: 0,
         keepAliveTimeout: 65_000,
       }, handler);
+      server.on('connection', (socket: Socket) => {
+        if (ctxRef.closing) { socket.destroy(); return; }
+        connections.add(socket);
+        socket.once('close', () => connections.delete(socket));
+      });
       server.on('upgrade', (req, socket, head) => {
+        // A WebSocket runs on until it ends or the process stops; not an HTTP connection.
+        connections.delete(socket as Socket);
         const ctx = ctxRef.ctx;
         if (!ctx) { socket.destroy(); return; }
         upgradeHandler(ctx)(req, socket, head);
@@ -90,7 +102,9 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   // onLive runs once the cache is listed, long after `claimer` below is initialised.
   const directory = new SessionDirectory(opts.registry, now, (cache) => claimer.attach(cache));
   const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
-  const proxy = createUpstreamProxy({ idleTimeoutMs: config.proxy.idleTimeoutMs, keepAliveTimeoutMs: config.proxy.keepAliveTimeoutMs });
+  const proxy = createUpstreamProxy({
+    idleTimeoutMs: config.proxy.idleTimeoutMs, keepAliveTimeoutMs: config.proxy.keepAliveTimeoutMs, bufferResponseBytes: config.proxy.bufferResponseBytes,
+  });
   const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes, (s) => directory.touch(s), app.log);
   const ctx: RouterContext = { config, registry: opts.registry, directory, claimer, forwarder, metrics, log: app.log };
   ctxRef.ctx = ctx;
@@ -121,6 +135,13 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   app.addHook('preClose', async () => {
     ctxRef.closing = true;
     claimer.close();
+    for (const socket of connections) {
+      const res = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
+      if (!res) { socket.destroy(); continue; }
+      // A response under way finishes; then its connection closes rather than idling on.
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      else res.once('finish', () => socket.end());
+    }
   });
   app.addHook('onClose', async () => {
     proxy.close();
