@@ -57,12 +57,13 @@ function routerCommand(): Command {
     .addOption(new Option('--default-service <name>', 'claim implicitly for requests without a session').env('WARMPOOL_DEFAULT_SERVICE'))
     .addOption(new Option('--admin-token <token>', 'bearer token for /v1/services*').env('WARMPOOL_ADMIN_TOKEN'))
     .addOption(new Option('--max-wait <sec>', 'upper bound of ?wait=').env('WARMPOOL_MAX_WAIT_SEC').argParser(int('--max-wait')))
+    .addOption(new Option('--buffer-response-bytes <n>', 'responses with a Content-Length up to this size are read whole, then written at once (0: stream everything)').env('WARMPOOL_BUFFER_RESPONSE_BYTES').argParser(int('--buffer-response-bytes')))
     .addOption(new Option('--consul-agent <host:port>', 'register this router as service warmpool-router in the local Consul agent').env('WARMPOOL_CONSUL_AGENT').argParser(hostPort('--consul-agent')))
     .addOption(new Option('--advertise <host>', 'address other hosts reach this router at (Consul registration)').env('WARMPOOL_ADVERTISE'))
     .addOption(new Option('--workers <n|auto>', 'router processes sharing the port (auto: one per CPU)').env('WARMPOOL_ROUTER_WORKERS').default(1).argParser(workersArg))
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug').env('WARMPOOL_LOG_LEVEL').default('info'))
     .action(async (o: RegistryFlags & {
-      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto';
+      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto'; bufferResponseBytes?: number;
       consulAgent?: { host: string; port: number }; advertise?: string; logLevel: string;
     }) => {
       const { startRouter, parseRouterConfig, isClusterPrimary, startRouterCluster, workerCount } = await import('@warmpool/router');
@@ -72,6 +73,7 @@ function routerCommand(): Command {
         ...(o.defaultService ? { defaultService: o.defaultService } : {}),
         ...(o.adminToken ? { adminToken: o.adminToken } : {}),
         ...(o.maxWait !== undefined ? { wait: { maxSec: o.maxWait, defaultSec: Math.min(30, o.maxWait) } } : {}),
+        ...(o.bufferResponseBytes !== undefined ? { proxy: { bufferResponseBytes: o.bufferResponseBytes } } : {}),
         logLevel: o.logLevel,
         workers: o.workers,
       });

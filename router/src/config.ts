@@ -41,6 +41,12 @@ export const routerConfigSchema = z.object({
     idleTimeoutMs: z.number().int().min(100).default(300_000),
     /** Idle kept-alive connections to an instance are closed after this long. */
     keepAliveTimeoutMs: z.number().int().min(100).default(60_000),
+    /**
+     * Responses with a Content-Length up to this size are read whole and written to the
+     * client in one piece (cheaper per request); longer ones and those without a length
+     * (SSE, chunked) always stream. 0 streams everything.
+     */
+    bufferResponseBytes: z.number().int().min(0).max(1024 * 1024).default(32 * 1024),
   }).strict().prefault({}),
   /**
    * Router processes sharing the listen port (node:cluster); `auto` = one per CPU. Each is

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import { createProxyServer } from 'http-proxy-3';
-import { Agent, Dispatcher as DispatcherBase, type Dispatcher } from 'undici';
+import { Agent, Dispatcher as DispatcherBase, util as undiciUtil, type Dispatcher } from 'undici';
 import { stripResponseHopByHop } from './forward-headers.js';
 
 export interface UpstreamProxyOptions {
@@ -17,6 +17,12 @@ export interface UpstreamProxyOptions {
   idleTimeoutMs: number;
   /** Idle kept-alive connections to one instance are closed after this long. */
   keepAliveTimeoutMs?: number;
+  /**
+   * Responses with a Content-Length up to this many bytes are read whole, then written to
+   * the client in one piece; longer ones, and every response without a length (SSE,
+   * chunked), stream through as they arrive. 0 streams everything.
+   */
+  bufferResponseBytes?: number;
 }
 
 /** Changes the instance's response headers before they are written out (add cookies here). */
@@ -93,19 +99,103 @@ export class ClientGone implements Dispatcher.DispatchHandler {
   }
 }
 
+type ResponseCallback = (err: Error | null, data?: { statusCode: number; headers: IncomingHttpHeaders; body: unknown; trailers: Record<string, string>; opaque: unknown; context: unknown }) => void;
+
+/** A body delivered whole still answers destroy(), as reply-from may call it on a stream. */
+const noDestroy = (): void => undefined;
+
+/**
+ * Reads a small response whole. It sits around the handler of undici's request() (which
+ * would wrap the body in a stream) and, when the response has a Content-Length within the
+ * limit, answers the request's callback itself with the body as one Buffer: reply-from then
+ * sends a Buffer, which fastify writes in one piece, with no stream per response. Every
+ * other response (no length, too long, HEAD, no body) goes to undici's handler untouched
+ * and streams as before.
+ */
+class SmallBodyReader implements Dispatcher.DispatchHandler {
+  private buffering = false;
+  private statusCode = 0;
+  private headers: IncomingHttpHeaders | undefined;
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  constructor(private readonly inner: Dispatcher.DispatchHandler, private callback: ResponseCallback | undefined, private readonly limit: number, private readonly method: string) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.inner.onConnect!(abort);
+  }
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (statusCode >= 200 && statusCode !== 204 && statusCode !== 304 && this.method !== 'HEAD') {
+      const headers = undiciUtil.parseHeaders(rawHeaders) as IncomingHttpHeaders;
+      const length = headers['content-length'];
+      if (length !== undefined && !headers['transfer-encoding'] && Number(length) <= this.limit) {
+        this.buffering = true;
+        this.statusCode = statusCode;
+        this.headers = headers;
+        return true;
+      }
+    }
+    return this.inner.onHeaders!(statusCode, rawHeaders, resume, statusText);
+  }
+  onData(chunk: Buffer): boolean {
+    if (!this.buffering) return this.inner.onData!(chunk);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    return true;
+  }
+  onComplete(trailers: string[] | null): void {
+    if (!this.buffering) return this.inner.onComplete!(trailers);
+    const callback = this.callback;
+    this.callback = undefined;
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    this.chunks = [];
+    (body as Buffer & { destroy?: () => void }).destroy = noDestroy;
+    callback?.(null, { statusCode: this.statusCode, headers: this.headers!, body, trailers: {}, opaque: null, context: null });
+  }
+  onError(err: Error): void {
+    // undici's handler has not answered its callback yet: it reports the error (and
+    // releases the request body) as for an error before the response.
+    this.chunks = [];
+    this.callback = undefined;
+    this.inner.onError!(err);
+  }
+  onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
+    this.inner.onUpgrade!(statusCode, headers, socket);
+  }
+}
+
 /**
  * The dispatcher reply-from sends through: undici's Agent, with the ClientGone of the
- * request being forwarded put around its handler. reply-from has no per-request hook for
- * this, so web() hands the ClientGone over synchronously (reply.from -> request ->
- * dispatch in one call).
+ * request being forwarded put around its handler, and small responses read whole
+ * (SmallBodyReader). reply-from has no per-request hook for this, so web() hands the
+ * ClientGone over synchronously (reply.from -> request -> dispatch in one call), and
+ * request() hands its callback to dispatch() the same way.
  */
 class ForwardingDispatcher extends DispatcherBase {
   handOver: ClientGone | undefined;
-  constructor(private readonly agent: Agent) { super(); }
+  private callback: ResponseCallback | undefined;
+  constructor(private readonly agent: Agent, private readonly bufferLimit: number) {
+    super();
+    // reply-from calls request(opts, callback); undici's request() builds its handler and
+    // calls dispatch() below within this call.
+    const request = super.request.bind(this) as (...a: unknown[]) => unknown;
+    this.request = ((...a: unknown[]) => {
+      this.callback = typeof a[1] === 'function' ? a[1] as ResponseCallback : undefined;
+      try {
+        return request(...a);
+      } finally {
+        this.callback = undefined;
+      }
+    }) as DispatcherBase['request'];
+  }
+
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const gone = this.handOver;
     this.handOver = undefined;
-    return this.agent.dispatch(opts, gone === undefined ? handler : gone.wrap(handler));
+    const callback = this.callback;
+    this.callback = undefined;
+    const h = callback && this.bufferLimit > 0 ? new SmallBodyReader(handler, callback, this.bufferLimit, opts.method) : handler;
+    return this.agent.dispatch(opts, gone === undefined ? h : gone.wrap(h));
   }
   override close(): Promise<void> { return this.agent.close(); }
   override destroy(): Promise<void> { return this.agent.destroy(); }
@@ -126,7 +216,7 @@ export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 60_000,
     pipelining: 1,
   });
-  const dispatcher = new ForwardingDispatcher(agent);
+  const dispatcher = new ForwardingDispatcher(agent, opts.bufferResponseBytes ?? 32 * 1024);
 
   const wsAgent = new http.Agent({ keepAlive: false });
   const wsProxy = createProxyServer({ agent: wsAgent, xfwd: false, ws: true, prependPath: false });

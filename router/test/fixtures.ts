@@ -16,6 +16,8 @@ export interface FakeInstance {
   seen: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
   /** Requests whose upstream connection closed before the response finished. */
   aborted: string[];
+  /** URLs whose response the instance has written completely. */
+  finished: string[];
   close(): Promise<void>;
 }
 
@@ -23,11 +25,13 @@ export interface FakeInstance {
  * An instance as the router sees it through the sidecar: 401 without the right credential;
  * otherwise JSON echo of the request, `X-Instance-Id`, plus a few behaviours by path:
  * /sse?n=N&gapMs=M (events), /hang (never answers), /drip (headers, then one chunk, then hangs),
- * /big?bytes=N.
+ * /big?bytes=N, /fixed?bytes=N&gapMs=M (a Content-Length, half the body, the rest M ms
+ * later), /partial (Content-Length 100, 10 bytes, then hangs).
  */
 export async function startFakeInstance(secret: () => string | undefined, id: string): Promise<FakeInstance> {
   const seen: FakeInstance['seen'] = [];
   const aborted: string[] = [];
+  const finished: string[] = [];
   const server = http.createServer((req, res) => {
     const s = secret();
     const sessionId = s ? verifyCredential(instanceKey(s, id), req.headers[CREDENTIAL_HEADER] as string | undefined) : undefined;
@@ -39,6 +43,7 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
     }
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     res.on('close', () => { if (!res.writableFinished) aborted.push(req.url ?? ''); });
+    res.on('finish', () => finished.push(req.url ?? ''));
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/hang') return;
     if (url.pathname === '/drip') {
@@ -59,6 +64,19 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
       tick();
       return;
     }
+    if (url.pathname === '/fixed') {
+      const body = Buffer.alloc(Number(url.searchParams.get('bytes') ?? 100), 121);
+      const half = body.length >> 1;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+      res.write(body.subarray(0, half));
+      setTimeout(() => res.end(body.subarray(half)), Number(url.searchParams.get('gapMs') ?? 200));
+      return;
+    }
+    if (url.pathname === '/partial') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 100 });
+      res.write('0123456789');
+      return;
+    }
     if (url.pathname === '/big') {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       res.end(Buffer.alloc(Number(url.searchParams.get('bytes') ?? 1024), 120));
@@ -75,7 +93,7 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    id, address: `127.0.0.1:${port}`, server, seen, aborted,
+    id, address: `127.0.0.1:${port}`, server, seen, aborted, finished,
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }

@@ -181,6 +181,70 @@ t.test('instance unreachable -> 502, idle upstream -> 504, death mid-body -> abo
   t.match(metrics, /warmpool_router_proxy_errors_total\{code="WARMPOOL_UPSTREAM_TIMEOUT"\} [12]/);
 });
 
+t.test('small responses with a Content-Length are read whole; longer ones and SSE stream as they arrive', async (t) => {
+  const h = await harness({ ready: 1, listen: true, router: { config: { proxy: { bufferResponseBytes: 1000, idleTimeoutMs: 1000 } } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  const via = (p: string, init?: RequestInit): Promise<Response> => fetch(`${base}/v1/sessions/${s.sessionId}/proxy${p}`, init);
+
+  // Within the limit: the client's response starts once the instance has written it all.
+  const small = await via('/fixed?bytes=600&gapMs=300');
+  t.ok(inst.finished.includes('/fixed?bytes=600&gapMs=300'), 'headers reach the client only after the whole body was written');
+  t.equal(small.headers.get('content-length'), '600', 'Content-Length kept');
+  t.same(Buffer.from(await small.arrayBuffer()), Buffer.alloc(600, 121), 'the body intact');
+
+  // Over the limit: the first half reaches the client while the instance still waits.
+  const large = await via('/fixed?bytes=1600&gapMs=300');
+  const reader = large.body!.getReader();
+  let got = 0;
+  while (got < 800) got += (await reader.read()).value?.length ?? Infinity;
+  t.notOk(inst.finished.includes('/fixed?bytes=1600&gapMs=300'), 'a longer response streams: the first half arrived before the instance finished');
+  while (!(await reader.read()).done);
+
+  // SSE (no length) streams too.
+  const sse = await via('/sse?n=3&gapMs=200');
+  const sseReader = sse.body!.getReader();
+  await sseReader.read();
+  t.notOk(inst.finished.includes('/sse?n=3&gapMs=200'), 'the first event arrived before the stream ended');
+  while (!(await sseReader.read()).done);
+
+  // HEAD: the instance's Content-Length, no body.
+  const head = await via('/big?bytes=300', { method: 'HEAD' });
+  const direct = await fetch(`http://${inst.address}/big?bytes=300`, { method: 'HEAD' });
+  t.same([head.status, head.headers.get('content-length'), (await head.arrayBuffer()).byteLength], [200, direct.headers.get('content-length'), 0], 'HEAD answered as the instance answers it');
+
+  // An instance that stops mid-body: nothing was sent yet, so the client gets a clean 504.
+  const stalled = await via('/partial');
+  t.equal(stalled.status, 504, 'a small response that stalls mid-body is a 504');
+  t.match(await stalled.json(), { error: { code: 'WARMPOOL_UPSTREAM_TIMEOUT' } });
+
+  // A client that goes away while its response is being read aborts the instance's response.
+  const ac = new AbortController();
+  const gone = via('/partial?again', { signal: ac.signal }).catch((e: unknown) => e);
+  await until(() => inst.seen.some((r) => r.url === '/partial?again'));
+  await new Promise((r) => setTimeout(r, 50));
+  ac.abort();
+  await gone;
+  await until(() => inst.aborted.includes('/partial?again'));
+  t.pass('the instance saw its unfinished response closed');
+});
+
+t.test('proxy.bufferResponseBytes 0 streams every response', async (t) => {
+  const h = await harness({ ready: 1, listen: true, router: { config: { proxy: { bufferResponseBytes: 0 } } } });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  const res = await fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/fixed?bytes=100&gapMs=300`);
+  const reader = res.body!.getReader();
+  await reader.read();
+  t.notOk(inst.finished.includes('/fixed?bytes=100&gapMs=300'), 'the first half arrived before the instance finished');
+  let n = 0;
+  for (let r = await reader.read(); !r.done; r = await reader.read()) n += r.value.length;
+  t.ok(n > 0, 'the rest followed');
+});
+
 t.test('the session keep-alive is refreshed by traffic', async (t) => {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
