@@ -68,11 +68,17 @@ export function upstreamHeaders(
 /** Never copied from an instance's response: Node frames the client response itself. */
 const RESPONSE_DROPPED = new Set([...HOP_BY_HOP, 'transfer-encoding']);
 
-/** Drops hop-by-hop headers (and any listed in Connection) of an instance's response, in place. */
-export function stripResponseHopByHop(h: IncomingHttpHeaders): void {
+/**
+ * An instance's response headers for the client, as a new object: hop-by-hop headers (and
+ * any listed in Connection) left out. (Deleting them in place instead would turn the object
+ * into a slow dictionary for everything that reads it afterwards.)
+ */
+export function clientResponseHeaders(h: IncomingHttpHeaders): IncomingHttpHeaders {
   const listed = listedByConnection(h.connection);
-  // One pass over the few headers present, not one lookup per name that might be.
+  const out: IncomingHttpHeaders = {};
   for (const name in h) {
-    if (RESPONSE_DROPPED.has(name) || (listed !== undefined && listed.includes(name))) delete h[name];
+    if (RESPONSE_DROPPED.has(name) || (listed !== undefined && listed.includes(name))) continue;
+    out[name] = h[name];
   }
+  return out;
 }

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import { createProxyServer } from 'http-proxy-3';
 import { Agent, Dispatcher as DispatcherBase, util as undiciUtil, type Dispatcher } from 'undici';
-import { stripResponseHopByHop } from './forward-headers.js';
+import { clientResponseHeaders } from './forward-headers.js';
 
 export interface UpstreamProxyOptions {
   /**
@@ -245,10 +245,10 @@ export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
           retryDelay: neverRetry,
           // The prepared headers, Host included: the instance sees the Host the client asked for.
           rewriteRequestHeaders: () => headers,
-          rewriteHeaders: (headers: IncomingHttpHeaders) => {
-            stripResponseHopByHop(headers);
-            onHeaders?.(headers);
-            return headers;
+          rewriteHeaders: (fromInstance: IncomingHttpHeaders) => {
+            const out = clientResponseHeaders(fromInstance);
+            onHeaders?.(out);
+            return out;
           },
           onError: (_reply: FastifyReply, { error }: { error: Error & { cause?: unknown } }) => {
             onError((error.cause ?? error) as NodeJS.ErrnoException);
