@@ -6,10 +6,11 @@ interface RegistryFlags {
   etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; etcdUser?: string; consul?: string; prefix: string;
 }
 
-function int(name: string) {
+function int(name: string, max?: number) {
   return (v: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 0) throw new CliError(`${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    if (max !== undefined && n > max) throw new CliError(`${name} must be at most ${max}, got ${n}`);
     return n;
   };
 }
@@ -57,7 +58,7 @@ function routerCommand(): Command {
     .addOption(new Option('--default-service <name>', 'claim implicitly for requests without a session').env('WARMPOOL_DEFAULT_SERVICE'))
     .addOption(new Option('--admin-token <token>', 'bearer token for /v1/services*').env('WARMPOOL_ADMIN_TOKEN'))
     .addOption(new Option('--max-wait <sec>', 'upper bound of ?wait=').env('WARMPOOL_MAX_WAIT_SEC').argParser(int('--max-wait')))
-    .addOption(new Option('--buffer-response-bytes <n>', 'responses with a Content-Length up to this size are read whole, then written at once (0: stream everything)').env('WARMPOOL_BUFFER_RESPONSE_BYTES').argParser(int('--buffer-response-bytes')))
+    .addOption(new Option('--buffer-response-bytes <n>', 'responses with a Content-Length up to this size are read whole, then written at once (0: stream everything)').env('WARMPOOL_BUFFER_RESPONSE_BYTES').argParser(int('--buffer-response-bytes', 1024 * 1024)))
     .addOption(new Option('--consul-agent <host:port>', 'register this router as service warmpool-router in the local Consul agent').env('WARMPOOL_CONSUL_AGENT').argParser(hostPort('--consul-agent')))
     .addOption(new Option('--advertise <host>', 'address other hosts reach this router at (Consul registration)').env('WARMPOOL_ADVERTISE'))
     .addOption(new Option('--workers <n|auto>', 'router processes sharing the port (auto: one per CPU)').env('WARMPOOL_ROUTER_WORKERS').default(1).argParser(workersArg))

@@ -87,3 +87,15 @@ t.test('an unreachable registry is a clear error at once, never a command that h
     t.ok(Date.now() - started < 30_000, `${cmd[0]}: answered in ${Date.now() - started} ms`);
   }
 });
+
+t.test('warmpool router: bad --buffer-response-bytes values are refused, naming the flag', async (t) => {
+  for (const [v, why] of [['abc', /non-negative integer/], ['-1', /non-negative integer/], ['2097152', /at most 1048576/]] as const) {
+    const r = await warmpool(['router', '--buffer-response-bytes', v, '--etcd', 'http://127.0.0.1:1']);
+    t.equal(r.code, 1, `${v}: exit 1`);
+    t.match(r.stderr, /--buffer-response-bytes/, `${v}: the message names the flag`);
+    t.match(r.stderr, why, `${v}: and says what is wrong (${r.stderr.trim()})`);
+  }
+  const env = await warmpool(['router', '--etcd', 'http://127.0.0.1:1'], { WARMPOOL_BUFFER_RESPONSE_BYTES: 'lots' });
+  t.equal(env.code, 1, 'WARMPOOL_BUFFER_RESPONSE_BYTES=lots: exit 1');
+  t.match(env.stderr, /--buffer-response-bytes must be a non-negative integer, got "lots"/, 'the same message for the environment variable');
+});
