@@ -29,8 +29,8 @@ export interface CacheOptions {
  * applies only the differences, so no event is lost or applied twice.
  *
  * Events: 'change' (CacheChange) per applied key change, 'ready' (service) when an instance
- * joins a ready set, 'synced' after each full list, 'state' (CacheState), 'connection'
- * (boolean) when the link to the store drops or comes back.
+ * joins a ready set, 'synced' after each full list, 'state' (CacheState). The link to the
+ * store: `disconnectedSince`.
  */
 export class RegistryCache extends EventEmitter {
   readonly keys: Keys;
@@ -82,7 +82,6 @@ export class RegistryCache extends EventEmitter {
   private setConnected(connected: boolean): void {
     if (connected === (this.disconnectedSince === null)) return;
     this.disconnectedSince = connected ? null : Date.now();
-    this.emit('connection', connected);
   }
 
   private scheduleResync(): void {

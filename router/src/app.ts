@@ -29,6 +29,11 @@ export interface BuildRouterOptions {
 
 export type WarmpoolRouter = FastifyInstance & { warmpool: RouterContext };
 
+/** The response a client connection is writing now, if any (Node's own bookkeeping). */
+function responseOn(socket: Socket): http.ServerResponse | undefined {
+  return (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage ?? undefined;
+}
+
 /**
  * The router as a fastify instance that never listens by itself: tests use `inject()` or
  * `listen({ port: 0 })`, startRouter() wires etcd and listens. Closing it ends waits,
@@ -78,7 +83,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
     },
     clientErrorHandler: (err, socket: Socket) => {
       // A response already under way (a body broke mid-stream) can only be cut off.
-      const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      const inFlight = responseOn(socket);
       if (socket.writable && !inFlight?.headersSent) socket.end(rawHttpError(err));
       else socket.destroy();
     },
@@ -136,7 +141,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
     ctxRef.closing = true;
     claimer.close();
     for (const socket of connections) {
-      const res = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
+      const res = responseOn(socket);
       if (!res) { socket.destroy(); continue; }
       // A response under way finishes; then its connection closes rather than idling on.
       if (!res.headersSent) res.setHeader('connection', 'close');
