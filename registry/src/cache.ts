@@ -117,7 +117,12 @@ export class RegistryCache extends EventEmitter {
       } catch (err) {
         this.setConnected(false);
         this.opts.onError?.(err);
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise<void>((r) => {
+          // close() ends the wait at once.
+          const timer = setTimeout(() => { this.off('state', onClose); r(); }, delay);
+          const onClose = (s: CacheState): void => { if (s === 'closed') { clearTimeout(timer); r(); } };
+          this.on('state', onClose);
+        });
         delay = Math.min(delay * 2, 5_000);
       }
     }

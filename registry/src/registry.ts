@@ -42,6 +42,8 @@ export class Registry {
   readonly keys: Keys;
   readonly store: KvStore;
   private cachePromise: Promise<RegistryCache> | undefined;
+  /** The cache being started or running: close() closes it even while it cannot list yet. */
+  private cacheObj: RegistryCache | undefined;
   private readonly leases: LeasePool;
   private readonly keeper: SessionKeeper;
   private readonly now: () => number;
@@ -64,6 +66,7 @@ export class Registry {
   cache(): Promise<RegistryCache> {
     if (!this.cachePromise) {
       const c = new RegistryCache(this.store, this.keys, { random: this.opts.random, ...this.opts.cache });
+      this.cacheObj = c;
       this.cachePromise = c.start().then(() => c);
       this.cachePromise.catch(() => { this.cachePromise = undefined; });
     }
@@ -319,8 +322,12 @@ export class Registry {
   async close(): Promise<void> {
     await this.keeper.close();
     await this.leases.close();
-    const c = await this.cachePromise?.catch(() => undefined);
+    // Not `await this.cachePromise` first: with the registry unreachable the cache keeps
+    // retrying its first list, and closing would wait for it forever.
+    const c = this.cacheObj;
+    this.cacheObj = undefined;
     await c?.close();
+    await this.cachePromise?.catch(() => undefined);
   }
 }
 

@@ -66,3 +66,22 @@ t.test('ready index picks from the host with most ready and honours exclusions',
   t.equal(idx.pick('s', undefined, () => 0), undefined);
   t.equal(idx.count('s'), 0);
 });
+
+t.test('closing a registry whose cache cannot list yet (store unreachable) returns at once', async (t) => {
+  const { Registry } = await import('../src/registry.js');
+  const store = new MemoryKvStore();
+  let lists = 0;
+  store.list = async () => { lists++; throw new Error('unreachable'); };
+  const registry = new Registry(store, { prefix: '/close-test/' });
+  const pending = registry.cache();
+  pending.catch(() => undefined);
+  // Let it fail a few lists and back off.
+  while (lists < 3) await new Promise((r) => setTimeout(r, 20));
+  const started = Date.now();
+  const closed = await Promise.race([registry.close().then(() => 'closed'), new Promise((r) => setTimeout(() => r('hung'), 3000))]);
+  t.equal(closed, 'closed', `close() returned (after ${Date.now() - started} ms)`);
+  const before = lists;
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(lists, before, 'and the cache stopped retrying');
+  await store.close();
+});

@@ -97,3 +97,17 @@ t.test('a dropped connection: events written meanwhile arrive once, in order', {
   await eventually(() => converged(cache, writer, prefix), { timeoutMs: 30_000 });
   t.same(seen, ['a', 'b', 'c'], 'each put applied exactly once, in order');
 });
+
+t.test('a registry that never reached etcd closes at once (a router that fails to start exits)', async (t) => {
+  const { Registry } = await import('@warmpool/registry');
+  const store = new EtcdKvStore({ endpoints: ['http://127.0.0.1:1'] });
+  const registry = new Registry(store, { prefix: `/close-${randomBytes(4).toString('hex')}/` });
+  const pending = registry.cache();
+  pending.catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 700));
+  const closed = await Promise.race([
+    (async () => { await registry.close(); await store.close(); return 'closed'; })(),
+    new Promise((r) => setTimeout(() => r('hung'), 5000)),
+  ]);
+  t.equal(closed, 'closed', 'registry and store closed');
+});
