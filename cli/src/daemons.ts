@@ -80,10 +80,16 @@ function routerCommand(): Command {
       });
       if (!parsed.ok) throw new CliError(`invalid router settings:\n${parsed.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
       const { isWorker } = (await import('node:cluster')).default;
+      // Checked here, before any worker is forked: a bad registry setting is one message and
+      // a prompt exit, not one per worker.
+      const store = await storeConfig(o);
       // Several workers: this process forks them (each re-runs this command) and supervises.
+      // A worker that dies makes the Consul check look again at once (below), so a router
+      // whose workers are all down turns critical without waiting for the next TTL pass.
+      let recheck: (() => void) | undefined;
       const router = isClusterPrimary(parsed.config.workers)
-        ? await startRouterCluster({ config: parsed.config })
-        : await startRouter({ config: parsed.config, store: await storeConfig(o) });
+        ? await startRouterCluster({ config: parsed.config, onWorkersChange: () => recheck?.() })
+        : await startRouter({ config: parsed.config, store });
       if (isWorker) {
         // The primary registers with Consul and prints; a worker only serves until told to stop.
         await untilSignal(() => router.close());
@@ -108,6 +114,7 @@ function routerCommand(): Command {
           return { status: 'passing', note: 'router ready' };
         };
         c.addRouter(`${o.advertise ?? '127.0.0.1'}-${router.port}`, o.advertise ?? (o.listen === '0.0.0.0' ? '127.0.0.1' : o.listen), router.port, probe);
+        recheck = () => c.recheck();
         catalog = c;
       }
       process.stdout.write(`${JSON.stringify({ msg: 'router listening', url: router.url, port: router.port, workers: workerCount(parsed.config.workers) })}\n`);

@@ -87,6 +87,11 @@ export class ConsulCatalog {
     this.schedule();
   }
 
+  /** Asks every probe again now (a router's workers changed), instead of at the next TTL pass. */
+  recheck(): void {
+    this.schedule();
+  }
+
   private start(): void {
     if (this.timer || this.closed) return;
     this.timer = setInterval(() => this.schedule(), (this.ttlSec * 1000) / 3);

@@ -6,6 +6,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { pino, type Logger } from 'pino';
 import { AggregatorRegistry, type Registry as PromRegistry } from 'prom-client';
+import { WarmpoolError } from '@warmpool/registry';
 import { localUrl, type RouterConfig } from './config.js';
 
 const ASK = 'warmpool:router-metrics?';
@@ -75,6 +76,21 @@ export interface RouterClusterOptions {
   restartDelayMs?: number;
   maxRestartDelayMs?: number;
   graceMs?: number;
+  /** Called when a worker dies and when a replacement listens (e.g. to update a health check). */
+  onWorkersChange?: () => void;
+}
+
+/**
+ * Set by the primary for workers it forks after the first ones listened: the port they
+ * share. With `port: 0` a replacement would otherwise listen on a new port once every
+ * worker had died (the shared socket closes with its last worker).
+ */
+export const WORKER_PORT_ENV = 'WARMPOOL_ROUTER_WORKER_PORT';
+
+/** The port a router process listens on: the primary's, in a worker it forked. */
+export function listenPort(config: RouterConfig, env: NodeJS.ProcessEnv = process.env): number {
+  const shared = cluster.isWorker ? Number(env[WORKER_PORT_ENV]) : NaN;
+  return Number.isInteger(shared) && shared > 0 ? shared : config.listen.port;
 }
 
 /**
@@ -115,12 +131,13 @@ export function startRouterCluster(opts: RouterClusterOptions): Promise<RouterCl
   return new Promise<RouterCluster>((resolve, reject) => {
     let listening = 0;
     const fork = (): void => {
-      const w = cluster.fork({ WARMPOOL_ROUTER_WORKER: '1' });
+      const w = cluster.fork({ WARMPOOL_ROUTER_WORKER: '1', ...(port ? { [WORKER_PORT_ENV]: String(port) } : {}) });
       live.add(w);
       let up = false;
       w.once('listening', (addr) => {
         up = true;
         port = addr.port;
+        if (started) opts.onWorkersChange?.();
         if (!started && ++listening === workers) {
           started = true;
           healthySince = Date.now();
@@ -134,12 +151,13 @@ export function startRouterCluster(opts: RouterClusterOptions): Promise<RouterCl
           // A worker that cannot start means none can: report it, stop the rest.
           stopping = true;
           for (const o of live) o.process.kill('SIGKILL');
-          reject(new Error(`router worker exited before listening (code ${code}, signal ${signal})`));
+          reject(new WarmpoolError('WARMPOOL_ROUTER_START_FAILED', `router worker exited before listening (exit code ${code}, signal ${signal}); its own message is above`));
           return;
         }
         // Long healthy: start over from the base delay.
         if (Date.now() - healthySince > 60_000) delay = baseDelay;
-        logger.error({ pid: w.process.pid, code, signal, restartInMs: delay }, 'router worker died; replacing it');
+        logger.error({ pid: w.process.pid, code, signal, restartInMs: delay, live: live.size }, 'router worker died; replacing it');
+        opts.onWorkersChange?.();
         const wait = delay;
         delay = Math.min(maxDelay, delay * 2);
         setTimeout(() => {

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
-import { clusterMetricsRenderer } from './cluster.js';
-import { Registry, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
+import { clusterMetricsRenderer, listenPort } from './cluster.js';
+import { Registry, WarmpoolError, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
 import { buildRouter, type WarmpoolRouter } from './app.js';
 import { localUrl, routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
 
@@ -37,13 +37,14 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
   // A worker of a multi-process router answers /metrics for all workers.
   const clusterRender = clusterMetricsRenderer(app.warmpool.metrics.registry);
   if (clusterRender) app.warmpool.metrics.render = clusterRender;
+  const port0 = listenPort(config);
   try {
-    await app.listen({ host: config.listen.host, port: config.listen.port });
+    await app.listen({ host: config.listen.host, port: port0 });
   } catch (err) {
     await app.close().catch(() => undefined);
     await registry.close().catch(() => undefined);
     await store.close().catch(() => undefined);
-    throw err;
+    throw listenError(err, config.listen.host, port0);
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
@@ -63,4 +64,11 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
       return closing;
     },
   };
+}
+
+/** A failed listen as an operator reads it: which address, and why. */
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  const why = code === 'EADDRINUSE' ? 'the address is in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such address on this machine' : undefined;
+  return why ? new WarmpoolError('WARMPOOL_LISTEN_FAILED', `router: cannot listen on ${host}:${port}: ${why}`, { cause: err }) : err;
 }

@@ -215,6 +215,52 @@ t.test('--workers: bad values are refused, naming the flag', async (t) => {
   }
 });
 
+t.test('--workers 2 that cannot start: one clear message, a prompt non-zero exit, no process left', async (t) => {
+  // A bad registry address is refused before any worker is forked.
+  const bad = await startRouter(['not-a-url'], '/x/', ['--workers', '2']);
+  t.not(await bad.exited, 0, 'a bad --etcd: non-zero exit');
+  t.match(bad.out(), /--etcd/, 'the message names the flag');
+  t.equal(bad.out().match(/--etcd/g)?.length, 1, 'said once, not once per worker');
+
+  // A port in use fails in the workers: they exit (their channel to the primary does not
+  // keep them), and the primary reports it and exits too.
+  const squatter = http.createServer();
+  await new Promise<void>((r) => squatter.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => squatter.close(() => r())));
+  const busy = (squatter.address() as { port: number }).port;
+  const r = spawnRouter([bin, 'router', '--etcd', 'http://127.0.0.1:1', '--prefix', '/x/', '--listen', '127.0.0.1', '--port', String(busy), '--log-level', 'warn', '--workers', '2'], busy);
+  t.teardown(() => killAll(r));
+  const forked: number[] = [];
+  const watch = setInterval(() => { for (const c of childrenOf(r.proc.pid!)) if (!forked.includes(c)) forked.push(c); }, 20);
+  const timeout = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000).unref());
+  const code = await Promise.race([r.exited, timeout]);
+  clearInterval(watch);
+  t.not(code, 'hung', 'the router exits instead of hanging');
+  t.not(code, 0, `non-zero exit (${String(code)})`);
+  t.match(r.out(), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${busy}: the address is in use`), 'the message names the address and the reason');
+  for (const p of forked) t.notOk(alive(p), `worker ${p} is gone`);
+});
+
+t.test('--port 0 --workers 2: when every worker has died, the replacements serve on the announced port', { skip: infraSkip('etcd') }, async (t) => {
+  const mesh = await meshWith(t, 2);
+  const r = spawnRouter([bin, 'router', '--etcd', mesh.etcd.join(','), '--prefix', mesh.prefix, '--listen', '127.0.0.1', '--port', '0', '--log-level', 'warn', '--workers', '2'], 0);
+  t.teardown(() => killAll(r));
+  const announced = await eventually(() => {
+    const m = /"msg":"router listening".*"port":(\d+)/.exec(r.out());
+    if (r.proc.exitCode !== null) throw new Error(r.out());
+    return m ? Number(m[1]) : false;
+  }, { timeoutMs: 30_000, what: 'router listening' });
+  t.equal((await request(announced, 'GET', '/readyz')).status, 200, 'ready on the announced port');
+  const first = childrenOf(r.proc.pid!);
+  for (const p of first) process.kill(p, 'SIGKILL');
+  await eventually(() => { const now = childrenOf(r.proc.pid!); return now.length === 2 && now.every((p) => !first.includes(p)); }, { timeoutMs: 20_000, what: 'both workers replaced' });
+  const res = await eventually(async () => {
+    const x = await request(announced, 'GET', '/readyz').catch(() => undefined);
+    return x?.status === 200 ? x : false;
+  }, { timeoutMs: 20_000, what: 'ready again on the announced port' });
+  t.equal(res.status, 200, 'the replacements answer on the port the router announced');
+});
+
 interface ConsulHealthEntry { Service: { ID: string; Service: string; Address: string; Port: number }; Checks: { Status: string }[] }
 
 t.test('WARMPOOL_ROUTER_WORKERS=2 with WARMPOOL_CONSUL_AGENT: one Consul registration for the whole router', { skip: infraSkip('etcd', 'consul') }, async (t) => {
@@ -271,6 +317,35 @@ t.test('WARMPOOL_ROUTER_WORKERS=2 with WARMPOOL_CONSUL_AGENT: one Consul registr
   for (const p of hung) process.kill(p, 'SIGCONT');
   await eventually(async () => passing(await routerHealth()), { timeoutMs: 20_000, what: 'passing again once the workers run' });
   t.pass('passing again once the workers run');
+
+  // Every worker dies at once: until the primary's replacements listen (after its restart
+  // backoff) nothing serves, and the check says so at once, not at the next TTL pass.
+  // Consul's blocking queries record every change of the check, however brief.
+  const seen: { Status: string; Output: string }[] = [];
+  let watching = true;
+  const watcher = (async () => {
+    let index = '0';
+    while (watching) {
+      const res = await fetch(`${consul.url}/v1/health/checks/warmpool-router?index=${index}&wait=2s`).catch(() => undefined);
+      if (!res) { await new Promise((r) => setTimeout(r, 100)); continue; }
+      index = res.headers.get('x-consul-index') ?? index;
+      const checks = (await res.json()) as { Status: string; Output: string }[];
+      if (checks[0] && (seen.length === 0 || seen.at(-1)!.Status !== checks[0].Status)) seen.push(checks[0]);
+    }
+  })();
+  await eventually(() => seen.length > 0, { timeoutMs: 5000, what: 'check watched' });
+  const before = childrenOf(r.proc.pid!);
+  for (const p of before) process.kill(p, 'SIGKILL');
+  await eventually(() => { const now = childrenOf(r.proc.pid!); return now.length === 2 && now.every((p) => !before.includes(p)); }, { timeoutMs: 20_000, what: 'both workers replaced' });
+  await eventually(async () => passing(await routerHealth()), { timeoutMs: 20_000, what: 'passing again once the replacements serve' });
+  watching = false;
+  await watcher;
+  const down = seen.find((c) => c.Status === 'critical');
+  t.ok(down, `critical while no worker ran (${seen.map((c) => c.Status).join(' -> ')})`);
+  t.match(down?.Output ?? '', /health probe failed/, 'with the reason');
+  t.equal(seen.at(-1)?.Status, 'passing', 'passing once the replacements serve');
+  const after = await routerHealth();
+  t.same(after.map((e) => e.Service.Port), [r.port], 'still one registration, at the same port');
 
   // SIGTERM: the registration goes with the router.
   const pids = childrenOf(r.proc.pid!);
