@@ -311,3 +311,60 @@ t.test('a misbehaving instance gets a clear 502 or a cut-off response, never a c
   const metrics = await (await fetch(`${base}/metrics`)).text();
   t.match(metrics, /warmpool_router_proxy_errors_total\{code="WARMPOOL_/, 'counted as proxy errors');
 });
+
+t.test('an instance that sends more than its Content-Length: the client gets the announced body, the extra bytes answer nothing', async (t) => {
+  const h = await harness({ ready: 0, listen: true, router: { config: { proxy: { bufferResponseBytes: 1000, idleTimeoutMs: 1000 } } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  // A raw TCP instance that keeps its connections open. After the announced body it writes
+  // a complete second response: if the router's pooled connection took that for the answer
+  // to the next request, that request would get "SMUGGLED".
+  const smuggled = 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED';
+  const answers: Record<string, string> = {
+    '/small': `HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok${smuggled}`,
+    '/large': `HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n${'y'.repeat(2000)}${smuggled}`,
+    '/after': 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter',
+  };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    let buf = '';
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+        const path = buf.slice(0, end).split(' ')[1] ?? '';
+        buf = buf.slice(end + 4);
+        if (path === '/late') {
+          // The extra response comes later, while the connection idles in the router's pool.
+          sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+          setTimeout(() => { if (!sock.destroyed) sock.write(smuggled); }, 30);
+        } else sock.write(answers[path] ?? 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }));
+  await h.host.putInstance({
+    id: 'overlong-1', service: 'chatbot', host: 'host-a', state: 'ready', address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    containerId: 'c-overlong', slot: null, createdAt: Date.now(), readyAt: Date.now(), bootMs: 1,
+  });
+  let s: { sessionId: string; instanceId: string } | undefined;
+  for (let i = 0; i < 50 && !s; i++) s = await newSession(h).catch(async () => { await new Promise((r) => setTimeout(r, 20)); return undefined; });
+  t.equal(s?.instanceId, 'overlong-1');
+  const via = (p: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> => rawGet(`${base}/v1/sessions/${s!.sessionId}/proxy${p}`, {});
+
+  for (const [path, body] of [['/small', 'ok'], ['/large', 'y'.repeat(2000)], ['/late', 'ok']] as const) {
+    const res = await via(path);
+    if (path === '/late') await new Promise((r) => setTimeout(r, 100));
+    t.equal(res.status, 200, `${path}: 200`);
+    t.equal(res.body, body, `${path}: exactly the announced body`);
+    t.equal(res.headers['content-length'], String(body.length), `${path}: the announced length`);
+    for (let i = 0; i < 3; i++) {
+      const after = await via('/after');
+      t.same([after.status, after.body], [200, 'after'], `${path}, then /after #${i + 1}: its own answer, never the extra bytes`);
+    }
+  }
+  t.equal((await fetch(`${base}/healthz`)).status, 200, 'router still healthy');
+});
