@@ -250,7 +250,9 @@ t.test('--port 0 --workers 2: when every worker has died, the replacements serve
     if (r.proc.exitCode !== null) throw new Error(r.out());
     return m ? Number(m[1]) : false;
   }, { timeoutMs: 30_000, what: 'router listening' });
-  t.equal((await request(announced, 'GET', '/readyz')).status, 200, 'ready on the announced port');
+  // Listening comes before ready (each worker lists the registry first).
+  await eventually(async () => (await request(announced, 'GET', '/readyz').catch(() => undefined))?.status === 200, { timeoutMs: 20_000, what: 'ready on the announced port' });
+  t.pass('ready on the announced port');
   const first = childrenOf(r.proc.pid!);
   for (const p of first) process.kill(p, 'SIGKILL');
   await eventually(() => { const now = childrenOf(r.proc.pid!); return now.length === 2 && now.every((p) => !first.includes(p)); }, { timeoutMs: 20_000, what: 'both workers replaced' });
