@@ -75,7 +75,9 @@ export class Agent implements AgentHandle, AgentContext {
     this.timing = { ...DEFAULT_TIMING, ...opts.timing };
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ host: opts.hostId });
+    const logger = opts.logger ?? pino({ level: 'silent' });
+    // `warmpool agent` already names the host in its logger: no second "host" key per line.
+    this.log = logger.bindings().host === opts.hostId ? logger : logger.child({ host: opts.hostId });
     this.runtime = opts.runtime;
     this.newInstanceId = opts.newInstanceId ?? defaultInstanceId;
     this.registry = new Registry(opts.store, {

@@ -177,3 +177,24 @@ t.test('instances failing together leave one failed record, gone once the servic
   await until(() => !s.instances().some((i) => i.state === 'failed'), 'failed record removed');
   t.same(s.instances().filter((i) => old.has(i.id)), [], 'no record of the failed instances left');
 });
+
+t.test('log lines name the host once, whether or not the given logger already does', async (t) => {
+  const { pino } = await import('pino');
+  const { Writable } = await import('node:stream');
+  for (const bound of [true, false]) {
+    const lines: string[] = [];
+    const sink = new Writable({ write(chunk: Buffer, _enc, cb) { lines.push(...chunk.toString().split('\n').filter(Boolean)); cb(); } });
+    const logger = pino({ level: 'debug', base: bound ? { component: 'agent', host: 'h1' } : { component: 'agent' } }, sink);
+    const store = new MemoryKvStore();
+    const dir = mkdtempSync(path.join(tmpdir(), 'wp-agent-log-'));
+    const agent = await startAgent({
+      store, prefix: PREFIX, runtime: new FakeRuntime(), hostId: 'h1', address: '127.0.0.1', capacity: { instances: 1, memoryMb: 0 }, runDir: dir, leaseTtlSec: 5, logger,
+      timing: { resyncMs: 60_000, strayGraceMs: 60_000, backoffBaseMs: 50, backoffMaxMs: 200, dockerRetryMs: 20 },
+    });
+    await agent.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+    t.ok(lines.length > 0, `the agent logged (${bound ? 'host bound' : 'no host'} in the logger)`);
+    t.ok(lines.every((l) => l.match(/"host":/g)?.length === 1), `"host" once per line (${bound ? 'host bound' : 'no host'})`);
+  }
+});
