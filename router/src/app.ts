@@ -98,10 +98,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
       }
       return out;
     },
-    registryConnected: () => {
-      const cache = ctxRef.ctx?.directory.cached();
-      return cache && cache.syncedAt !== null && cache.disconnectedSince === null ? 1 : 0;
-    },
+    registryConnected: () => (ctxRef.ctx?.directory.link() === 'live' ? 1 : 0),
   };
   const metrics = createMetrics(metricsSources, { defaultMetrics: opts.defaultMetrics ?? false });
   // onLive runs once the cache is listed, long after `claimer` below is initialised.

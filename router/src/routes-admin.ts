@@ -69,15 +69,16 @@ export function opsRoutes(ctx: RouterContext) {
       schema: { querystring: { type: 'object', properties: { strict: { type: 'boolean' } }, additionalProperties: false } },
     }, async (request, reply) => {
       const cache = ctx.directory.cached();
-      if (!cache || cache.syncedAt === null || cache.state === 'closed') {
+      const link = ctx.directory.link();
+      if (link === 'not-ready') {
         reply.code(503).header('retry-after', '1');
         return { status: 'not-ready', registry: cache?.state ?? 'syncing' };
       }
-      if (cache.disconnectedSince !== null) {
+      if (link === 'disconnected') {
         if ((request.query as { strict?: boolean }).strict) reply.code(503).header('retry-after', '1');
         return {
           status: 'degraded', registry: 'disconnected', newSessions: false,
-          disconnectedSec: Math.round((Date.now() - cache.disconnectedSince) / 1000),
+          disconnectedSec: Math.round((Date.now() - (cache!.disconnectedSince ?? Date.now())) / 1000),
         };
       }
       return { status: 'ready', registry: 'live' };

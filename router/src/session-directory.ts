@@ -85,6 +85,17 @@ export class SessionDirectory {
   }
 
   /**
+   * The router's link to the registry, as /readyz and the registry_connected metric report
+   * it: `not-ready` before the first full list (and once closed), `disconnected` while the
+   * watch is down (established sessions served from the copy), else `live`.
+   */
+  link(): 'not-ready' | 'disconnected' | 'live' {
+    const cache = this.cacheRef;
+    if (!cache || cache.syncedAt === null || cache.state === 'closed') return 'not-ready';
+    return cache.disconnectedSince !== null ? 'disconnected' : 'live';
+  }
+
+  /**
    * An active session's record straight from the cache, when it is there and not past its
    * lifetime: the synchronous hot path. Undefined means "ask `lookup`".
    */
