@@ -1,4 +1,4 @@
-import { WarmpoolError, type HostSession, type InstanceRecord, type Registry, type RegistryCache } from '@warmpool/registry';
+import { WarmpoolError, poolView, type HostSession, type InstanceRecord, type Registry, type RegistryCache } from '@warmpool/registry';
 import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
@@ -83,6 +83,12 @@ export class Actions {
     return next;
   }
 
+  /** Warm slots of the service now, from the registry as this agent sees it (pool-view.ts). */
+  slotsOf(service: string): number {
+    const spec = this.ctx.cache.services.get(service)?.value;
+    return spec ? poolView(this.ctx.cache, spec, this.ctx.clock.now()).slots : 0;
+  }
+
   run(a: InstanceAction): Promise<void> {
     switch (a.type) {
       case 'mark-claimed': return this.markClaimed(a.instanceId, a.sessionId);
@@ -101,7 +107,7 @@ export class Actions {
     if (ctx.isClosed() || ctx.draining()) return;
     const spec = ctx.cache.services.get(a.service)?.value;
     const until = ctx.backoff.until(a.service);
-    if (!spec || a.slot >= spec.warm || (until !== undefined && until > ctx.clock.now())) return;
+    if (!spec || a.slot >= this.slotsOf(a.service) || (until !== undefined && until > ctx.clock.now())) return;
     if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
     const id = ctx.newInstanceId(a.service);
     if (!(await ctx.host.takeSlot(a.service, a.slot, id))) {
@@ -186,6 +192,8 @@ export class Actions {
     inst.slot = null;
     inst.phase = 'claimed';
     inst.sessionId = sessionId;
+    const claim = this.ctx.cache.claims.get(id)?.value;
+    if (claim) { inst.claimedAt = claim.claimedAt; if (claim.waitedMs !== undefined) inst.waitedMs = claim.waitedMs; }
     this.ctx.backoff.success(inst.service);
     this.ctx.log.info({ instance: id, service: inst.service, session: sessionId }, 'instance claimed');
     await this.writeRecord(inst);
@@ -271,7 +279,10 @@ export class Actions {
         ctx.log.info({ instance: id, service: inst.service, reason }, 'instance retired');
       }
       if (tombstoneFor) {
-        await ctx.registry.recordExpired({ sessionId: tombstoneFor, service: inst.service, instanceId: id, reason: 'expired', endedAt: ctx.clock.now() })
+        await ctx.registry.recordExpired({
+          sessionId: tombstoneFor, service: inst.service, instanceId: id, reason: 'expired', endedAt: ctx.clock.now(),
+          ...(inst.claimedAt !== undefined ? { claimedAt: inst.claimedAt } : {}), ...(inst.waitedMs !== undefined ? { waitedMs: inst.waitedMs } : {}),
+        })
           .catch((err: unknown) => ctx.log.warn({ err, session: tombstoneFor }, 'could not record the expired session'));
       }
       await this.removeContainers(inst);

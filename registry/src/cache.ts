@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { KvEntry, KvEvent, KvStore, KvWatch } from './kv.js';
 import type { Keys} from './keys.js';
 import { type KeyKind } from './keys.js';
-import type { ClaimRecord, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, SlotRecord, TombstoneRecord } from './types.js';
+import type { ClaimRecord, DemandRecord, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, SlotRecord, TombstoneRecord } from './types.js';
 import { ReadyIndex } from './ready-index.js';
 
 export interface Versioned<T> { value: T; modRevision: string; lease?: string }
@@ -42,6 +42,8 @@ export class RegistryCache extends EventEmitter {
   sessions = new Map<string, Versioned<SessionRecord>>();
   slots = new Map<string, Versioned<SlotRecord>>();
   tombstones = new Map<string, Versioned<TombstoneRecord>>();
+  /** Waiting sessions per router, keyed by the full key ({p}demand/{service}/{router}). */
+  demand = new Map<string, Versioned<DemandRecord>>();
   cluster: { secret: string } | undefined;
   readonly ready = new ReadyIndex();
   revision = '0';
@@ -175,6 +177,7 @@ export class RegistryCache extends EventEmitter {
     for (const [n] of this.sessions) yield k.session(n);
     for (const [key] of this.slots) yield key;
     for (const [n] of this.tombstones) yield k.tombstone(n);
+    for (const [key] of this.demand) yield key;
     if (this.cluster) yield k.cluster();
   }
 
@@ -189,6 +192,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': return this.sessions.get(p.parts[0]!)?.modRevision;
       case 'slots': return this.slots.get(key)?.modRevision;
       case 'tombstones': return this.tombstones.get(p.parts[0]!)?.modRevision;
+      case 'demand': return this.demand.get(key)?.modRevision;
       default: return undefined;
     }
   }
@@ -213,6 +217,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': this.sessions.set(p.parts[0]!, v(value)); break;
       case 'slots': this.slots.set(key, v(value)); break;
       case 'tombstones': this.tombstones.set(p.parts[0]!, v(value)); break;
+      case 'demand': this.demand.set(key, v(value)); break;
       case 'cluster': this.cluster = value as { secret: string }; break;
       case 'idempotency': return;
     }
@@ -232,6 +237,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': had = this.sessions.delete(p.parts[0]!); break;
       case 'slots': had = this.slots.delete(key); break;
       case 'tombstones': had = this.tombstones.delete(p.parts[0]!); break;
+      case 'demand': had = this.demand.delete(key); break;
       case 'cluster': had = this.cluster !== undefined; this.cluster = undefined; break;
       case 'idempotency': return;
     }

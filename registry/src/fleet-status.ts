@@ -1,8 +1,14 @@
 import type { RegistryCache } from './cache.js';
+import { poolView, type PoolView } from './pool-view.js';
 
 export interface ServiceStatus {
   name: string;
+  /** Pool size now: the static `warm`, or what the demand-driven policy asks for. */
   target: number;
+  /** Sessions waiting in routers' queues (they add boots on top of the target). */
+  waiting: number;
+  /** The pool's sizing and its explanation (docs/pool-sizing.md). */
+  pool: PoolView;
   booting: number;
   ready: number;
   claimed: number;
@@ -34,16 +40,22 @@ function median(xs: number[]): number | null {
 }
 
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
-export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains'>, now: number): Status {
+export function computeStatus(
+  cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains' | 'tombstones' | 'demand'>,
+  now: number,
+): Status {
   const services: ServiceStatus[] = [];
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
     const typical = median(insts.map((i) => i.bootMs).filter((b): b is number => typeof b === 'number'));
     const booting = insts.filter((i) => i.state === 'booting');
+    const pool = poolView(cache, spec, now, { explain: true });
     services.push({
       name,
-      target: spec.warm,
+      target: pool.size,
+      waiting: pool.waiting,
+      pool,
       booting: booting.length,
       ready: insts.filter((i) => i.state === 'ready' && !cache.claims.has(i.id)).length,
       claimed: claimed.length,

@@ -13,3 +13,6 @@ export * from './registry.js';
 export * from './memory-kv.js';
 export * from './open-store.js';
 export * from './fleet-status.js';
+export * from './warm-policy.js';
+export * from './pool-sizing.js';
+export * from './pool-view.js';

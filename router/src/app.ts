@@ -103,7 +103,10 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   const metrics = createMetrics(metricsSources, { defaultMetrics: opts.defaultMetrics ?? false });
   // onLive runs once the cache is listed, long after `claimer` below is initialised.
   const directory = new SessionDirectory(opts.registry, now, (cache) => claimer.attach(cache));
-  const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
+  const claimer = new SessionClaimer(opts.registry, directory, metrics, {
+    now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}),
+    onError: (err) => app.log.warn({ err }, 'could not publish the waiting sessions; retrying'),
+  });
   const proxy = createUpstreamProxy({
     idleTimeoutMs: config.proxy.idleTimeoutMs, keepAliveTimeoutMs: config.proxy.keepAliveTimeoutMs, bufferResponseBytes: config.proxy.bufferResponseBytes,
   });
@@ -146,6 +149,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
     }
   });
   app.addHook('onClose', async () => {
+    await claimer.stopPublishing();
     proxy.close();
     forwarder.close();
     directory.close();
