@@ -163,8 +163,9 @@ export function sizePool(input: SizingInput): SizingResult {
 
   let reason: string;
   if (size > here.size) reason = `holding ${size} for the cool-down (${policy.cooldownSec} s) after a higher demand`;
+  else if (here.rate === 0) reason = `no claim in the last ${policy.windowSec} s: at the minimum ${floor}`;
   else if (here.model > policy.max) reason = `capped at max ${policy.max} (the model asks for ${here.model})`;
-  else if (here.model < floor) reason = here.rate > 0 ? `at the minimum ${floor} (the model asks for ${here.model})` : `no claim in the last ${policy.windowSec} s: at the minimum ${floor}`;
+  else if (here.model < floor) reason = `at the minimum ${floor} (the model asks for ${here.model})`;
   else reason = `${(policy.target * 100).toFixed(1)}% quantile of arrivals during one boot (${(here.rate * 60).toFixed(2)}/min x ${(bootMs / 1000).toFixed(1)} s) + 1`;
 
   // Look ahead, assuming nobody arrives: when does the size change (cool-down ends, window edges)?

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { ServiceSpec } from './types.js';
-import { warmPolicySchema } from './warm-policy.js';
+import { warmSchema } from './warm-policy.js';
 
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters');
 
@@ -9,7 +9,7 @@ export const serviceSpecSchema = z.object({
   name,
   image: z.string().min(1, 'an image name is required'),
   containerPort: z.number().int().min(1).max(65535).default(8000),
-  warm: z.union([z.number().int().min(0).max(10_000), warmPolicySchema]).default(1),
+  warm: warmSchema,
   maxPerHost: z.number().int().min(1).max(10_000).default(16),
   bootTimeoutSec: z.number().positive().max(86_400).default(600),
   readiness: z.object({

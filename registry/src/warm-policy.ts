@@ -53,3 +53,17 @@ export const warmPolicySchema = z.object({
 export function warmPolicyOf(spec: Pick<ServiceSpec, 'warm'>): WarmPolicy | undefined {
   return typeof spec.warm === 'number' ? undefined : spec.warm;
 }
+
+const warmCount = z.number().int().min(0).max(10_000);
+
+/**
+ * `warm`: a number (static pool) or a policy object. Not a plain union: a union reports an
+ * object with one bad field as "invalid input" for the whole field; this picks the schema
+ * by the value's type, so problems name the exact field (warm.windows[0].days[0]).
+ */
+export const warmSchema = z.unknown().optional().transform((v, ctx): number | WarmPolicy => {
+  const r = typeof v === 'object' && v !== null ? warmPolicySchema.safeParse(v) : warmCount.safeParse(v === undefined ? 1 : v);
+  if (r.success) return r.data;
+  for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  return z.NEVER;
+});
