@@ -66,6 +66,33 @@ export function recentBootsOf(instances: readonly InstanceRecord[]): number[] {
     .map((i) => bootDurationMs(i)!);
 }
 
+/**
+ * The boot history: the most recent measured boots among the service's instances and the
+ * instances its sessions claimed (claims and tombstones keep the claimed instance's boot
+ * time), so the figure does not jump when instances come and go.
+ */
+export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, instances: readonly InstanceRecord[], service: string): number[] {
+  const samples: { at: number; ms: number }[] = [];
+  const seen = new Set<string>();
+  for (const i of instances) {
+    const ms = bootDurationMs(i);
+    if (ms === null) continue;
+    seen.add(i.id);
+    samples.push({ at: i.readyAt ?? i.createdAt, ms });
+  }
+  for (const { value: c } of cache.claims.values()) {
+    if (c.service !== service || c.bootMs === undefined || seen.has(c.instanceId)) continue;
+    seen.add(c.instanceId);
+    samples.push({ at: c.claimedAt, ms: c.bootMs });
+  }
+  for (const { value: t } of cache.tombstones.values()) {
+    if (t.service !== service || t.bootMs === undefined || seen.has(t.instanceId)) continue;
+    seen.add(t.instanceId);
+    samples.push({ at: t.claimedAt ?? t.endedAt, ms: t.bootMs });
+  }
+  return samples.sort((a, b) => b.at - a.at).slice(0, RECENT_BOOTS).map((s) => s.ms);
+}
+
 /** Sessions waiting for an instance of the service in every router's queue. */
 export function waitingFor(cache: Pick<CacheView, 'demand'>, service: string): number {
   let n = 0;
@@ -132,7 +159,7 @@ export function poolView(cache: CacheView, spec: ServiceSpec, now: number, opts:
   let size: number;
   let sizing: SizingResult | undefined;
   if (policy) {
-    sizing = sizePool({ policy, arrivals: arrivalsOf(cache, spec.name), bootsMs: recentBootsOf(instances), now, explain: opts.explain ?? false });
+    sizing = sizePool({ policy, arrivals: arrivalsOf(cache, spec.name), bootsMs: bootHistoryOf(cache, instances, spec.name), now, explain: opts.explain ?? false });
     size = sizing.size;
   } else {
     size = spec.warm as number;

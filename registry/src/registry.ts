@@ -6,6 +6,7 @@ import { HostSession } from './host-session.js';
 import { SessionKeeper } from './session-keeper.js';
 import { newClusterSecret } from './credentials.js';
 import { RegistryError } from './errors.js';
+import { bootDurationMs } from './pool-view.js';
 import type { ClaimRecord, ClaimResult, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, TombstoneRecord } from './types.js';
 
 export interface RegistryOptions {
@@ -180,6 +181,7 @@ export class Registry {
         const claim: ClaimRecord = {
           sessionId: req.sessionId, service: req.service, instanceId: inst.id, claimedAt: at,
           ...(req.waitedMs !== undefined ? { waitedMs: Math.max(0, Math.round(req.waitedMs)) } : {}),
+          ...(bootDurationMs(inst) !== null ? { bootMs: bootDurationMs(inst)! } : {}),
         };
         const claimKey = this.keys.claim(req.service, inst.id);
         const instKey = this.keys.instance(req.service, inst.id);
@@ -300,17 +302,20 @@ export class Registry {
     const cur = await this.store.get(key);
     if (!cur) return false;
     const s = JSON.parse(cur.value) as SessionRecord;
-    const waitedMs = this.cacheObj?.claims.get(s.instanceId)?.value.waitedMs;
+    const held = this.cacheObj?.claims.get(s.instanceId)?.value;
+    // Pool-sizing history the ended claim and the tombstone keep (docs/pool-sizing.md).
+    const history = {
+      ...(held?.waitedMs !== undefined ? { waitedMs: held.waitedMs } : {}),
+      ...(held?.bootMs !== undefined ? { bootMs: held.bootMs } : {}),
+    };
     const tomb: TombstoneRecord = {
-      sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now(), claimedAt: s.createdAt,
-      ...(waitedMs !== undefined ? { waitedMs } : {}),
+      sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now(), claimedAt: s.createdAt, ...history,
     };
     const tombLease = await this.tombstoneLeaseId();
     // The claim is not deleted but marked ended: an instance serves one session, and a
     // missing claim key would make it look claimable until its agent catches up.
     const ended: ClaimRecord = {
-      sessionId: id, service: s.service, instanceId: s.instanceId, claimedAt: s.createdAt, ended: true, endedAt: tomb.endedAt,
-      ...(waitedMs !== undefined ? { waitedMs } : {}),
+      sessionId: id, service: s.service, instanceId: s.instanceId, claimedAt: s.createdAt, ended: true, endedAt: tomb.endedAt, ...history,
     };
     const ops: KvOp[] = [
       { type: 'delete', key },

@@ -153,6 +153,8 @@ export interface ClaimRecord {
   claimedAt: number;
   /** How long the session's request waited for an instance (0: one was ready). */
   waitedMs?: number;
+  /** The claimed instance's measured boot time (ms): the boot history outlives the instance. */
+  bootMs?: number;
   /**
    * Set when the session was ended: the claim stays (on the tombstone lease) so the used
    * instance can never be claimed again, even before its agent has marked or destroyed it.
@@ -171,6 +173,7 @@ export interface TombstoneRecord {
   /** When the session was claimed, and how long its request waited (arrival history, pool sizing). */
   claimedAt?: number;
   waitedMs?: number;
+  bootMs?: number;
 }
 
 /** Holder of a warm slot. */
