@@ -1,4 +1,4 @@
-import type { Status } from '@warmpool/registry';
+import type { ServiceStatus, Status } from '@warmpool/registry';
 
 export { computeStatus, type Status, type ServiceStatus, type HostStatus } from '@warmpool/registry';
 
@@ -7,14 +7,38 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }
 
+const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
+const pct = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFixed(1)}%`);
+
+/** One service's pool: its size and why, the measured rate and boot time, the next change, its cost. */
+export function renderPool(v: ServiceStatus): string {
+  const p = v.pool;
+  const lines: string[] = [];
+  const slots = `${p.slots} slots = ${p.size} pool + ${p.waiting} waiting${p.slots < p.size + p.waiting ? ` (capped: the fleet has room for ${p.room} more)` : ''}`;
+  if (p.static) {
+    lines.push(`${v.name}: static warm ${p.size}; ${slots}`);
+  } else {
+    const z = p.sizing!;
+    lines.push(`${v.name}: target ${p.size}; ${slots}`);
+    lines.push(`  why: ${z.reason}`);
+    lines.push(`  measured: ${(z.ratePerSec * 60).toFixed(2)} claims/min, boot ${secs(z.bootMs)}${z.bootMeasured ? '' : ' (none measured yet: default)'}; minimum now ${z.floor}`);
+    lines.push(`  next: ${z.next ? `${z.next.size} at ${new Date(z.next.at).toISOString()} if no session arrives` : 'no change expected'}`);
+  }
+  const c = v.cost;
+  lines.push(`  cost: hit ratio ${pct(c.hitRatio)} of ${c.sessions} sessions; ${c.waits.count} waited (p50 ${c.waits.p50Ms === null ? '-' : secs(c.waits.p50Ms)}, p95 ${c.waits.p95Ms === null ? '-' : secs(c.waits.p95Ms)}); now ${c.now.idle} idle, ${c.now.busy} busy${c.now.idleGpus || c.now.busyGpus ? ` (${c.now.idleGpus} idle GPUs, ${c.now.busyGpus} busy)` : ''}`);
+  return lines.join('\n');
+}
+
 export function renderStatus(s: Status): string {
   const out: string[] = [];
   out.push('HOSTS');
   out.push(s.hosts.length ? table([['HOST', 'ADDRESS', 'INSTANCES', 'STATE'], ...s.hosts.map((h) => [h.id, h.address, `${h.instances}/${h.capacity}`, h.draining ? 'draining' : 'active'])]) : '(none)');
   out.push('', 'SERVICES');
   out.push(s.services.length
-    ? table([['SERVICE', 'TARGET', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT'], ...s.services.map((v) => [v.name, String(v.target), String(v.ready), String(v.booting), String(v.claimed), String(v.failed), v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`])])
+    ? table([['SERVICE', 'TARGET', 'WAITING', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT'], ...s.services.map((v) => [v.name, String(v.target), String(v.waiting), String(v.ready), String(v.booting), String(v.claimed), String(v.failed), v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`])])
     : '(none: run warmpool apply -f services.yaml)');
+  out.push('', 'POOLS');
+  out.push(s.services.length ? s.services.map(renderPool).join('\n') : '(none)');
   const boots = s.services.flatMap((v) => v.boots.map((b) => ({ ...b, service: v.name })));
   if (boots.length) {
     out.push('', 'BOOTING');

@@ -1,5 +1,6 @@
 import type { RegistryCache } from './cache.js';
 import { poolView, type PoolView } from './pool-view.js';
+import { poolCost, type PoolCost } from './pool-cost.js';
 
 export interface ServiceStatus {
   name: string;
@@ -9,6 +10,8 @@ export interface ServiceStatus {
   waiting: number;
   /** The pool's sizing and its explanation (docs/pool-sizing.md). */
   pool: PoolView;
+  /** Hit ratio, waits and idle/busy instances (docs/pool-sizing.md#cost). */
+  cost: PoolCost;
   booting: number;
   ready: number;
   claimed: number;
@@ -56,6 +59,7 @@ export function computeStatus(
       target: pool.size,
       waiting: pool.waiting,
       pool,
+      cost: poolCost(cache, spec),
       booting: booting.length,
       ready: insts.filter((i) => i.state === 'ready' && !cache.claims.has(i.id)).length,
       claimed: claimed.length,

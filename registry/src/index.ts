@@ -16,3 +16,4 @@ export * from './fleet-status.js';
 export * from './warm-policy.js';
 export * from './pool-sizing.js';
 export * from './pool-view.js';
+export * from './pool-cost.js';
