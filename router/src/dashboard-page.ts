@@ -1,7 +1,13 @@
-/** The dashboard: one self-contained page fed by /v1/dashboard/events (SSE). */
+/**
+ * The dashboard: one page fed by /v1/dashboard/events (SSE), plotting each pool's last hour
+ * (from /v1/dashboard/history, then the newest point of every event) with uPlot, which the
+ * router serves itself (/dashboard/uplot.min.js). window.__warmpoolPlots holds each plot's
+ * data (columns: time s, target, ready, booting, claimed, waiting, claims/min, hit ratio %).
+ */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Warmpool</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/dashboard/uplot.min.css"><script src="/dashboard/uplot.min.js"></script>
 <style>
   :root { --bg:#0f172a; --panel:#1e293b; --text:#e2e8f0; --muted:#94a3b8; --ready:#22c55e; --booting:#f59e0b; --claimed:#3b82f6; --failed:#ef4444; --draining:#a855f7; }
   * { box-sizing: border-box; }
@@ -20,6 +26,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .ready { background:var(--ready); } .booting { background:var(--booting); } .claimed { background:var(--claimed); color:white; }
   .failed { background:var(--failed); color:white; } .draining { background:var(--draining); color:white; }
   .legend span { display:inline-block; padding:1px 8px; border-radius:10px; margin-right:6px; font-size:12px; }
+  .pool { color:var(--muted); font-size:12px; margin:2px 0 6px; } .plot { background:#fff; border-radius:6px; margin:6px 0 12px; color:#0f172a; }
   #conn { margin-left:auto; font-size:12px; } .live { color:var(--ready); } .down { color:var(--failed); }
 </style></head>
 <body>
@@ -28,6 +35,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span class="kpi"><b id="k-sessions">-</b>sessions</span><span class="kpi"><b id="k-rate">-</b>claims/min</span>
   <span id="conn" class="down">connecting…</span></header>
 <main>
+  <section class="wide"><h2>Pools over the last hour</h2><div id="plots"></div></section>
   <section class="wide"><h2>Services</h2><div class="legend"><span class="ready">ready</span><span class="booting">booting</span><span class="claimed">claimed</span><span class="failed">failed</span><span class="draining">draining</span></div><div id="services"></div></section>
   <section><h2>Hosts</h2><table id="hosts"></table></section>
   <section><h2>Sessions</h2><table id="sessions"></table></section>
@@ -45,10 +53,46 @@ function render(s) {
       const p = i.state === 'booting' && v.typicalBootMs ? Math.min(99, Math.round(100 * i.ageMs / v.typicalBootMs)) : null;
       return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + '">' + esc(i.id.slice(0, 10)) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
     }).join('');
-    return '<div data-service="' + esc(v.name) + '"><b>' + esc(v.name) + '</b> target ' + v.target + ' · ready <b class="n-ready">' + v.ready + '</b> · booting ' + v.booting + ' · claimed <b class="n-claimed">' + v.claimed + '</b> · failed ' + v.failed + (v.typicalBootMs ? ' · typical boot ' + secs(v.typicalBootMs) : '') + '<div class="chips">' + chips + '</div></div>';
+    const p = v.pool, z = p.sizing, c = v.cost;
+    const why = p.static ? 'static warm ' + p.size : esc(z.reason) + ' · ' + (z.ratePerSec * 60).toFixed(2) + ' claims/min, boot ' + secs(z.bootMs) + (z.next ? ' · next: ' + z.next.size + ' in ' + secs(Math.max(0, z.next.at - s.at)) : '');
+    const eta = s.etaSec[v.name] !== undefined ? ' · first waiter served in ~' + s.etaSec[v.name] + 's' : '';
+    const pool = '<div class="pool" data-pool="' + esc(v.name) + '">pool: ' + why + ' · slots ' + p.slots + ' · waiting <b class="n-waiting">' + v.waiting + '</b>' + eta + ' · hit ratio ' + (c.hitRatio === null ? '-' : (c.hitRatio * 100).toFixed(1) + '%') + ' of ' + c.sessions + ' · idle ' + c.now.idle + ' / busy ' + c.now.busy + '</div>';
+    return '<div data-service="' + esc(v.name) + '"><b>' + esc(v.name) + '</b> target ' + v.target + ' · ready <b class="n-ready">' + v.ready + '</b> · booting ' + v.booting + ' · claimed <b class="n-claimed">' + v.claimed + '</b> · failed ' + v.failed + (v.typicalBootMs ? ' · typical boot ' + secs(v.typicalBootMs) : '') + pool + '<div class="chips">' + chips + '</div></div>';
   }).join('') || '<i>no services: run warmpool apply -f services.yaml</i>';
+  for (const [name, point] of Object.entries(s.points)) plotPoint(name, point);
   $('hosts').innerHTML = '<tr><th>host</th><th>address</th><th>instances</th><th>state</th></tr>' + s.status.hosts.map((h) => '<tr><td>' + esc(h.id) + '</td><td>' + esc(h.address) + '</td><td>' + h.instances + '/' + h.capacity + '</td><td>' + (h.draining ? 'draining' : 'active') + '</td></tr>').join('');
   $('sessions').innerHTML = '<tr><th>session</th><th>service</th><th>instance</th><th>host</th><th>age</th></tr>' + s.sessions.map((x) => '<tr><td>' + esc(x.id) + '</td><td>' + esc(x.service) + '</td><td>' + esc(x.instance.slice(0, 10)) + '</td><td>' + esc(x.host) + '</td><td>' + secs(x.ageMs) + '</td></tr>').join('');
+}
+const plots = {};
+window.__warmpoolPlots = {};
+const COLUMNS = ['target', 'ready', 'booting', 'claimed', 'waiting', 'claimRate', 'hitRatio'];
+const COLORS = ['#0f172a', '#16a34a', '#d97706', '#2563eb', '#dc2626', '#7c3aed', '#0891b2'];
+function plotFor(name) {
+  if (plots[name]) return plots[name];
+  const box = document.createElement('div');
+  box.className = 'plot'; box.dataset.plot = name;
+  $('plots').appendChild(box);
+  const data = [[], [], [], [], [], [], [], []];
+  const series = [{}].concat(COLUMNS.map((c, i) => ({ label: c === 'claimRate' ? 'claims/min' : c === 'hitRatio' ? 'hit ratio %' : c, stroke: COLORS[i], width: 2, scale: c === 'hitRatio' ? '%' : 'n' })));
+  const plot = typeof uPlot === 'function' ? new uPlot({ title: name + ' (last hour)', width: Math.max(400, $('plots').clientWidth - 8), height: 220, series,
+    scales: { '%': { range: [0, 100] } }, axes: [{}, { scale: 'n' }, { scale: '%', side: 1, grid: { show: false } }] }, data, box) : null;
+  window.__warmpoolPlots[name] = data;
+  return (plots[name] = { plot, data });
+}
+function plotPoint(name, p) {
+  const { plot, data } = plotFor(name);
+  const t = p.t / 1000;
+  if (data[0].length && data[0][data[0].length - 1] >= t) return;
+  data[0].push(t);
+  COLUMNS.forEach((c, i) => data[i + 1].push(c === 'hitRatio' ? (p.hitRatio === null ? null : p.hitRatio * 100) : p[c]));
+  while (data[0].length && data[0][0] < t - 3600) data.forEach((col) => col.shift());
+  if (plot) plot.setData(data);
+}
+async function loadHistory() {
+  const r = await fetch('/v1/dashboard/history', token ? { headers: { authorization: 'Bearer ' + token } } : {});
+  if (!r.ok) return;
+  const h = await r.json();
+  for (const [name, points] of Object.entries(h.services)) for (const p of points) plotPoint(name, p);
 }
 const token = new URLSearchParams(location.search).get('token');
 function connect() {
@@ -57,6 +101,6 @@ function connect() {
   es.onmessage = (e) => render(JSON.parse(e.data));
   es.onerror = () => { $('conn').textContent = 'reconnecting…'; $('conn').className = 'down'; };
 }
-connect();
+loadHistory().finally(connect);
 </script></body></html>
 `;

@@ -11,6 +11,12 @@ export interface DemandPublisherOptions {
   onError?: (err: unknown) => void;
 }
 
+/** A waiter's claim that carries this router's demand record (see opsForClaim). */
+export interface DemandClaim { service: string; left: number | undefined; overlapped: boolean }
+
+/** `published` value meaning "the store may hold anything": the next flush writes it again. */
+const UNKNOWN = -1;
+
 /** Coalescing delay for queue changes (ms): a burst of joins costs one write per service. */
 const FLUSH_DELAY_MS = 20;
 const RETRY_MAX_MS = 5_000;
@@ -31,6 +37,7 @@ export class DemandPublisher {
   /** service -> waiting as last written (absent: no record). */
   private published = new Map<string, number>();
   private since = new Map<string, number>();
+  private claiming = new Map<string, Set<DemandClaim>>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private again = false;
@@ -54,25 +61,43 @@ export class DemandPublisher {
     return { service, router: this.routerId, waiting, oldestSince: this.since.get(service)!, at: this.now() };
   }
 
+  /** A waiter's claim begins (see opsForClaim); end it with endClaim. */
+  beginClaim(service: string): DemandClaim {
+    const mine: DemandClaim = { service, left: undefined, overlapped: false };
+    const others = this.claiming.get(service) ?? new Set<DemandClaim>();
+    if (others.size) { mine.overlapped = true; for (const o of others) o.overlapped = true; }
+    others.add(mine);
+    this.claiming.set(service, others);
+    return mine;
+  }
+
   /**
    * The writes a waiter's claim carries: this router's record with one waiter less (the
    * claiming one is still queued while its transaction runs). None before the first
    * publish or while the lease is away.
    */
-  opsForClaim(service: string): KvOp[] {
+  opsForClaim(claim: DemandClaim): KvOp[] {
     const lease = this.lease;
-    if (!lease || !this.published.has(service)) return [];
-    const key = this.registry.keys.demand(service, this.routerId);
-    const left = Math.max(0, this.opts.waiting(service) - 1);
+    if (!lease || !this.published.has(claim.service)) return [];
+    const key = this.registry.keys.demand(claim.service, this.routerId);
+    const left = Math.max(0, this.opts.waiting(claim.service) - 1);
+    claim.left = left;
     if (left === 0) return [{ type: 'delete', key }];
-    return [{ type: 'put', key, value: JSON.stringify(this.record(service, left)), lease: lease.id }];
+    return [{ type: 'put', key, value: JSON.stringify(this.record(claim.service, left)), lease: lease.id }];
   }
 
-  /** The claim carrying `opsForClaim` succeeded: its record is what the store holds now. */
-  claimed(service: string): void {
-    if (!this.published.has(service)) return;
-    const left = Math.max(0, (this.published.get(service) ?? 1) - 1);
-    if (left === 0) { this.published.delete(service); this.since.delete(service); } else this.published.set(service, left);
+  /**
+   * The claim is over. `outcome` 'committed': its writes are in the store; 'failed': nothing
+   * of it is; 'unknown' (an error: it may have committed). When several claims of the
+   * service overlapped, or the outcome is unknown, which value the store kept is not known:
+   * the next flush writes the record again.
+   */
+  endClaim(claim: DemandClaim, outcome: 'committed' | 'failed' | 'unknown'): void {
+    this.claiming.get(claim.service)?.delete(claim);
+    if (claim.left === undefined || outcome === 'failed') return;
+    if (outcome === 'unknown' || claim.overlapped) this.published.set(claim.service, UNKNOWN);
+    else if (claim.left === 0) { this.published.delete(claim.service); this.since.delete(claim.service); }
+    else this.published.set(claim.service, claim.left);
     this.changed();
   }
 
@@ -114,9 +139,10 @@ export class DemandPublisher {
     for (const service of services) {
       const waiting = this.opts.waiting(service);
       const was = this.published.get(service);
-      if (waiting === (was ?? 0)) continue;
+      if (was !== UNKNOWN && waiting === (was ?? 0)) continue;
       const key = this.registry.keys.demand(service, this.routerId);
       if (waiting === 0) {
+        // Deleting a key that is not there is harmless: UNKNOWN ends here too.
         await this.registry.store.txn([], [{ type: 'delete', key }]);
         this.published.delete(service);
         this.since.delete(service);

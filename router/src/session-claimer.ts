@@ -61,6 +61,10 @@ export class SessionClaimer {
       const r = await this.claimOrWait(service, o);
       outcome = r.waited ? 'waited' : r.created ? 'claimed' : 'replayed';
       if (r.waited && r.created) this.metrics.waitedForBoot.inc({ service });
+      if (r.created) {
+        this.metrics.sessionsCreated.inc({ service, waited: String(r.waited) });
+        if (r.waited) this.metrics.sessionWait.observe({ service }, (performance.now() - started) / 1000);
+      }
       return r;
     } catch (err) {
       outcome = err instanceof RouterError ? err.code : 'error';
@@ -79,12 +83,20 @@ export class SessionClaimer {
     const now = this.opts.now ?? Date.now;
     const arrived = now();
     const attempt = async (queued: boolean): Promise<ClaimedSession | undefined> => {
-      const r = await this.registry.claim({
-        service, sessionId, ...(o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {}),
-        waitedMs: queued ? now() - arrived : 0,
-        ...(queued ? { alsoWrite: () => this.demand.opsForClaim(service) } : {}),
-      });
-      if (r.ok && queued && r.created) this.demand.claimed(service);
+      // A waiter's claim takes its own decrement of this router's demand into the transaction.
+      const demand = queued ? this.demand.beginClaim(service) : undefined;
+      let r;
+      try {
+        r = await this.registry.claim({
+          service, sessionId, ...(o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {}),
+          waitedMs: queued ? now() - arrived : 0,
+          ...(demand ? { alsoWrite: () => this.demand.opsForClaim(demand) } : {}),
+        });
+      } catch (err) {
+        if (demand) this.demand.endClaim(demand, 'unknown');
+        throw err;
+      }
+      if (demand) this.demand.endClaim(demand, r.ok && r.created ? 'committed' : 'failed');
       if (r.ok) return { session: r.session, instance: r.instance, created: r.created, waited: false };
       if (r.reason === 'unknown-service') throw new RouterError('WARMPOOL_UNKNOWN_SERVICE', `no service named "${service}"`);
       if (r.reason === 'session-ended') throw new RouterError('WARMPOOL_SESSION_ENDED', 'session ended');
