@@ -49,10 +49,26 @@ export const warmPolicySchema = z.object({
   }
 });
 
-/** The policy of a service, or undefined for a static pool (`warm` as a number). */
+const checked = new WeakMap<object, WarmPolicy | null>();
+
+/**
+ * The policy of a service, or undefined for a static pool (`warm` as a number). A policy
+ * written into the registry by hand that `warmpool apply` would refuse counts as `max: 0`
+ * (no pool; waiting sessions still boot their own): a bad record never stops an agent.
+ */
 export function warmPolicyOf(spec: Pick<ServiceSpec, 'warm'>): WarmPolicy | undefined {
-  return typeof spec.warm === 'number' ? undefined : spec.warm;
+  if (typeof spec.warm === 'number') return undefined;
+  if (typeof spec.warm !== 'object' || spec.warm === null) return INVALID_POLICY;
+  let p = checked.get(spec.warm);
+  if (p === undefined) {
+    const r = warmPolicySchema.safeParse(spec.warm);
+    p = r.success ? r.data : null;
+    checked.set(spec.warm, p);
+  }
+  return p ?? INVALID_POLICY;
 }
+
+const INVALID_POLICY: WarmPolicy = { min: 0, max: 0, target: 0.5, windowSec: 300, cooldownSec: 0, windows: [] };
 
 const warmCount = z.number().int().min(0).max(10_000);
 

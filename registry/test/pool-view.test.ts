@@ -62,3 +62,11 @@ t.test('history: arrivals from claims, ended claims and tombstones once each; bo
   t.same(arrivalsOf(c, 'chat').sort((a, b) => a - b), [NOW - 60_000, NOW - 3_000, NOW - 2_000], 'three sessions, s2 counted once');
   t.same(bootHistoryOf(c, [...c.instances.values()].map((x) => x.value), 'chat').sort((a, b) => a - b), [4_500, 7_000, 9_000, 11_000], 'timed stages summed; claimed instances\' boots kept');
 });
+
+t.test('a policy written into the registry by hand that apply would refuse never throws: no pool, waiters still count', async (t) => {
+  for (const warm of [{ max: 'x' }, { min: 1, max: 2, target: 0.9, windows: 'nope' }, null, 'three']) {
+    const bad = spec({ warm: warm as unknown as ServiceSpec['warm'] });
+    const p = poolView(cache({ demand: [demand('r1', 2)], services: [bad] }), bad, NOW, { explain: true });
+    t.match(p, { static: false, size: 0, waiting: 2, slots: 2 }, JSON.stringify(warm));
+  }
+});
