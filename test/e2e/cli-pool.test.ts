@@ -2,19 +2,11 @@
 // `status --json` and `inspect service` explain each pool's size: target, measured rate and
 // boot time, the next change, and the cost figures.
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startEtcd, infraSkip, repoRoot } from '../src/index.js';
-
-const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
-const warmpool = (args: string[], env: NodeJS.ProcessEnv) => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-  execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-    resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-  });
-});
+import { startEtcd, infraSkip, warmpool } from '../src/index.js';
 
 t.test('pool policies: apply validates, status and inspect explain', { skip: infraSkip('etcd') }, async (t) => {
   const etcd = await startEtcd();

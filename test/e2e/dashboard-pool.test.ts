@@ -9,18 +9,7 @@ import { chromium } from 'playwright-core';
 import { Registry, parseServiceSpec } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { buildRouter } from '@warmpool/router';
-import { startEtcd, infraSkip, eventually, repoRoot, inCI } from '../src/index.js';
-
-const chromiumPath = '/usr/bin/chromium';
-const chromiumMissing = (): false | string => {
-  try {
-    statSync(chromiumPath);
-    return false;
-  } catch {
-    if (inCI) throw new Error('required infrastructure missing in CI: chromium (run npm run testbed)');
-    return 'chromium is not installed (run npm run testbed)';
-  }
-};
+import { startEtcd, infraSkip, eventually, repoRoot, chromiumMissing, chromiumPath } from '../src/index.js';
 
 interface ServiceRow { name: string; target: number; waitingFleet: number; readyUnclaimed: number; instances: Record<string, number> }
 
