@@ -1,7 +1,26 @@
 import { z } from 'zod';
 import type { ServiceSpec } from './types.js';
 
-const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters');
+/**
+ * Why a service name is taken by infrastructure, or undefined. A service's instances are
+ * registered in Consul under its name (`NAME.service.consul`), next to what is already
+ * there: `consul` is Consul's own servers; `warmpool` and `warmpool-*` are Warmpool's own
+ * (the routers are `warmpool-router`); `*-sidecar-proxy` is Consul Connect's default name
+ * for a service's proxy. A service by such a name would mix with them in DNS.
+ */
+export function reservedServiceName(n: string): string | undefined {
+  if (n === 'consul') return 'Consul registers its own servers as service "consul"';
+  if (n === 'warmpool' || n.startsWith('warmpool-')) return 'names "warmpool" and "warmpool-*" are Warmpool\'s own (routers register as "warmpool-router")';
+  if (n.endsWith('-sidecar-proxy')) return 'names "*-sidecar-proxy" are Consul Connect\'s proxies of services';
+  return undefined;
+}
+
+const name = z.string()
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters')
+  .superRefine((n, ctx) => {
+    const why = reservedServiceName(n);
+    if (why) ctx.addIssue({ code: 'custom', message: `"${n}" is reserved: ${why}` });
+  });
 
 /** Schema of one service in a services file; defaults fill what a user leaves out. */
 export const serviceSpecSchema = z.object({
