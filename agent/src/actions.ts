@@ -3,6 +3,8 @@ import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
 import type { ContainerRuntime } from './docker.js';
+import { AgentError } from './errors.js';
+import { DEFAULT_ALLOW, grantHostOptions } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
@@ -24,6 +26,8 @@ export interface AgentContext {
   readonly local: Map<string, LocalInstance>;
   readonly busy: Set<string>;
   readonly starting: Set<string>;
+  /** GPUs reserved by the start in flight of a service (until its instance is in `local`). */
+  readonly startingGpus: Map<string, string[]>;
   readonly removing: Set<string>;
   /** service -> id of the failed record kept visible for it (the latest failure) */
   readonly failedRecords: Map<string, string>;
@@ -59,6 +63,7 @@ export class Actions {
       state: inst.phase === 'creating' ? 'booting' : inst.phase,
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+      ...(inst.gpus?.length ? { gpus: inst.gpus } : {}),
     };
   }
 
@@ -111,14 +116,16 @@ export class Actions {
     const inst: LocalInstance = {
       id, service: a.service, phase: 'creating', slot: a.slot, slotSeen: false, specHash: specHash(spec),
       memoryMb: spec.resources.memoryMb, createdAt: ctx.clock.now(), startedAt: null, launchedAt: null, readyAt: null, bootMs: null,
+      ...(a.gpus.length ? { gpus: a.gpus } : {}),
     };
     ctx.local.set(id, inst);
     ctx.busy.add(id);
-    // The next slot may be taken while this pod is created.
+    // The next slot may be taken while this pod is created (the instance holds its GPUs now).
     ctx.starting.delete(a.service);
+    ctx.startingGpus.delete(a.service);
     ctx.kick();
     ctx.track(this.launch(inst, { cluster: ctx.cluster, hostId: ctx.hostId, instanceId: id, slot: a.slot, spec, publishIp: ctx.publishIp,
-      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id) })
+      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id), gpus: a.gpus })
       .finally(() => { ctx.busy.delete(id); ctx.kick(); }));
   }
 
@@ -128,7 +135,11 @@ export class Actions {
     const booting = this.writeRecord(inst);
     const t0 = ctx.clock.now();
     try {
-      const appId = await ctx.runtime.create(appContainerSpec(pod));
+      // Host paths, host IPC and secret files as this host's own config allows; the secret
+      // values go into the container's env and nowhere else.
+      const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
+      if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
+      const appId = await ctx.runtime.create(appContainerSpec({ ...pod, grant: granted.grant }));
       inst.appContainerId = appId;
       // The sidecar is created while the app starts (it only needs the app's id); boot time
       // counts from the app's start request.

@@ -3,7 +3,7 @@ import type { AgentContext } from './actions.js';
 import { decideAdoption, type AdoptionCandidate } from './adopt.js';
 import { podSidecarPort } from './container-spec.js';
 import type { ContainerSummary } from './docker.js';
-import { LABEL } from './labels.js';
+import { gpusFromLabels, LABEL } from './labels.js';
 import type { LocalInstance } from './plan.js';
 import { fetchSidecarStatus } from './sidecar-client.js';
 
@@ -49,6 +49,8 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
       const inst: LocalInstance = {
         id: instanceId, service: g.service, phase: d.phase, slot: d.slot, slotSeen: false,
         specHash: g.app!.labels[LABEL.spec] ?? '', memoryMb: spec?.resources.memoryMb ?? 0,
+        // The GPU allocation is rebuilt from the containers themselves.
+        ...(gpusFromLabels(g.app!.labels).length ? { gpus: gpusFromLabels(g.app!.labels) } : {}),
         createdAt: record?.createdAt ?? g.app!.createdAt, startedAt: g.app!.createdAt, launchedAt: ctx.clock.now(),
         readyAt: status?.readyAt ?? record?.readyAt ?? null, bootMs: status?.bootMs ?? record?.bootMs ?? null,
         appContainerId: g.app!.id, sidecarContainerId: g.sidecar!.id, ...(address ? { address } : {}),
@@ -61,7 +63,7 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
         await ctx.host.putInstance({
           id: inst.id, service: inst.service, host: ctx.hostId, state: inst.phase === 'creating' ? 'booting' : inst.phase,
           address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
-          createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+          createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs, ...(inst.gpus ? { gpus: inst.gpus } : {}),
         }, inst.phase === 'ready' && spec ? { sessionLeaseTtlSec: spec.session.idleTimeoutSec } : {});
         ctx.log.info({ instance: instanceId, service: g.service, phase: inst.phase, slot: inst.slot, container: inst.appContainerId?.slice(0, 12) }, 'adopted instance');
       }

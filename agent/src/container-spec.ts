@@ -3,14 +3,24 @@ import path from 'node:path';
 import type { ServiceSpec } from '@warmpool/registry';
 import { AGENT_SOCKET_NAME, RUN_DIR_IN_CONTAINER, SIDECAR_ENV as E } from '@warmpool/sidecar/protocol';
 import type { ContainerCreateSpec } from './docker.js';
+import type { HostGrant } from './host-policy.js';
 import { LABEL, containerName } from './labels.js';
 
 /** What of a ServiceSpec shapes its containers: a change replaces unclaimed instances. */
 export function specHash(spec: ServiceSpec): string {
-  const relevant = {
-    image: spec.image, containerPort: spec.containerPort, env: spec.env, resources: spec.resources,
+  const relevant: Record<string, unknown> = {
+    image: spec.image, containerPort: spec.containerPort, env: spec.env, resources: { memoryMb: spec.resources.memoryMb, cpus: spec.resources.cpus },
     readiness: spec.readiness, bootTimeoutSec: spec.bootTimeoutSec,
   };
+  // Container options count only when set: specs without them keep the hash they had
+  // before the options existed (no replacement of every instance on an upgrade).
+  const options: Record<string, unknown> = {
+    gpus: spec.resources.gpus || undefined, command: spec.command, entrypoint: spec.entrypoint,
+    volumes: spec.volumes?.length ? spec.volumes : undefined, shmSizeMb: spec.shmSizeMb, ipc: spec.ipc,
+    ulimits: spec.ulimits && Object.keys(spec.ulimits).length ? spec.ulimits : undefined, user: spec.user,
+    secretEnv: spec.secretEnv && Object.keys(spec.secretEnv).length ? spec.secretEnv : undefined,
+  };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) relevant[k] = v;
   return createHash('sha256').update(stableJson(relevant)).digest('hex').slice(0, 12);
 }
 
@@ -37,12 +47,17 @@ export interface PodInput {
   runDir: string;
   /** instanceKey(clusterSecret, instanceId). */
   instanceKey: string;
+  /** What this host granted of the spec's container options (host-policy.ts); none when absent. */
+  grant?: HostGrant;
+  /** GPU ids the planner gave this instance. */
+  gpus?: readonly string[];
 }
 
 export function podLabels(p: PodInput, role: 'app' | 'sidecar'): Record<string, string> {
   return {
     [LABEL.cluster]: p.cluster, [LABEL.service]: p.spec.name, [LABEL.instance]: p.instanceId, [LABEL.host]: p.hostId,
     [LABEL.role]: role, [LABEL.slot]: String(p.slot), [LABEL.spec]: specHash(p.spec),
+    ...(p.gpus?.length ? { [LABEL.gpus]: p.gpus.join(',') } : {}),
   };
 }
 
@@ -52,20 +67,30 @@ export function podSidecarPort(configured: number, appPort: number): number {
 }
 
 /**
- * The app container: the service's image with its env, limits and labels. Its own port is
- * never published: the only way in is the sidecar's port, published here because the
- * sidecar joins this container's network namespace.
+ * The app container: the service's image with its env, limits, container options and labels.
+ * Its own port is never published: the only way in is the sidecar's port, published here
+ * because the sidecar joins this container's network namespace. Volumes and secret values
+ * come from the host's grant (host-policy.ts), never straight from the spec.
  */
 export function appContainerSpec(p: PodInput): ContainerCreateSpec {
   const s = p.spec;
+  const ulimits = Object.entries(s.ulimits ?? {}).map(([name, u]) => ({ name, soft: u.soft, hard: u.hard }));
   return {
     name: containerName(p.cluster, p.instanceId, 'app'),
     image: s.image,
-    env: { HOST: '127.0.0.1', ...s.env, INSTANCE_ID: p.instanceId, PORT: String(s.containerPort) },
+    env: { HOST: '127.0.0.1', ...s.env, ...p.grant?.secretEnv, INSTANCE_ID: p.instanceId, PORT: String(s.containerPort) },
     labels: podLabels(p, 'app'),
     memoryBytes: s.resources.memoryMb > 0 ? s.resources.memoryMb * 1024 * 1024 : 0,
     nanoCpus: s.resources.cpus > 0 ? Math.round(s.resources.cpus * 1e9) : 0,
     publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },
+    ...(s.command ? { cmd: s.command } : {}),
+    ...(s.entrypoint ? { entrypoint: s.entrypoint } : {}),
+    ...(s.user ? { user: s.user } : {}),
+    ...(p.grant?.volumes.length ? { volumes: p.grant.volumes } : {}),
+    ...(s.shmSizeMb ? { shmSizeBytes: s.shmSizeMb * 1024 * 1024 } : {}),
+    ...(s.ipc ? { ipcMode: s.ipc } : {}),
+    ...(ulimits.length ? { ulimits } : {}),
+    ...(p.gpus?.length ? { gpuDeviceIds: [...p.gpus] } : {}),
   };
 }
 

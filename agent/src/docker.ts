@@ -27,6 +27,20 @@ export interface ContainerCreateSpec {
   networkOfContainer?: string;
   /** host path -> container path */
   binds?: Record<string, string>;
+  /** The service's volumes (host paths already allowed by the agent's config, or named volumes). */
+  volumes?: { source: string; target: string; readOnly: boolean }[];
+  cmd?: string[];
+  entrypoint?: string[];
+  user?: string;
+  shmSizeBytes?: number;
+  /** private | shareable | host */
+  ipcMode?: string;
+  /** -1 is unlimited. */
+  ulimits?: { name: string; soft: number; hard: number }[];
+  /** GPUs given exclusively to this container (the device request of `--gpus '"device=ID,..."'`). */
+  gpuDeviceIds?: string[];
+  /** Linux capabilities added (e.g. NET_ADMIN). */
+  capAdd?: string[];
 }
 
 export interface ContainerDetails {

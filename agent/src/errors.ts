@@ -6,6 +6,8 @@ export type AgentErrorCode =
   | 'WARMPOOL_DOCKER_UNAVAILABLE'
   | 'WARMPOOL_IMAGE_MISSING'
   | 'WARMPOOL_CONTAINER_FAILED'
+  /** A service asks what this host's config does not allow (host path, host IPC, secret file). */
+  | 'WARMPOOL_NOT_ALLOWED'
   | 'WARMPOOL_AGENT_CLOSED';
 
 export class AgentError extends Error {

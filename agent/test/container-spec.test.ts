@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { ServiceSpec } from '@warmpool/registry';
 import { appContainerSpec, sidecarContainerSpec, specHash, type PodInput } from '../src/container-spec.js';
+import { dockerCreateBody } from '../src/docker-create-body.js';
 import { clusterFromPrefix, containerName } from '../src/labels.js';
 
 const spec: ServiceSpec = {
@@ -46,4 +47,36 @@ t.test('cluster names and container names', async (t) => {
   t.equal(clusterFromPrefix('/warmpool-test/t1a2b/'), 'warmpool-test.t1a2b');
   t.equal(containerName('warmpool', 'chat-abc', 'app'), 'wp.warmpool.chat-abc.app');
   t.match(containerName('c', 'x'.repeat(300), 'sidecar'), /^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/);
+});
+
+t.test('model-server options: command, entrypoint, user, shm, ipc, ulimits, GPUs, granted volumes and secrets', async (t) => {
+  const full: ServiceSpec = {
+    ...spec, command: ['--model', 'm'], entrypoint: ['python3', '-m', 'srv'], user: '1000:1000', shmSizeMb: 1024, ipc: 'host',
+    ulimits: { memlock: { soft: -1, hard: -1 }, stack: { soft: 67108864, hard: 67108864 } }, secretEnv: { HF_TOKEN: '/etc/warmpool/secrets/hf' },
+    volumes: [{ source: '/data/models', target: '/models', readOnly: true }], resources: { memoryMb: 0, cpus: 0, gpus: 2 },
+  };
+  const a = appContainerSpec({ ...pod, spec: full, gpus: ['1', '2'], grant: { volumes: full.volumes!, secretEnv: { HF_TOKEN: 'tok' } } });
+  t.equal(a.env.HF_TOKEN, 'tok', 'the secret value, read by the agent, goes into the container env');
+  t.equal(a.labels['warmpool.gpus'], '1,2', 'the allocation is on the container (rebuilt from it on adoption)');
+  const body = dockerCreateBody(a);
+  t.same(body.Cmd, ['--model', 'm']);
+  t.same(body.Entrypoint, ['python3', '-m', 'srv']);
+  t.equal(body.User, '1000:1000');
+  t.match(body.HostConfig, {
+    ShmSize: 1024 * 1024 * 1024, IpcMode: 'host', Binds: ['/data/models:/models:ro'],
+    Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }, { Name: 'stack', Soft: 67108864, Hard: 67108864 }],
+  });
+  t.same(body.HostConfig.DeviceRequests, [{ Driver: '', Count: 0, DeviceIDs: ['1', '2'], Capabilities: [['gpu']], Options: {} }], 'what --gpus \'"device=1,2"\' sends');
+  const bare = dockerCreateBody(appContainerSpec({ ...pod, spec: { ...full, volumes: [], secretEnv: {} } }));
+  t.notOk(bare.HostConfig.DeviceRequests, 'no GPUs assigned, no device request');
+  t.notOk(bare.HostConfig.Binds, 'volumes only from the host\'s grant');
+  t.notOk('HF_TOKEN' in appContainerSpec({ ...pod, spec: full }).env, 'no grant, no secret');
+});
+
+t.test('spec hash: unchanged for specs without the container options, changed by any of them', async (t) => {
+  const withDefaults: ServiceSpec = { ...spec, resources: { ...spec.resources, gpus: 0 }, volumes: [], ulimits: {}, secretEnv: {}, placement: { hostLabels: { a: 'b' } } };
+  t.equal(specHash(withDefaults), specHash(spec), 'defaults (and placement) do not replace running instances');
+  for (const over of [{ command: ['x'] }, { shmSizeMb: 1 }, { ipc: 'host' as const }, { user: '1' }, { secretEnv: { A: '/a' } }, { resources: { ...spec.resources, gpus: 1 } }]) {
+    t.not(specHash({ ...spec, ...over }), specHash(spec), JSON.stringify(over));
+  }
 });

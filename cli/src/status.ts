@@ -10,7 +10,11 @@ function table(rows: string[][]): string {
 export function renderStatus(s: Status): string {
   const out: string[] = [];
   out.push('HOSTS');
-  out.push(s.hosts.length ? table([['HOST', 'ADDRESS', 'INSTANCES', 'STATE'], ...s.hosts.map((h) => [h.id, h.address, `${h.instances}/${h.capacity}`, h.draining ? 'draining' : 'active'])]) : '(none)');
+  out.push(s.hosts.length
+    ? table([['HOST', 'ADDRESS', 'INSTANCES', 'GPUS USED/FREE', 'STATE'], ...s.hosts.map((h) => [
+      h.id, h.address, `${h.instances}/${h.capacity}`, h.gpus.total ? `${h.gpus.used}/${h.gpus.total - h.gpus.used}` : '-', h.draining ? 'draining' : 'active',
+    ])])
+    : '(none)');
   out.push('', 'SERVICES');
   out.push(s.services.length
     ? table([['SERVICE', 'TARGET', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT'], ...s.services.map((v) => [v.name, String(v.target), String(v.ready), String(v.booting), String(v.claimed), String(v.failed), v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`])])
@@ -19,6 +23,15 @@ export function renderStatus(s: Status): string {
   if (boots.length) {
     out.push('', 'BOOTING');
     out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'ELAPSED', 'PROGRESS'], ...boots.map((b) => [b.service, b.instance, b.host, `${(b.elapsedMs / 1000).toFixed(1)}s`, b.progress === null ? '?' : `${Math.round(b.progress * 100)}%`])]));
+  }
+  if (s.gpuInstances.length) {
+    out.push('', 'GPUS');
+    out.push(table([['INSTANCE', 'SERVICE', 'HOST', 'GPUS'], ...s.gpuInstances.map((g) => [g.instance, g.service, g.host, g.gpus.join(',')])]));
+  }
+  const failures = s.services.flatMap((v) => v.failures.map((f) => ({ ...f, service: v.name })));
+  if (failures.length) {
+    out.push('', 'FAILED');
+    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'REASON'], ...failures.map((f) => [f.service, f.instance, f.host, f.reason])]));
   }
   out.push('', `SESSIONS ${s.sessions}`);
   return out.join('\n');

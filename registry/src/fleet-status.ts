@@ -11,6 +11,8 @@ export interface ServiceStatus {
   /** Typical boot time from ready instances (median bootMs), if any. */
   typicalBootMs: number | null;
   boots: { instance: string; host: string; elapsedMs: number; progress: number | null }[];
+  /** Failed instances still shown, with why (e.g. a host path the host does not allow). */
+  failures: { instance: string; host: string; reason: string }[];
 }
 
 export interface HostStatus {
@@ -19,10 +21,14 @@ export interface HostStatus {
   draining: boolean;
   instances: number;
   capacity: number;
+  /** GPUs of the host's inventory, and how many its instances hold. */
+  gpus: { total: number; used: number };
 }
 
 export interface Status {
   hosts: HostStatus[];
+  /** Instances holding GPUs, with their device ids. */
+  gpuInstances: { instance: string; service: string; host: string; gpus: string[] }[];
   services: ServiceStatus[];
   sessions: number;
 }
@@ -56,6 +62,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         elapsedMs: now - i.createdAt,
         progress: typical ? Math.min(0.99, (now - i.createdAt) / typical) : null,
       })),
+      failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
     });
   }
   const hosts: HostStatus[] = [...cache.hosts.values()].map(({ value: h }) => ({
@@ -64,6 +71,12 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
     draining: h.draining || cache.drains.has(h.id),
     instances: [...cache.instances.values()].filter((v) => v.value.host === h.id).length,
     capacity: h.capacity.instances,
+    gpus: {
+      total: h.capacity.gpus ?? 0,
+      used: [...cache.instances.values()].reduce((n, v) => n + (v.value.host === h.id && v.value.state !== 'failed' ? v.value.gpus?.length ?? 0 : 0), 0),
+    },
   }));
-  return { hosts, services, sessions: cache.sessions.size };
+  const gpuInstances = [...cache.instances.values()].map((v) => v.value).filter((i) => i.gpus?.length && i.state !== 'failed')
+    .map((i) => ({ instance: i.id, service: i.service, host: i.host, gpus: i.gpus! }));
+  return { hosts, gpuInstances, services, sessions: cache.sessions.size };
 }

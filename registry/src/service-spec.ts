@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { containerOptionsShape, gpusPerInstance } from './container-options.js';
 import type { ServiceSpec } from './types.js';
 
 /**
@@ -44,10 +45,21 @@ export const serviceSpecSchema = z.object({
   resources: z.object({
     memoryMb: z.number().int().min(0).default(0),
     cpus: z.number().min(0).max(1024).default(0),
+    gpus: gpusPerInstance,
   }).strict().prefault({}),
+  ...containerOptionsShape,
 }).strict().refine((s) => s.session.idleTimeoutSec <= s.session.maxLifetimeSec, {
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],
+}).superRefine((s, ctx) => {
+  for (const k of Object.keys(s.secretEnv)) {
+    if (k in s.env) ctx.addIssue({ code: 'custom', message: `${k} is set in env too: a variable comes from env or from a secret file, not both`, path: ['secretEnv', k] });
+  }
+  const targets = new Set<string>();
+  s.volumes.forEach((v, i) => {
+    if (targets.has(v.target)) ctx.addIssue({ code: 'custom', message: `${v.target} is mounted twice`, path: ['volumes', i, 'target'] });
+    targets.add(v.target);
+  });
 });
 
 export const servicesFileSchema = z.object({
