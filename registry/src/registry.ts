@@ -15,7 +15,7 @@ export interface RegistryOptions {
   cache?: CacheOptions;
   /** How long tombstones of ended sessions are kept (410 instead of 404). */
   tombstoneRetentionSec?: number;
-  /** How often batched session keep-alives are sent. */
+  /** How often due session keep-alives are collected and sent in one batch (ms, default 1000). */
   touchFlushMs?: number;
   leasePoolSize?: number;
 }
@@ -59,7 +59,7 @@ export class Registry {
     this.keys = new Keys(opts.prefix ?? DEFAULT_PREFIX);
     this.now = opts.now ?? Date.now;
     this.leases = new LeasePool(store, { size: opts.leasePoolSize ?? 16, now: this.now });
-    this.keeper = new SessionKeeper(store, { flushMs: opts.touchFlushMs ?? 1000 });
+    this.keeper = new SessionKeeper(store, { flushMs: opts.touchFlushMs ?? 1000, now: this.now });
   }
 
   /** The watch cache, listed and watching (shared by every caller in this process). */
@@ -266,9 +266,17 @@ export class Registry {
     return { state: 'active', session };
   }
 
-  /** Records traffic on a session; keep-alives are batched (no etcd write per request). */
+  /**
+   * Records traffic on a session. Its lease is refreshed at most 3 times per idle timeout
+   * (see SessionKeeper), in batches: no etcd call per request.
+   */
   touch(session: SessionRecord): void {
-    this.keeper.touch(session.lease);
+    this.keeper.touch(session.lease, session.idleTimeoutSec, session.createdAt);
+  }
+
+  /** Session keep-alives this process has sent (the fleet-scale figures count them). */
+  get keepAlivesSent(): number {
+    return this.keeper.sent;
   }
 
   /**
