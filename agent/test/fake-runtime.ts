@@ -50,6 +50,15 @@ export class FakeRuntime implements ContainerRuntime {
     return { id, running: c.running, exitCode: c.running ? null : 137, oomKilled: false, labels: c.spec.labels, ports: c.spec.publish ? { [c.spec.publish.containerPort]: c.port } : {} };
   }
 
+  /** Records the filter (the real one is tested against a real engine in test/e2e/pod-isolation.test.ts). */
+  isolated = new Map<string, number>();
+  async isolate(id: string, allowTcpPort: number): Promise<void> {
+    this.check();
+    const c = this.containers.get(id);
+    if (!c?.running) throw Object.assign(new Error(`container ${id} is not running`), { statusCode: 409 });
+    this.isolated.set(id, allowTcpPort);
+  }
+
   async remove(id: string): Promise<void> {
     this.check();
     this.calls.remove++;
