@@ -40,6 +40,11 @@ export class FakeRuntime implements ContainerRuntime {
     this.check();
     const c = this.containers.get(id);
     if (!c) throw Object.assign(new Error('no such container'), { statusCode: 404 });
+    // Like the engine: a container joining another's namespace needs it running; and the
+    // agent must have filtered that namespace first (the app never runs unfiltered).
+    const owner = c.spec.networkOfContainer;
+    if (owner && !this.containers.get(owner)?.running) throw Object.assign(new Error(`container ${owner} is not running`), { statusCode: 409 });
+    if (owner && !this.isolated.has(owner)) throw new Error(`fake engine: ${id} started in ${owner}'s namespace before it was isolated`);
     c.running = true;
   }
 
