@@ -125,11 +125,16 @@ export class Actions {
     ctx.startingGpus.delete(a.service);
     ctx.kick();
     ctx.track(this.launch(inst, { cluster: ctx.cluster, hostId: ctx.hostId, instanceId: id, slot: a.slot, spec, publishIp: ctx.publishIp,
-      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id), gpus: a.gpus })
+      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id), gpus: a.gpus,
+      ...(ctx.opts.network ? { network: ctx.opts.network } : {}) })
       .finally(() => { ctx.busy.delete(id); ctx.kick(); }));
   }
 
-  /** App container (sidecar port published), then the sidecar in its network namespace. */
+  /**
+   * The pod: the sidecar first (it owns the network namespace and publishes its port), the
+   * namespace filtered so that only the sidecar's port takes connections from outside, then
+   * the app in that namespace. The app never runs unfiltered, even for a moment.
+   */
   private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
     const { ctx } = this;
     const booting = this.writeRecord(inst);
@@ -139,20 +144,21 @@ export class Actions {
       // values go into the container's env and nowhere else.
       const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
       if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
-      const appId = await ctx.runtime.create(appContainerSpec({ ...pod, grant: granted.grant }));
-      inst.appContainerId = appId;
-      // The sidecar is created while the app starts (it only needs the app's id); boot time
-      // counts from the app's start request.
-      const startAt = ctx.clock.now();
-      const [sidecarId] = await Promise.all([
-        ctx.runtime.create(sidecarContainerSpec(pod, appId, startAt)).then((id) => { inst.sidecarContainerId = id; return id; }),
-        ctx.runtime.start(appId).then(() => { inst.startedAt = startAt; }),
+      const sidecarPort = podSidecarPort(pod.sidecarPort, pod.spec.containerPort);
+      // Boot time and the sidecar's boot timeout count from the pod's start request.
+      const sidecarId = await ctx.runtime.create(sidecarContainerSpec(pod, ctx.clock.now()));
+      inst.sidecarContainerId = sidecarId;
+      const [appId] = await Promise.all([
+        ctx.runtime.create(appContainerSpec({ ...pod, grant: granted.grant }, sidecarId)).then((id) => { inst.appContainerId = id; return id; }),
+        ctx.runtime.start(sidecarId),
       ]);
-      await ctx.runtime.start(sidecarId);
+      await ctx.runtime.isolate(sidecarId, sidecarPort);
+      inst.startedAt = ctx.clock.now();
+      await ctx.runtime.start(appId);
       inst.launchedAt = ctx.clock.now();
-      const details = await ctx.runtime.inspect(inst.appContainerId);
-      const port = details?.ports[podSidecarPort(pod.sidecarPort, pod.spec.containerPort)];
-      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the app container vanished');
+      const details = await ctx.runtime.inspect(sidecarId);
+      const port = details?.ports[sidecarPort];
+      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the sidecar container vanished');
       inst.address = `${ctx.address}:${port}`;
       await booting.catch(() => undefined);
       if (inst.dead) return;

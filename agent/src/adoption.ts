@@ -32,8 +32,10 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
     const spec = ctx.cache.services.get(g.service)?.value;
     const recEntry = ctx.cache.instances.get(instanceId)?.value;
     const record = recEntry && recEntry.host === ctx.hostId ? recEntry : undefined;
-    const containerPort = spec?.containerPort ?? Number(Object.keys(g.app?.ports ?? {})[0] ?? 0);
-    const hostPort = g.app?.ports[podSidecarPort(ctx.sidecarPort, containerPort)] ?? Object.values(g.app?.ports ?? {})[0];
+    // The pod's published port is on its sidecar (pods made by agents before isolation: on the app).
+    const ports = { ...g.app?.ports, ...g.sidecar?.ports };
+    const containerPort = spec?.containerPort ?? Number(Object.keys(ports)[0] ?? 0);
+    const hostPort = ports[podSidecarPort(ctx.sidecarPort, containerPort)] ?? Object.values(ports)[0];
     const address = hostPort ? `${ctx.address}:${hostPort}` : undefined;
     const status = address && g.app?.running ? await fetchSidecarStatus<SidecarStatus>(address, STATUS_PATH) : undefined;
     const cand: AdoptionCandidate = {

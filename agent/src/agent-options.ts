@@ -51,6 +51,8 @@ export interface AgentOptions {
   cluster?: string;
   sidecarImage?: string;
   sidecarPort?: number;
+  /** Docker network pods join (default: the engine's default bridge). */
+  network?: string;
   timing?: Partial<AgentTiming>;
   clock?: Clock;
   random?: () => number;

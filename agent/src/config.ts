@@ -56,7 +56,11 @@ export const agentConfigSchema = z.object({
     image: z.string().min(1).default('warmpool/sidecar'),
     port: z.number().int().min(1).max(65535).default(9000),
   }).strict().prefault({}),
-  docker: z.object({ socketPath: z.string().min(1).default('/var/run/docker.sock') }).strict().prefault({}),
+  docker: z.object({
+    socketPath: z.string().min(1).default('/var/run/docker.sock'),
+    /** Docker network the pods join (default: the engine's default bridge). */
+    network: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Docker network name').optional(),
+  }).strict().prefault({}),
   timing: z.object({
     resyncSec: z.number().positive().default(30),
     strayGraceSec: z.number().min(0).default(60),
@@ -100,6 +104,7 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: Settin
   { flag: 'sidecar-image', env: 'WARMPOOL_SIDECAR_IMAGE', path: ['sidecar', 'image'], type: 'string' },
   { flag: 'sidecar-port', env: 'WARMPOOL_SIDECAR_PORT', path: ['sidecar', 'port'], type: 'number' },
   { flag: 'docker-socket', env: 'WARMPOOL_DOCKER_SOCKET', path: ['docker', 'socketPath'], type: 'string' },
+  { flag: 'docker-network', env: 'WARMPOOL_DOCKER_NETWORK', path: ['docker', 'network'], type: 'string' },
   { flag: 'resync-sec', env: 'WARMPOOL_RESYNC_SEC', path: ['timing', 'resyncSec'], type: 'number' },
   { flag: 'stray-grace-sec', env: 'WARMPOOL_STRAY_GRACE_SEC', path: ['timing', 'strayGraceSec'], type: 'number' },
   { flag: 'spread-step-ms', env: 'WARMPOOL_SPREAD_STEP_MS', path: ['timing', 'spreadStepMs'], type: 'number' },

@@ -51,6 +51,8 @@ export interface PodInput {
   grant?: HostGrant;
   /** GPU ids the planner gave this instance. */
   gpus?: readonly string[];
+  /** Docker network the pod joins (default: the engine's default bridge). */
+  network?: string;
 }
 
 export function podLabels(p: PodInput, role: 'app' | 'sidecar'): Record<string, string> {
@@ -67,12 +69,12 @@ export function podSidecarPort(configured: number, appPort: number): number {
 }
 
 /**
- * The app container: the service's image with its env, limits, container options and labels.
- * Its own port is never published: the only way in is the sidecar's port, published here
- * because the sidecar joins this container's network namespace. Volumes and secret values
- * come from the host's grant (host-policy.ts), never straight from the spec.
+ * The app container: the service's image with its env, limits, container options and labels,
+ * in the network namespace of its pod (the sidecar's, filtered before the app starts: only
+ * the sidecar's port takes connections from outside). It publishes nothing. Volumes and secret
+ * values come from the host's grant (host-policy.ts), never straight from the spec.
  */
-export function appContainerSpec(p: PodInput): ContainerCreateSpec {
+export function appContainerSpec(p: PodInput, podContainerId?: string): ContainerCreateSpec {
   const s = p.spec;
   const ulimits = Object.entries(s.ulimits ?? {}).map(([name, u]) => ({ name, soft: u.soft, hard: u.hard }));
   return {
@@ -82,7 +84,7 @@ export function appContainerSpec(p: PodInput): ContainerCreateSpec {
     labels: podLabels(p, 'app'),
     memoryBytes: s.resources.memoryMb > 0 ? s.resources.memoryMb * 1024 * 1024 : 0,
     nanoCpus: s.resources.cpus > 0 ? Math.round(s.resources.cpus * 1e9) : 0,
-    publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },
+    ...(podContainerId ? { networkOfContainer: podContainerId } : {}),
     ...(s.command ? { cmd: s.command } : {}),
     ...(s.entrypoint ? { entrypoint: s.entrypoint } : {}),
     ...(s.user ? { user: s.user } : {}),
@@ -94,8 +96,12 @@ export function appContainerSpec(p: PodInput): ContainerCreateSpec {
   };
 }
 
-/** The sidecar container, in the app's network namespace, reporting over the agent's socket. */
-export function sidecarContainerSpec(p: PodInput, appContainerId: string, appStartedAt: number): ContainerCreateSpec {
+/**
+ * The sidecar container: it owns the pod's network namespace (the app joins it) and publishes
+ * its port there; it reports over the agent's socket. `startedAt`: epoch ms the pod's start
+ * was requested (the boot time and boot timeout count from it).
+ */
+export function sidecarContainerSpec(p: PodInput, startedAt: number): ContainerCreateSpec {
   const s = p.spec;
   return {
     name: containerName(p.cluster, p.instanceId, 'sidecar'),
@@ -113,10 +119,11 @@ export function sidecarContainerSpec(p: PodInput, appContainerId: string, appSta
       [E.bootTimeoutSec]: String(s.bootTimeoutSec),
       [E.failureThreshold]: String(s.readiness.failureThreshold),
       [E.agentSocket]: path.posix.join(RUN_DIR_IN_CONTAINER, AGENT_SOCKET_NAME),
-      [E.startedAt]: String(appStartedAt),
+      [E.startedAt]: String(startedAt),
     },
     labels: podLabels(p, 'sidecar'),
-    networkOfContainer: appContainerId,
+    publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },
+    ...(p.network ? { network: p.network } : {}),
     binds: { [p.runDir]: RUN_DIR_IN_CONTAINER },
   };
 }

@@ -49,7 +49,7 @@ export function dockerCreateBody(spec: ContainerCreateSpec): DockerCreateBody {
       ...(spec.memoryBytes ? { Memory: spec.memoryBytes } : {}),
       ...(spec.nanoCpus ? { NanoCpus: spec.nanoCpus } : {}),
       ...(port ? { PortBindings: { [port]: [{ HostIp: spec.publish!.hostIp, HostPort: '0' }] } } : {}),
-      ...(spec.networkOfContainer ? { NetworkMode: `container:${spec.networkOfContainer}` } : {}),
+      ...(spec.networkOfContainer ? { NetworkMode: `container:${spec.networkOfContainer}` } : spec.network ? { NetworkMode: spec.network } : {}),
       ...(binds.length ? { Binds: binds } : {}),
       ...(spec.shmSizeBytes ? { ShmSize: spec.shmSizeBytes } : {}),
       ...(spec.ipcMode ? { IpcMode: spec.ipcMode } : {}),

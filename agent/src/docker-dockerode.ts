@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from './docker.js';
 import { dockerCreateBody } from './docker-create-body.js';
 import { AgentError } from './errors.js';
+import { isolateNetns } from './netns-isolation.js';
 
 /** The container engine through dockerode (the only module that imports it). */
 export interface DockerodeOptions {
@@ -76,6 +77,16 @@ export class DockerodeRuntime implements ContainerRuntime {
       if (statusOf(err) === 404) return undefined;
       throw mapError(err, `inspect container ${id.slice(0, 12)}`);
     }
+  }
+
+  async isolate(id: string, allowTcpPort: number): Promise<void> {
+    let pid: number;
+    try {
+      pid = (await this.docker.getContainer(id).inspect()).State.Pid;
+    } catch (err) {
+      throw mapError(err, `inspect container ${id.slice(0, 12)}`);
+    }
+    await isolateNetns(pid, allowTcpPort);
   }
 
   async remove(id: string): Promise<void> {

@@ -25,6 +25,8 @@ export interface ContainerCreateSpec {
   publish?: { containerPort: number; hostIp: string };
   /** Join that container's network namespace (the "pod" pattern). */
   networkOfContainer?: string;
+  /** Docker network to attach to (default: the engine's default bridge). */
+  network?: string;
   /** host path -> container path */
   binds?: Record<string, string>;
   /** The service's volumes (host paths already allowed by the agent's config, or named volumes). */
@@ -75,6 +77,12 @@ export interface ContainerRuntime {
   start(id: string): Promise<void>;
   /** undefined when the container does not exist. */
   inspect(id: string): Promise<ContainerDetails | undefined>;
+  /**
+   * Filters the network namespace of a running container: new TCP connections from outside it
+   * (not over loopback) are refused except to `allowTcpPort`. Done before the app joins the
+   * namespace, so the app's own ports are never reachable around its sidecar.
+   */
+  isolate(id: string, allowTcpPort: number): Promise<void>;
   /** Force-removes (with volumes); a container that is already gone is not an error. */
   remove(id: string): Promise<void>;
   /**

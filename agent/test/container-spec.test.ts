@@ -14,19 +14,21 @@ const pod: PodInput = {
   sidecarPort: 9000, runDir: '/run/warmpool', instanceKey: 'k',
 };
 
-t.test('app container: env, limits, labels, only the sidecar port published', async (t) => {
-  const a = appContainerSpec(pod);
+t.test('app container: env, limits, labels, in its sidecar\'s network namespace, nothing published', async (t) => {
+  const a = appContainerSpec(pod, 'sidecarid');
   t.same(a.env, { HOST: '127.0.0.1', MODEL: 'x', INSTANCE_ID: 'chat-abc', PORT: '8000' });
   t.equal(a.memoryBytes, 512 * 1024 * 1024);
   t.equal(a.nanoCpus, 1.5e9);
-  t.same(a.publish, { containerPort: 9000, hostIp: '127.0.0.1' });
+  t.equal(a.networkOfContainer, 'sidecarid');
+  t.equal(a.publish, undefined, 'the app\'s port is never published');
   t.match(a.labels, { 'warmpool.cluster': 'warmpool', 'warmpool.service': 'chat', 'warmpool.instance': 'chat-abc', 'warmpool.host': 'h1', 'warmpool.role': 'app', 'warmpool.slot': '1' });
-  t.equal(appContainerSpec({ ...pod, sidecarPort: 8000 }).publish?.containerPort, 8001, 'never the app\'s own port');
 });
 
-t.test('sidecar container: app network namespace, run dir mounted, probe settings from the spec', async (t) => {
-  const s = sidecarContainerSpec(pod, 'appid', 1234);
-  t.equal(s.networkOfContainer, 'appid');
+t.test('sidecar container: owns the pod\'s network namespace, publishes its port, run dir mounted, probe settings from the spec', async (t) => {
+  const s = sidecarContainerSpec(pod, 1234);
+  t.equal(s.networkOfContainer, undefined);
+  t.same(s.publish, { containerPort: 9000, hostIp: '127.0.0.1' });
+  t.equal(sidecarContainerSpec({ ...pod, sidecarPort: 8000 }, 1).publish?.containerPort, 8001, 'never the app\'s own port');
   t.same(s.binds, { '/run/warmpool': '/run/warmpool' });
   t.match(s.env, {
     WARMPOOL_INSTANCE_ID: 'chat-abc', WARMPOOL_INSTANCE_KEY: 'k', WARMPOOL_APP_PORT: '8000', WARMPOOL_LISTEN_PORT: '9000', WARMPOOL_READY_PATH: '/ready',
