@@ -6,6 +6,7 @@ import type { ContainerRuntime } from './docker.js';
 import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
+import { exitReason, hostFaultOf, withDeadline } from './engine-faults.js';
 import type { AgentOptions, AgentTiming } from './agent-options.js';
 
 /** What the action executors need of the agent. */
@@ -21,6 +22,8 @@ export interface AgentContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly backoff: ServiceBackoff;
+  /** Host faults (engine too slow, disk full): delays every service on this host, key '*'. */
+  readonly hostBackoff: ServiceBackoff;
   readonly local: Map<string, LocalInstance>;
   readonly busy: Set<string>;
   readonly starting: Set<string>;
@@ -56,9 +59,10 @@ export class Actions {
   record(inst: LocalInstance): InstanceRecord {
     return {
       id: inst.id, service: inst.service, host: this.ctx.hostId,
-      state: inst.phase === 'creating' ? 'booting' : inst.phase,
+      state: inst.phase === 'creating' ? 'booting' : inst.phase === 'booting' && inst.warmingSince !== undefined ? 'warming' : inst.phase,
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+      ...(inst.stages ? { stages: { ...inst.stages } } : {}),
     };
   }
 
@@ -100,8 +104,8 @@ export class Actions {
     if (a.delayMs > 0) await sleep(ctx.clock, a.delayMs);
     if (ctx.isClosed() || ctx.draining()) return;
     const spec = ctx.cache.services.get(a.service)?.value;
-    const until = ctx.backoff.until(a.service);
-    if (!spec || a.slot >= spec.warm || (until !== undefined && until > ctx.clock.now())) return;
+    const until = Math.max(ctx.backoff.until(a.service) ?? 0, ctx.hostBackoff.until('*') ?? 0);
+    if (!spec || a.slot >= spec.warm || until > ctx.clock.now()) return;
     if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
     const id = ctx.newInstanceId(a.service);
     if (!(await ctx.host.takeSlot(a.service, a.slot, id))) {
@@ -122,24 +126,33 @@ export class Actions {
       .finally(() => { ctx.busy.delete(id); ctx.kick(); }));
   }
 
-  /** App container (sidecar port published), then the sidecar in its network namespace. */
+  /**
+   * App container (sidecar port published), then the sidecar in its network namespace. Each
+   * engine call has the host's deadline (timing.createTimeoutMs); the app's boot counts from
+   * the engine's start time of the app container, so a slow engine never eats the boot timeout.
+   */
   private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
     const { ctx } = this;
     const booting = this.writeRecord(inst);
     const t0 = ctx.clock.now();
+    const limit = ctx.timing.createTimeoutMs;
+    // A container whose creation finished after its deadline belongs to nobody: remove it.
+    const removeLate = (id: string): void => { void ctx.runtime.remove(id).catch(() => undefined); };
     try {
-      const appId = await ctx.runtime.create(appContainerSpec(pod));
+      const appId = await withDeadline('create the app container', limit, () => ctx.runtime.create(appContainerSpec(pod)), removeLate);
       inst.appContainerId = appId;
-      // The sidecar is created while the app starts (it only needs the app's id); boot time
-      // counts from the app's start request.
-      const startAt = ctx.clock.now();
+      // The sidecar is created while the app starts (it only needs the app's id).
       const [sidecarId] = await Promise.all([
-        ctx.runtime.create(sidecarContainerSpec(pod, appId, startAt)).then((id) => { inst.sidecarContainerId = id; return id; }),
-        ctx.runtime.start(appId).then(() => { inst.startedAt = startAt; }),
+        withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec(pod, appId)), removeLate)
+          .then((id) => { inst.sidecarContainerId = id; return id; }),
+        withDeadline('start the app container', limit, () => ctx.runtime.start(appId)).then(() => { inst.startedAt = ctx.clock.now(); }),
       ]);
-      await ctx.runtime.start(sidecarId);
+      await withDeadline('start the sidecar container', limit, () => ctx.runtime.start(sidecarId));
       inst.launchedAt = ctx.clock.now();
-      const details = await ctx.runtime.inspect(inst.appContainerId);
+      const details = await withDeadline('inspect the app container', limit, () => ctx.runtime.inspect(appId));
+      // The engine's own start time of the app: what the boot timeout and bootMs count from.
+      if (typeof details?.startedAt === 'number') inst.startedAt = details.startedAt;
+      inst.stages = { ...inst.stages, createMs: Math.max(0, (inst.startedAt ?? inst.launchedAt) - t0) };
       const port = details?.ports[podSidecarPort(pod.sidecarPort, pod.spec.containerPort)];
       if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the app container vanished');
       inst.address = `${ctx.address}:${port}`;
@@ -154,9 +167,11 @@ export class Actions {
       if (!inst.dead) {
         // An unreachable registry says nothing about the image: retire without a penalty.
         const registryDown = WarmpoolError.is(err) && err.retryable;
-        inst.dead = `launch failed: ${(err as Error).message}`;
-        inst.deadIsFailure = !registryDown;
-        ctx.log.warn({ err, instance: inst.id, service: inst.service }, 'instance launch failed');
+        const host = hostFaultOf(err);
+        inst.dead = host ? `host fault (${host}): ${(err as Error).message}` : `launch failed: ${(err as Error).message}`;
+        inst.deadIsFailure = !registryDown && !host;
+        if (host) inst.deadIsHostFault = true;
+        ctx.log.warn({ err, instance: inst.id, service: inst.service, hostFault: host }, 'instance launch failed');
       }
     }
   }
@@ -165,7 +180,11 @@ export class Actions {
   becameReady(inst: LocalInstance): void {
     const { ctx } = this;
     inst.phase = 'ready';
-    ctx.log.info({ instance: inst.id, service: inst.service, bootMs: inst.bootMs }, 'instance ready');
+    delete inst.warmingSince;
+    // Boot from the engine's start of the app container to the readiness probe's success.
+    if (inst.startedAt !== null && inst.readinessAt !== undefined) inst.bootMs = Math.max(0, inst.readinessAt - inst.startedAt);
+    inst.stages = { ...inst.stages, bootMs: inst.bootMs, warmupMs: inst.stages?.warmupMs ?? null };
+    ctx.log.info({ instance: inst.id, service: inst.service, bootMs: inst.bootMs, stages: inst.stages }, 'instance ready');
     void this.writeRecord(inst).catch(() => undefined);
     const failed = ctx.failedRecords.get(inst.service);
     if (failed) {
@@ -219,15 +238,20 @@ export class Actions {
     ctx.removing.add(id);
     // Later reports and events about this instance change nothing now.
     if (!inst.dead) { inst.dead = reason; inst.deadIsFailure = failure; }
-    const retiring = inst.phase !== 'claimed' && !failure;
+    const hostFault = !failure && inst.deadIsHostFault === true;
+    const retiring = inst.phase !== 'claimed' && !failure && !hostFault;
     try {
-      if (failure) {
+      if (failure || hostFault) {
         // Charged once per instance: a destroy retried while the registry is away (its
-        // writes fail) must not grow the backoff on every attempt.
+        // writes fail) must not grow the backoff on every attempt. A host fault delays this
+        // host's starts, never the service's crash backoff.
         if (inst.failureWhy === undefined) {
-          const b = ctx.backoff.failure(inst.service, reason);
-          inst.failureWhy = `${reason}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
-          ctx.log.warn({ instance: id, service: inst.service, reason, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
+          const cause = (failure && await this.exitReasonOf(inst)) || reason;
+          const b = hostFault ? ctx.hostBackoff.failure('*', cause) : ctx.backoff.failure(inst.service, cause);
+          inst.failureWhy = hostFault
+            ? `${cause}; host fault ${b.failures} in a row, this host retries in ${(b.lastDelayMs / 1000).toFixed(1)} s`
+            : `${cause}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
+          ctx.log.warn({ instance: id, service: inst.service, reason: cause, noticed: reason, hostFault, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
         }
         const why = inst.failureWhy;
         const slot = inst.slot;
@@ -279,6 +303,20 @@ export class Actions {
     } finally {
       ctx.removing.delete(id);
     }
+  }
+
+  /**
+   * The engine's account of the death when a container of the instance has stopped (OOM
+   * kill, exit code, signal), whatever symptom was noticed first; undefined while both run.
+   */
+  private async exitReasonOf(inst: LocalInstance): Promise<string | undefined> {
+    for (const [role, cid] of [['app', inst.appContainerId], ['sidecar', inst.sidecarContainerId]] as const) {
+      if (!cid) continue;
+      const d = await this.ctx.runtime.inspect(cid).catch(() => undefined);
+      const why = exitReason(role, d);
+      if (why) return why;
+    }
+    return undefined;
   }
 
   private async removeContainers(inst: LocalInstance): Promise<void> {

@@ -50,7 +50,9 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
         id: instanceId, service: g.service, phase: d.phase, slot: d.slot, slotSeen: false,
         specHash: g.app!.labels[LABEL.spec] ?? '', memoryMb: spec?.resources.memoryMb ?? 0,
         createdAt: record?.createdAt ?? g.app!.createdAt, startedAt: g.app!.createdAt, launchedAt: ctx.clock.now(),
-        readyAt: status?.readyAt ?? record?.readyAt ?? null, bootMs: status?.bootMs ?? record?.bootMs ?? null,
+        readyAt: status?.readyAt ?? record?.readyAt ?? null, bootMs: record?.bootMs ?? status?.bootMs ?? null,
+        ...(record?.stages ? { stages: record.stages } : {}),
+        ...(status?.state === 'warming' && d.phase === 'booting' ? { warmingSince: status.since, readinessAt: status.since } : {}),
         appContainerId: g.app!.id, sidecarContainerId: g.sidecar!.id, ...(address ? { address } : {}),
         ...(d.sessionId ? { sessionId: d.sessionId } : {}),
       };
@@ -61,7 +63,7 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
         await ctx.host.putInstance({
           id: inst.id, service: inst.service, host: ctx.hostId, state: inst.phase === 'creating' ? 'booting' : inst.phase,
           address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
-          createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+          createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs, ...(inst.stages ? { stages: inst.stages } : {}),
         }, inst.phase === 'ready' && spec ? { sessionLeaseTtlSec: spec.session.idleTimeoutSec } : {});
         ctx.log.info({ instance: instanceId, service: g.service, phase: inst.phase, slot: inst.slot, container: inst.appContainerId?.slice(0, 12) }, 'adopted instance');
       }

@@ -10,6 +10,9 @@ export function specHash(spec: ServiceSpec): string {
   const relevant = {
     image: spec.image, containerPort: spec.containerPort, env: spec.env, resources: spec.resources,
     readiness: spec.readiness, bootTimeoutSec: spec.bootTimeoutSec,
+    // Only when set: specs without them keep the hash they had before these fields existed.
+    ...(spec.liveness ? { liveness: spec.liveness } : {}),
+    ...(spec.warmup?.length ? { warmup: spec.warmup } : {}),
   };
   return createHash('sha256').update(stableJson(relevant)).digest('hex').slice(0, 12);
 }
@@ -69,8 +72,36 @@ export function appContainerSpec(p: PodInput): ContainerCreateSpec {
   };
 }
 
-/** The sidecar container, in the app's network namespace, reporting over the agent's socket. */
-export function sidecarContainerSpec(p: PodInput, appContainerId: string, appStartedAt: number): ContainerCreateSpec {
+/** Probe and warm-up settings of the sidecar (only the ones the spec sets: defaults stay the sidecar's). */
+export function healthEnv(s: ServiceSpec): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (s.readiness.timeoutMs !== undefined) env[E.probeTimeoutMs] = String(s.readiness.timeoutMs);
+  if (s.liveness) {
+    env[E.livePath] = s.liveness.path;
+    env[E.liveStatus] = String(s.liveness.expectStatus);
+    env[E.liveIntervalMs] = String(s.liveness.intervalMs);
+    env[E.liveTimeoutMs] = String(s.liveness.timeoutMs);
+    env[E.liveFailureThreshold] = String(s.liveness.failureThreshold);
+  }
+  if (s.warmup?.length) {
+    env[E.warmup] = JSON.stringify(s.warmup.map((w) => {
+      const json = w.body !== undefined && typeof w.body !== 'string';
+      const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...w.headers };
+      return {
+        method: w.method, path: w.path, headers, timeoutMs: Math.round(w.timeoutSec * 1000), expectStatus: w.expectStatus,
+        ...(w.body !== undefined ? { body: json ? JSON.stringify(w.body) : w.body } : {}),
+      };
+    }));
+  }
+  return env;
+}
+
+/**
+ * The sidecar container, in the app's network namespace, reporting over the agent's socket.
+ * Its boot clock starts with its own process, after the app container started: the agent
+ * measures the app's boot from the engine's start time of the app container (issue 13.6).
+ */
+export function sidecarContainerSpec(p: PodInput, appContainerId: string): ContainerCreateSpec {
   const s = p.spec;
   return {
     name: containerName(p.cluster, p.instanceId, 'sidecar'),
@@ -88,7 +119,7 @@ export function sidecarContainerSpec(p: PodInput, appContainerId: string, appSta
       [E.bootTimeoutSec]: String(s.bootTimeoutSec),
       [E.failureThreshold]: String(s.readiness.failureThreshold),
       [E.agentSocket]: path.posix.join(RUN_DIR_IN_CONTAINER, AGENT_SOCKET_NAME),
-      [E.startedAt]: String(appStartedAt),
+      ...healthEnv(s),
     },
     labels: podLabels(p, 'sidecar'),
     networkOfContainer: appContainerId,

@@ -6,6 +6,7 @@ export type AgentErrorCode =
   | 'WARMPOOL_DOCKER_UNAVAILABLE'
   | 'WARMPOOL_IMAGE_MISSING'
   | 'WARMPOOL_CONTAINER_FAILED'
+  | 'WARMPOOL_ENGINE_TIMEOUT'
   | 'WARMPOOL_AGENT_CLOSED';
 
 export class AgentError extends Error {

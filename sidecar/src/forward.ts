@@ -49,12 +49,21 @@ export class Forwarder {
   private readonly agent: http.Agent;
   /** Upgraded connections are detached from the HTTP server: close() ends them here. */
   private readonly tunnels = new Set<Duplex>();
+  /** HTTP exchanges under way (request received, response not yet finished or closed). */
+  private active = 0;
 
   constructor(private readonly opts: ForwarderOptions) {
     this.agent = new http.Agent({ keepAlive: true, maxFreeSockets: opts.maxFreeSockets ?? 64 });
   }
 
+  /** Requests and tunnels in flight: a busy app may answer its health endpoint slowly. */
+  inFlight(): number {
+    return this.active + this.tunnels.size;
+  }
+
   http(req: IncomingMessage, res: ServerResponse, onError: (err: SidecarError) => void): void {
+    this.active++;
+    res.once('close', () => { this.active--; });
     const upstream = http.request({
       host: this.opts.host,
       port: this.opts.port,
