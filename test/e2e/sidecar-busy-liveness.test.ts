@@ -16,12 +16,17 @@ t.test('busy and hung instances', { skip: infraSkip('docker', 'etcd') }, async (
     const [inst] = await h.waitReady(1, { service, timeoutMs: 60_000 });
     const claim = await h.registry.claim({ service, sessionId: newSessionId() });
     if (!claim.ok || claim.instance.id !== inst!.id) throw new Error(`claim failed: ${JSON.stringify(claim)}`);
-    return { inst: claim.instance, session: claim.session, cred: sessionCredential(instanceKey(secret, claim.instance.id), claim.session.id) };
+    const cred = sessionCredential(instanceKey(secret, claim.instance.id), claim.session.id);
+    // The demo image is shared: one built from an older tree lacks these behaviours.
+    const about = (await (await fetch(`http://${claim.instance.address}/`, { headers: { [CREDENTIAL_HEADER]: cred } })).json()) as { behaviours?: Record<string, unknown> };
+    if (!about.behaviours) throw new Error('warmpool/chatbot-demo is older than this test: rebuild it (bash deploy/images/build.sh)');
+    return { inst: claim.instance, session: claim.session, cred, behaviours: about.behaviours };
   };
 
   await t.test('/health stalls while a stream is in flight: the session survives, the stream completes', async (t) => {
     await h.putService(chatSpec({ name: 'stalls', warm: 1, liveness, env: { BOOT_SECONDS: '0.5', HEALTH_STALL_WHILE_STREAMING: '1', TOKEN_DELAY_MS: '200' } }));
-    const { inst, session, cred } = await claimOne('stalls');
+    const { inst, session, cred, behaviours } = await claimOne('stalls');
+    t.equal(behaviours.stallHealthWhileStreaming, true, 'the app stalls /health while it streams');
     let failed = false;
     const watch = (): void => { if (h.cache.instances.get(inst.id)?.value.state === 'failed') failed = true; };
     h.cache.on('change', watch);
@@ -46,7 +51,8 @@ t.test('busy and hung instances', { skip: infraSkip('docker', 'etcd') }, async (
 
   await t.test('hangs entirely while idle: the session ends and the instance is replaced', async (t) => {
     await h.putService(chatSpec({ name: 'hangs', warm: 1, liveness, env: { BOOT_SECONDS: '0.5', DEBUG_CONTROLS: '1' } }));
-    const { inst, session, cred } = await claimOne('hangs');
+    const { inst, session, cred, behaviours } = await claimOne('hangs');
+    t.equal(behaviours.debugControls, true);
     let reason: string | undefined;
     const watch = (): void => {
       const rec = h.cache.instances.get(inst.id)?.value;

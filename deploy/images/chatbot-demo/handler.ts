@@ -190,7 +190,11 @@ export function createChatbotHandler(opts: ChatbotOptions): Handler {
     }
     if (path === '/') {
       if (!isGet) throw methodNotAllowed(method, path);
-      sendJson(res, 200, { service: 'chatbot-demo', instanceId: opts.instanceId, model: opts.model, status: health(), conversations: memory.size });
+      sendJson(res, 200, {
+        service: 'chatbot-demo', instanceId: opts.instanceId, model: opts.model, status: health(), conversations: memory.size,
+        // Tests check these before relying on them (the image may be older than the test).
+        behaviours: { load: opts.load ?? 'eager', stallHealthWhileStreaming: opts.stallHealthWhileStreaming === true, debugControls: opts.debugControls === true },
+      });
       return;
     }
     throw new ApiError(404, 'invalid_request_error', 'not_found', `no route for ${method} ${path}`);
