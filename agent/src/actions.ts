@@ -43,6 +43,9 @@ export interface AgentContext {
   track<T>(p: Promise<T>): void;
 }
 
+/** How long a destroy waits for the exit an oom or kill event announced. */
+const EXIT_WAIT_MS = 3_000;
+
 type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
 
 /**
@@ -310,13 +313,18 @@ export class Actions {
    * kill, exit code, signal), whatever symptom was noticed first; undefined while both run.
    */
   private async exitReasonOf(inst: LocalInstance): Promise<string | undefined> {
-    for (const [role, cid] of [['app', inst.appContainerId], ['sidecar', inst.sidecarContainerId]] as const) {
-      if (!cid) continue;
-      const d = await this.ctx.runtime.inspect(cid).catch(() => undefined);
-      const why = exitReason(role, d);
-      if (why) return why;
+    // An oom or kill event comes before the exit: give the engine a moment to record it.
+    const until = this.ctx.clock.now() + (inst.exitExpected ? EXIT_WAIT_MS : 0);
+    for (;;) {
+      for (const [role, cid] of [['app', inst.appContainerId], ['sidecar', inst.sidecarContainerId]] as const) {
+        if (!cid) continue;
+        const d = await this.ctx.runtime.inspect(cid).catch(() => undefined);
+        const why = exitReason(role, d);
+        if (why) return why;
+      }
+      if (this.ctx.clock.now() >= until) return undefined;
+      await sleep(this.ctx.clock, 100);
     }
-    return undefined;
   }
 
   private async removeContainers(inst: LocalInstance): Promise<void> {

@@ -46,6 +46,8 @@ export interface LocalInstance {
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
   deadIsFailure?: boolean;
+  /** Death noticed from an engine event that precedes the exit (oom, kill): the exit is awaited briefly for its reason. */
+  exitExpected?: boolean;
   /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
   deadIsHostFault?: boolean;
 }
