@@ -54,7 +54,9 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
         // The GPU allocation is rebuilt from the containers themselves.
         ...(gpusFromLabels(g.app!.labels).length ? { gpus: gpusFromLabels(g.app!.labels) } : {}),
         createdAt: record?.createdAt ?? g.app!.createdAt, startedAt: g.app!.createdAt, launchedAt: ctx.clock.now(),
-        readyAt: status?.readyAt ?? record?.readyAt ?? null, bootMs: status?.bootMs ?? record?.bootMs ?? null,
+        readyAt: status?.readyAt ?? record?.readyAt ?? null, bootMs: record?.bootMs ?? status?.bootMs ?? null,
+        ...(record?.stages ? { stages: record.stages } : {}),
+        ...(status?.state === 'warming' && d.phase === 'booting' ? { warmingSince: status.since, readinessAt: status.since } : {}),
         appContainerId: g.app!.id, sidecarContainerId: g.sidecar!.id, ...(address ? { address } : {}),
         ...(d.sessionId ? { sessionId: d.sessionId } : {}),
       };
@@ -66,6 +68,7 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
           id: inst.id, service: inst.service, host: ctx.hostId, state: inst.phase === 'creating' ? 'booting' : inst.phase,
           address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
           createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs, ...(inst.gpus ? { gpus: inst.gpus } : {}),
+          ...(inst.stages ? { stages: inst.stages } : {}),
         }, inst.phase === 'ready' && spec ? { sessionLeaseTtlSec: spec.session.idleTimeoutSec } : {});
         ctx.log.info({ instance: instanceId, service: g.service, phase: inst.phase, slot: inst.slot, container: inst.appContainerId?.slice(0, 12) }, 'adopted instance');
       }

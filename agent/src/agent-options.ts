@@ -22,11 +22,16 @@ export interface AgentTiming {
   backoffMaxMs: number;
   /** Docker event stream reconnect delay (doubling up to 5 s). */
   dockerRetryMs: number;
+  /**
+   * Each engine call of a launch (create, start) must finish within this: past it the host is
+   * too slow, which is reported as a host fault, not charged to the service's backoff.
+   */
+  createTimeoutMs: number;
 }
 
 export const DEFAULT_TIMING: AgentTiming = {
   resyncMs: 30_000, cacheResyncMs: 60_000, strayGraceMs: 60_000, spreadStepMs: 50, maxSpreadMs: 1_000,
-  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200,
+  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, createTimeoutMs: 120_000,
 };
 
 export interface AgentOptions {
@@ -68,6 +73,8 @@ export interface AgentStatus {
   capacity: { instances: number; memoryMb: number };
   instances: LocalInstance[];
   backoff: ReturnType<ServiceBackoff['snapshot']>;
+  /** Backoff after host faults (engine too slow, disk full), for every service on this host (key '*'). */
+  hostBackoff: ReturnType<ServiceBackoff['snapshot']>;
   strays: string[];
   docker: 'connected' | 'reconnecting';
 }

@@ -11,6 +11,9 @@ export function specHash(spec: ServiceSpec): string {
   const relevant: Record<string, unknown> = {
     image: spec.image, containerPort: spec.containerPort, env: spec.env, resources: { memoryMb: spec.resources.memoryMb, cpus: spec.resources.cpus },
     readiness: spec.readiness, bootTimeoutSec: spec.bootTimeoutSec,
+    // Only when set: specs without them keep the hash they had before these fields existed.
+    ...(spec.liveness ? { liveness: spec.liveness } : {}),
+    ...(spec.warmup?.length ? { warmup: spec.warmup } : {}),
   };
   // Container options count only when set: specs without them keep the hash they had
   // before the options existed (no replacement of every instance on an upgrade).
@@ -53,6 +56,8 @@ export interface PodInput {
   gpus?: readonly string[];
   /** Docker network the pod joins (default: the engine's default bridge). */
   network?: string;
+  /** Seconds added to the sidecar's boot timeout for the engine calls between its start and the app's. */
+  startSlackSec?: number;
 }
 
 export function podLabels(p: PodInput, role: 'app' | 'sidecar'): Record<string, string> {
@@ -96,12 +101,39 @@ export function appContainerSpec(p: PodInput, podContainerId?: string): Containe
   };
 }
 
+/** Probe and warm-up settings of the sidecar (only the ones the spec sets: defaults stay the sidecar's). */
+export function healthEnv(s: ServiceSpec): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (s.readiness.timeoutMs !== undefined) env[E.probeTimeoutMs] = String(s.readiness.timeoutMs);
+  if (s.liveness) {
+    env[E.livePath] = s.liveness.path;
+    env[E.liveStatus] = String(s.liveness.expectStatus);
+    env[E.liveIntervalMs] = String(s.liveness.intervalMs);
+    env[E.liveTimeoutMs] = String(s.liveness.timeoutMs);
+    env[E.liveFailureThreshold] = String(s.liveness.failureThreshold);
+  }
+  if (s.warmup?.length) {
+    env[E.warmup] = JSON.stringify(s.warmup.map((w) => {
+      const json = w.body !== undefined && typeof w.body !== 'string';
+      const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...w.headers };
+      return {
+        method: w.method, path: w.path, headers, timeoutMs: Math.round(w.timeoutSec * 1000), expectStatus: w.expectStatus,
+        ...(w.body !== undefined ? { body: json ? JSON.stringify(w.body) : w.body } : {}),
+      };
+    }));
+  }
+  return env;
+}
+
 /**
  * The sidecar container: it owns the pod's network namespace (the app joins it) and publishes
- * its port there; it reports over the agent's socket. `startedAt`: epoch ms the pod's start
- * was requested (the boot time and boot timeout count from it).
+ * its port there; it reports over the agent's socket. Its boot clock starts with its own
+ * process, just before the namespace is filtered and the app is started, so its boot timeout
+ * is the service's plus `p.startSlackSec` (the bound on those two engine calls): the agent's
+ * own boot deadline, counted from the engine's start time of the app container, is the one
+ * that decides (issue 13.6); the sidecar's is a backstop.
  */
-export function sidecarContainerSpec(p: PodInput, startedAt: number): ContainerCreateSpec {
+export function sidecarContainerSpec(p: PodInput): ContainerCreateSpec {
   const s = p.spec;
   return {
     name: containerName(p.cluster, p.instanceId, 'sidecar'),
@@ -116,10 +148,10 @@ export function sidecarContainerSpec(p: PodInput, startedAt: number): ContainerC
       [E.readyPath]: s.readiness.path,
       [E.readyStatus]: String(s.readiness.expectStatus),
       [E.probeIntervalMs]: String(s.readiness.intervalMs),
-      [E.bootTimeoutSec]: String(s.bootTimeoutSec),
+      [E.bootTimeoutSec]: String(s.bootTimeoutSec + (p.startSlackSec ?? 0)),
       [E.failureThreshold]: String(s.readiness.failureThreshold),
       [E.agentSocket]: path.posix.join(RUN_DIR_IN_CONTAINER, AGENT_SOCKET_NAME),
-      [E.startedAt]: String(startedAt),
+      ...healthEnv(s),
     },
     labels: podLabels(p, 'sidecar'),
     publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },

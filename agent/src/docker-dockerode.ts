@@ -72,7 +72,14 @@ export class DockerodeRuntime implements ContainerRuntime {
         const hostPort = v?.[0]?.HostPort;
         if (proto === 'tcp' && hostPort) ports[Number(num)] = Number(hostPort);
       }
-      return { id: d.Id, running: d.State.Running, exitCode: d.State.Running ? null : d.State.ExitCode, oomKilled: d.State.OOMKilled, labels: d.Config.Labels ?? {}, ports };
+      const started = Date.parse(d.State.StartedAt);
+      return {
+        id: d.Id, running: d.State.Running, exitCode: d.State.Running ? null : d.State.ExitCode, oomKilled: d.State.OOMKilled,
+        labels: d.Config.Labels ?? {}, ports,
+        // Never started: the engine says 0001-01-01T00:00:00Z.
+        startedAt: Number.isFinite(started) && started > 0 ? started : null,
+        ...(d.State.Error ? { error: d.State.Error } : {}),
+      };
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
       throw mapError(err, `inspect container ${id.slice(0, 12)}`);

@@ -52,6 +52,10 @@ export interface ContainerDetails {
   oomKilled: boolean;
   labels: Record<string, string>;
   ports: Record<number, number>;
+  /** Epoch ms the container's process last started (the engine's clock); absent when unknown. */
+  startedAt?: number | null;
+  /** The engine's error text for a container that failed to run (e.g. a start failure). */
+  error?: string;
 }
 
 export interface ContainerEvent {

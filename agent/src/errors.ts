@@ -10,6 +10,7 @@ export type AgentErrorCode =
   | 'WARMPOOL_NOT_ALLOWED'
   /** The pod's network namespace could not be filtered (no root, no nsenter or iptables). */
   | 'WARMPOOL_ISOLATION_FAILED'
+  | 'WARMPOOL_ENGINE_TIMEOUT'
   | 'WARMPOOL_AGENT_CLOSED';
 
 export class AgentError extends Error {

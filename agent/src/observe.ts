@@ -10,6 +10,14 @@ function hashOf(spec: ServiceSpec): string {
   return h;
 }
 
+/** The service's own crash backoff, or the host's (a host fault delays every service here), whichever ends later. */
+function backoffUntil(ctx: AgentContext, names: Iterable<string>): Map<string, number> {
+  const out = ctx.backoff.active();
+  const host = ctx.hostBackoff.active().get('*');
+  if (host !== undefined) for (const n of names) out.set(n, Math.max(out.get(n) ?? 0, host));
+  return out;
+}
+
 /**
  * Snapshots what the planner needs from the registry cache and the agent's own state. Also
  * notes, per instance, that the cache has shown its slot held by it: from then on the slot's
@@ -86,7 +94,7 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
     busy: ctx.busy,
     starting: ctx.starting,
     startingGpus: ctx.startingGpus,
-    backoffUntil: ctx.backoff.active(),
+    backoffUntil: backoffUntil(ctx, services.keys()),
     containers,
     timing: { spreadStepMs: ctx.timing.spreadStepMs, maxSpreadMs: ctx.timing.maxSpreadMs, strayGraceMs: ctx.timing.strayGraceMs },
   };

@@ -1,4 +1,4 @@
-import { placementAllows, type ServiceSpec } from '@warmpool/registry';
+import { placementAllows, type InstanceStages, type ServiceSpec } from '@warmpool/registry';
 
 /**
  * The agent's reconciler: a pure function from what should be (services in the registry)
@@ -27,8 +27,14 @@ export interface LocalInstance {
   gpus?: string[];
   /** Epoch ms the slot was taken. */
   createdAt: number;
-  /** Epoch ms the app container started (boot timeout counts from here). */
+  /** Epoch ms the app container started, as the engine reports it (boot timeout counts from here). */
   startedAt: number | null;
+  /** Epoch ms the sidecar reported the app ready to its readiness probe and began the warm-up. */
+  warmingSince?: number;
+  /** Epoch ms the readiness probe first succeeded (before any warm-up). */
+  readinessAt?: number;
+  /** How long each stage took (see InstanceStages). */
+  stages?: InstanceStages;
   /** Epoch ms both containers were running (container lists older than this prove nothing). */
   launchedAt: number | null;
   readyAt: number | null;
@@ -42,6 +48,10 @@ export interface LocalInstance {
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
   deadIsFailure?: boolean;
+  /** Death noticed from an engine event that precedes the exit (oom, kill): the exit is awaited briefly for its reason. */
+  exitExpected?: boolean;
+  /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
+  deadIsHostFault?: boolean;
 }
 
 export interface ServiceTarget {
@@ -131,6 +141,14 @@ export interface Plan {
   wakeAt: number | undefined;
 }
 
+/** Slack over the warm-up requests' own timeouts (the sidecar reports their failure itself). */
+const WARMUP_SLACK_MS = 5_000;
+
+/** The agent's backstop for a warm-up: every request's timeout, plus slack. */
+export function warmupBudgetMs(spec: ServiceSpec): number {
+  return (spec.warmup ?? []).reduce((a, w) => a + w.timeoutSec * 1000, 0) + WARMUP_SLACK_MS;
+}
+
 /** Deterministic per-host choice among free slots, so racing agents tend to pick different ones. */
 function pickSlot(free: number[], hostId: string): number {
   let h = 0;
@@ -208,9 +226,17 @@ export function plan(input: PlanInput): Plan {
     const spec = target.spec;
 
     if (inst.phase === 'booting') {
-      const deadline = (inst.startedAt ?? inst.createdAt) + spec.bootTimeoutSec * 1000;
+      // The app's boot counts from its container's start (container creation has its own
+      // timeout); warm-ups from the warm-up's start, each with its own timeout.
+      const warming = inst.warmingSince !== undefined;
+      const deadline = warming
+        ? inst.warmingSince! + warmupBudgetMs(spec)
+        : (inst.startedAt ?? inst.createdAt) + spec.bootTimeoutSec * 1000;
       if (now >= deadline) {
-        actions.push({ type: 'destroy', instanceId: inst.id, reason: `boot timeout: not ready after ${spec.bootTimeoutSec} s`, failure: true });
+        const reason = warming
+          ? `warm-up timeout: not done after ${Math.round(warmupBudgetMs(spec) / 1000)} s`
+          : `boot timeout: not ready after ${spec.bootTimeoutSec} s`;
+        actions.push({ type: 'destroy', instanceId: inst.id, reason, failure: true });
         continue;
       }
       wake(deadline);

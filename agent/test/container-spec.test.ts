@@ -25,17 +25,47 @@ t.test('app container: env, limits, labels, in its sidecar\'s network namespace,
 });
 
 t.test('sidecar container: owns the pod\'s network namespace, publishes its port, run dir mounted, probe settings from the spec', async (t) => {
-  const s = sidecarContainerSpec(pod, 1234);
+  const s = sidecarContainerSpec(pod);
   t.equal(s.networkOfContainer, undefined);
   t.same(s.publish, { containerPort: 9000, hostIp: '127.0.0.1' });
-  t.equal(sidecarContainerSpec({ ...pod, sidecarPort: 8000 }, 1).publish?.containerPort, 8001, 'never the app\'s own port');
+  t.equal(sidecarContainerSpec({ ...pod, sidecarPort: 8000 }).publish?.containerPort, 8001, 'never the app\'s own port');
   t.same(s.binds, { '/run/warmpool': '/run/warmpool' });
   t.match(s.env, {
     WARMPOOL_INSTANCE_ID: 'chat-abc', WARMPOOL_INSTANCE_KEY: 'k', WARMPOOL_APP_PORT: '8000', WARMPOOL_LISTEN_PORT: '9000', WARMPOOL_READY_PATH: '/ready',
     WARMPOOL_READY_STATUS: '204', WARMPOOL_PROBE_INTERVAL_MS: '250', WARMPOOL_BOOT_TIMEOUT_SEC: '30', WARMPOOL_FAILURE_THRESHOLD: '2',
-    WARMPOOL_AGENT_SOCKET: '/run/warmpool/agent.sock', WARMPOOL_STARTED_AT: '1234',
+    WARMPOOL_AGENT_SOCKET: '/run/warmpool/agent.sock',
   });
+  // The sidecar's boot clock starts with its own process (the agent takes the app's start
+  // time from the engine): no start time from before the start request; its boot timeout
+  // allows for the engine calls between its start and the app's.
+  t.equal(s.env.WARMPOOL_STARTED_AT, undefined);
+  t.equal(sidecarContainerSpec({ ...pod, startSlackSec: 60 }).env.WARMPOOL_BOOT_TIMEOUT_SEC, '90');
+  t.equal(s.env.WARMPOOL_WARMUP, undefined, 'no warm-up unless the spec asks');
+  t.equal(s.env.WARMPOOL_LIVE_PATH, undefined, 'liveness defaults to the readiness probe (the sidecar\'s own defaults)');
   t.equal(s.labels['warmpool.role'], 'sidecar');
+});
+
+t.test('sidecar container: liveness, probe timeout and warm-up from the spec', async (t) => {
+  const s = sidecarContainerSpec({
+    ...pod, spec: {
+      ...pod.spec, readiness: { ...pod.spec.readiness, timeoutMs: 700 },
+      liveness: { path: '/v2/health/live', expectStatus: 200, intervalMs: 5000, timeoutMs: 10_000, failureThreshold: 4 },
+      warmup: [
+        { method: 'POST', path: '/api/generate', body: { model: 'm', prompt: 'hi' }, timeoutSec: 90, expectStatus: 200 },
+        { method: 'GET', path: '/warm', headers: { 'x-a': 'b' }, timeoutSec: 1.5, expectStatus: 204 },
+      ],
+    },
+  });
+  t.match(s.env, {
+    WARMPOOL_PROBE_TIMEOUT_MS: '700', WARMPOOL_LIVE_PATH: '/v2/health/live', WARMPOOL_LIVE_TIMEOUT_MS: '10000',
+    WARMPOOL_LIVE_INTERVAL_MS: '5000', WARMPOOL_LIVE_FAILURE_THRESHOLD: '4', WARMPOOL_LIVE_STATUS: '200',
+  });
+  t.same(JSON.parse(s.env.WARMPOOL_WARMUP!), [
+    { method: 'POST', path: '/api/generate', headers: { 'content-type': 'application/json' }, timeoutMs: 90_000, expectStatus: 200, body: '{"model":"m","prompt":"hi"}' },
+    { method: 'GET', path: '/warm', headers: { 'x-a': 'b' }, timeoutMs: 1500, expectStatus: 204 },
+  ]);
+  t.equal(specHash(spec), specHash({ ...spec, warmup: [] }), 'an empty warm-up list changes nothing');
+  t.not(specHash(spec), specHash({ ...spec, warmup: [{ method: 'GET', path: '/', timeoutSec: 1, expectStatus: 200 }] }));
 });
 
 t.test('spec hash: container-relevant fields only', async (t) => {

@@ -25,10 +25,19 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
   out.push(s.services.length
     ? table([['SERVICE', 'TARGET', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT'], ...s.services.map((v) => [v.name, String(v.target), String(v.ready), String(v.booting), String(v.claimed), String(v.failed), v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`])])
     : `(none${at ? ` under ${at}` : ''}: run warmpool apply -f services.yaml, or name your fleet's registry with --etcd / --prefix)`);
+  const timed = s.services.filter((v) => v.typicalStages.startMs !== null);
+  if (timed.length) {
+    const secs = (ms: number | null): string => (ms === null ? '-' : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : formatDuration(ms));
+    out.push('', 'STAGES (median per instance)');
+    out.push(table([['SERVICE', 'PULL', 'CREATE', 'BOOT', 'WARM-UP', 'TO READY'], ...timed.map((v) => {
+      const st = v.typicalStages;
+      return [v.name, secs(st.pullMs), secs(st.createMs), secs(st.bootMs), secs(st.warmupMs), secs(st.startMs)];
+    })]));
+  }
   const boots = s.services.flatMap((v) => v.boots.map((b) => ({ ...b, service: v.name })));
   if (boots.length) {
     out.push('', 'BOOTING');
-    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'ELAPSED', 'PROGRESS'], ...boots.map((b) => [b.service, b.instance, b.host, b.elapsedMs < 60_000 ? `${(b.elapsedMs / 1000).toFixed(1)}s` : formatDuration(b.elapsedMs), b.progress === null ? '?' : `${Math.round(b.progress * 100)}%`])]));
+    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'STATE', 'ELAPSED', 'PROGRESS'], ...boots.map((b) => [b.service, b.instance, b.host, b.state, b.elapsedMs < 60_000 ? `${(b.elapsedMs / 1000).toFixed(1)}s` : formatDuration(b.elapsedMs), b.progress === null ? '?' : `${Math.round(b.progress * 100)}%`])]));
   }
   if (s.gpuInstances.length) {
     out.push('', 'GPUS');

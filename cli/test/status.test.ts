@@ -42,3 +42,23 @@ t.test('status shows GPUs used/free per host, each instance\'s GPUs, and why ins
   t.match(text, /a\s+vllm\s+g1\s+0,1/);
   t.match(text, /FAILED[\s\S]*vllm\s+b\s+g1\s+launch failed: secretEnv\.HF_TOKEN: cannot read the secret file \/etc\/warmpool\/secrets\/hf_token/);
 });
+
+t.test('status shows the timed stages and warming instances (issue 16)', async (t) => {
+  const inst = (id: string, state: string, extra: object = {}) => [id, v({ id, service: 'ollama', host: 'h1', state, address: 'a', containerId: '', slot: null, createdAt: 0, readyAt: null, bootMs: null, ...extra })] as const;
+  const stages = (createMs: number, bootMs: number, warmupMs: number) => ({ bootMs, stages: { createMs, bootMs, warmupMs } });
+  const cache = {
+    services: new Map([['ollama', v({ name: 'ollama', warm: 2 })]]),
+    hosts: new Map(),
+    instances: new Map([inst('a', 'ready', stages(1000, 2000, 30_000)), inst('b', 'claimed', stages(3000, 4000, 32_000)), inst('c', 'warming', { createdAt: 80_000 })]),
+    claims: new Map(),
+    sessions: new Map(),
+    drains: new Set(),
+  };
+  const s = computeStatus(cache as never, 100_000);
+  t.match(s.services[0], { booting: 1, warming: 1, typicalBootMs: 4000 });
+  t.same(s.services[0]!.typicalStages, { pullMs: null, createMs: 3000, bootMs: 4000, warmupMs: 32_000, startMs: 39_000 });
+  t.equal(s.services[0]!.boots[0]!.progress, 20_000 / 39_000, 'progress against the whole start, warm-up included');
+  const text = renderStatus(s);
+  t.match(text, /STAGES[^\n]*\nSERVICE\s+PULL\s+CREATE\s+BOOT\s+WARM-UP\s+TO READY\nollama\s+-\s+3\.0s\s+4\.0s\s+32\.0s\s+39\.0s/);
+  t.match(text, /ollama\s+c\s+h1\s+warming\s+20\.0s\s+51%/);
+});

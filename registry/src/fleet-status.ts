@@ -1,16 +1,23 @@
 import type { RegistryCache } from './cache.js';
+import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
 
 export interface ServiceStatus {
   name: string;
   target: number;
+  /** Instances starting (pulling, booting or warming up). */
   booting: number;
+  /** Of those, the ones sending their warm-up requests. */
+  warming: number;
   ready: number;
   claimed: number;
   draining: number;
   failed: number;
   /** Typical boot time from ready instances (median bootMs), if any. */
   typicalBootMs: number | null;
-  boots: { instance: string; host: string; elapsedMs: number; progress: number | null }[];
+  /** Median of each timed stage and of the whole start (slot taken to ready), in ms. */
+  typicalStages: TypicalStages;
+  /** progress: elapsed / typical start (capped at 0.99), null before any start was measured. */
+  boots: { instance: string; host: string; state: string; elapsedMs: number; progress: number | null }[];
   /** Failed instances still shown, with why (e.g. a host path the host does not allow). */
   failures: { instance: string; host: string; reason: string }[];
 }
@@ -33,34 +40,31 @@ export interface Status {
   sessions: number;
 }
 
-function median(xs: number[]): number | null {
-  if (!xs.length) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
 export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains'>, now: number): Status {
   const services: ServiceStatus[] = [];
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
-    const typical = median(insts.map((i) => i.bootMs).filter((b): b is number => typeof b === 'number'));
-    const booting = insts.filter((i) => i.state === 'booting');
+    const typical = typicalStages(insts.filter((i) => startMs(i) !== null));
+    const starting = insts.filter((i) => isStarting(i.state));
     services.push({
       name,
       target: spec.warm,
-      booting: booting.length,
+      booting: starting.length,
+      warming: starting.filter((i) => i.state === 'warming').length,
       ready: insts.filter((i) => i.state === 'ready' && !cache.claims.has(i.id)).length,
       claimed: claimed.length,
       draining: insts.filter((i) => i.state === 'draining').length,
       failed: insts.filter((i) => i.state === 'failed').length,
-      typicalBootMs: typical,
-      boots: booting.map((i) => ({
+      typicalBootMs: typical.bootMs,
+      typicalStages: typical,
+      boots: starting.map((i) => ({
         instance: i.id,
         host: i.host,
+        state: i.state,
         elapsedMs: now - i.createdAt,
-        progress: typical ? Math.min(0.99, (now - i.createdAt) / typical) : null,
+        progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
       failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
     });

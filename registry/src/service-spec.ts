@@ -23,6 +23,20 @@ const name = z.string()
     if (why) ctx.addIssue({ code: 'custom', message: `"${n}" is reserved: ${why}` });
   });
 
+const probePath = z.string().startsWith('/', 'must start with /').max(2048);
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name');
+
+/** One warm-up request the sidecar sends after readiness, before reporting ready. */
+const warmupRequest = z.object({
+  method: z.enum(['GET', 'POST', 'PUT']).default('POST'),
+  path: probePath,
+  /** A string is sent as is; anything else as JSON (content-type application/json). */
+  body: z.union([z.string().max(65_536), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
+  headers: z.record(headerName, z.string().max(8192).regex(/^[^\r\n]*$/, 'no line breaks')).optional(),
+  timeoutSec: z.number().positive().max(3600).default(60),
+  expectStatus: z.number().int().min(100).max(599).default(200),
+}).strict();
+
 /** Schema of one service in a services file; defaults fill what a user leaves out. */
 export const serviceSpecSchema = z.object({
   name,
@@ -31,12 +45,23 @@ export const serviceSpecSchema = z.object({
   warm: z.number().int().min(0).max(10_000).default(1),
   maxPerHost: z.number().int().min(1).max(10_000).default(16),
   bootTimeoutSec: z.number().positive().max(86_400).default(600),
+  // Health of the app (issue 16): readiness until ready, then liveness; optional warm-up.
   readiness: z.object({
-    path: z.string().startsWith('/', 'must start with /').default('/health'),
+    path: probePath.default('/health'),
     expectStatus: z.number().int().min(100).max(599).default(200),
     intervalMs: z.number().int().min(50).max(60_000).default(1000),
+    /** No default: specs stored before it existed keep their hash; the sidecar uses 2000. */
+    timeoutMs: z.number().int().min(10).max(600_000).optional(),
     failureThreshold: z.number().int().min(1).max(100).default(3),
   }).strict().prefault({}),
+  liveness: z.object({
+    path: probePath.default('/health'),
+    expectStatus: z.number().int().min(100).max(599).default(200),
+    intervalMs: z.number().int().min(50).max(600_000).default(5000),
+    timeoutMs: z.number().int().min(10).max(600_000).default(5000),
+    failureThreshold: z.number().int().min(1).max(100).default(3),
+  }).strict().optional(),
+  warmup: z.array(warmupRequest).max(10, 'at most 10 warm-up requests').optional(),
   session: z.object({
     idleTimeoutSec: z.number().int().min(1).max(86_400).default(600),
     maxLifetimeSec: z.number().int().min(1).max(7 * 86_400).default(8 * 3600),

@@ -5,7 +5,45 @@
 
 import type { VolumeSpec } from './container-options.js';
 
-export type InstanceState = 'booting' | 'ready' | 'claimed' | 'draining' | 'failed';
+/** warming: ready to the readiness probe, the sidecar is sending the warm-up requests. */
+export type InstanceState = 'booting' | 'warming' | 'ready' | 'claimed' | 'draining' | 'failed';
+
+/** One warm-up request (see ServiceSpec.warmup). */
+export interface WarmupRequest {
+  method: 'GET' | 'POST' | 'PUT';
+  /** Path on the app, starting with /. */
+  path: string;
+  /** A string is sent as is; an object or array as JSON. */
+  body?: string | Record<string, unknown> | unknown[];
+  /** Stored in the registry: never put a secret here. */
+  headers?: Record<string, string>;
+  /** The request fails (and with it the boot) when no full answer comes by then. */
+  timeoutSec: number;
+  expectStatus: number;
+}
+
+/** A probe of the app's health endpoint (GET). */
+export interface ProbeSpec {
+  path: string;
+  expectStatus: number;
+  intervalMs: number;
+  /** A probe without an answer by then is a miss (sidecar default: 2000). */
+  timeoutMs?: number;
+  failureThreshold: number;
+}
+
+/**
+ * How long each stage of an instance's start took, in ms (null: not reached or not measured).
+ * pullMs: image pull; createMs: container creation until the app container runs (engine's
+ * StartedAt); bootMs: app start to the first successful readiness probe; warmupMs: the
+ * warm-up requests.
+ */
+export interface InstanceStages {
+  pullMs?: number | null;
+  createMs?: number | null;
+  bootMs?: number | null;
+  warmupMs?: number | null;
+}
 
 /** Desired state of one service, written by `warmpool apply`. */
 export interface ServiceSpec {
@@ -19,14 +57,16 @@ export interface ServiceSpec {
   maxPerHost: number;
   /** An instance not ready within this many seconds is destroyed and replaced. */
   bootTimeoutSec: number;
-  readiness: {
-    path: string;
-    /** Status that means ready (200 for vLLM / TGI / llama.cpp server). */
-    expectStatus: number;
-    intervalMs: number;
-    /** Consecutive failed liveness probes after ready that take the instance out. */
-    failureThreshold: number;
-  };
+  /**
+   * Probed until ready (expectStatus: 200 for vLLM / TGI / llama.cpp server). Without
+   * `liveness`, also the liveness probe after ready; failureThreshold: consecutive misses
+   * after ready that take an idle instance out.
+   */
+  readiness: ProbeSpec;
+  /** The liveness probe after ready (its own endpoint, e.g. NIM's /v1/health/live). */
+  liveness?: ProbeSpec & { timeoutMs: number };
+  /** Requests sent after readiness and before the instance is reported ready, in order. */
+  warmup?: WarmupRequest[];
   session: {
     /** A session with no traffic for this long expires. */
     idleTimeoutSec: number;
@@ -95,8 +135,10 @@ export interface InstanceRecord {
   slot: number | null;
   createdAt: number;
   readyAt: number | null;
-  /** Measured from container start to the first successful readiness probe. */
+  /** Measured from container start to the first successful readiness probe (= stages.bootMs). */
   bootMs: number | null;
+  /** How long each stage took (absent on records written by older agents). */
+  stages?: InstanceStages;
   /**
    * A lease (TTL = the service's idle timeout) granted by the agent when the instance became
    * ready and kept alive by it until the instance is claimed: the claim attaches the session

@@ -6,6 +6,7 @@ import { answerAsHttp1, isWebSocketUpgrade } from '@warmpool/registry/http-upgra
 import { routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
 import { RouterError, httpErrorOf, rawHttpError } from './errors.js';
 import { createMetrics } from './metrics.js';
+import { StageMetrics } from './stage-metrics.js';
 import { createUpstreamProxy } from './proxy-adapter.js';
 import { SessionDirectory } from './session-directory.js';
 import { SessionClaimer } from './session-claimer.js';
@@ -111,7 +112,8 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   };
   const metrics = createMetrics(metricsSources, { defaultMetrics: opts.defaultMetrics ?? false });
   // onLive runs once the cache is listed, long after `claimer` below is initialised.
-  const directory = new SessionDirectory(opts.registry, now, (cache) => claimer.attach(cache));
+  const stages = new StageMetrics(metrics);
+  const directory = new SessionDirectory(opts.registry, now, (cache) => { claimer.attach(cache); stages.attach(cache); });
   const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
   const proxy = createUpstreamProxy({
     idleTimeoutMs: config.proxy.idleTimeoutMs, keepAliveTimeoutMs: config.proxy.keepAliveTimeoutMs, bufferResponseBytes: config.proxy.bufferResponseBytes,
@@ -157,6 +159,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
   app.addHook('onClose', async () => {
     proxy.close();
     forwarder.close();
+    stages.detach();
     directory.close();
   });
 

@@ -12,6 +12,7 @@ export interface RouterMetrics {
   waitedForBoot: Counter<'service'>;
   proxyErrors: Counter<'code'>;
   activeSessions: Gauge<'service'>;
+  stageDuration: Histogram<'service' | 'stage'>;
   render(): Promise<string>;
   contentType: string;
 }
@@ -69,6 +70,15 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       for (const [service, n] of sources.activeSessions()) this.set({ service }, n);
     },
   });
+  const stageDuration = new Histogram({
+    name: 'warmpool_instance_stage_duration_seconds',
+    help: 'How long each stage of an instance\'s start took (pull, create, boot, warmup), from the instance records in the registry',
+    labelNames: ['service', 'stage'] as const,
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600],
+    // Every worker of a multi-process router watches the same instances: not a sum.
+    aggregator: 'max',
+    registers: [registry],
+  });
   new Gauge({
     name: 'warmpool_router_registry_connected',
     help: '1 while this router\'s registry watch is connected; 0 while it serves established sessions from its copy and new sessions get 503',
@@ -78,7 +88,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     collect() { this.set(sources.registryConnected()); },
   });
   return {
-    registry, claimDuration, waiting, waitedForBoot, proxyErrors, activeSessions,
+    registry, claimDuration, waiting, waitedForBoot, proxyErrors, activeSessions, stageDuration,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

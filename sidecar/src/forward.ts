@@ -86,6 +86,8 @@ export class Forwarder {
   private readonly fresh = new http.Agent({ keepAlive: false });
   /** Upgraded connections are detached from the HTTP server: close() ends them here. */
   private readonly tunnels = new Set<Duplex>();
+  /** HTTP exchanges under way (request received, response not yet finished or closed). */
+  private active = 0;
 
   constructor(private readonly opts: ForwarderOptions) {
     const keepAliveMs = opts.keepAliveMs ?? APP_KEEPALIVE_MS;
@@ -95,6 +97,11 @@ export class Forwarder {
     this.agent = keepAliveMs > 0
       ? new http.Agent({ keepAlive: true, maxFreeSockets: opts.maxFreeSockets ?? 64, timeout: keepAliveMs })
       : this.fresh;
+  }
+
+  /** Requests and tunnels in flight: a busy app may answer its health endpoint slowly. */
+  inFlight(): number {
+    return this.active + this.tunnels.size;
   }
 
   /**
@@ -107,6 +114,8 @@ export class Forwarder {
    * so it is never lost and never sent twice.
    */
   http(req: IncomingMessage, res: ServerResponse, onError: (err: SidecarError) => void): void {
+    this.active++;
+    res.once('close', () => { this.active--; });
     const headers = upstreamRequestHeaders(req);
     const canReplay = replayable(req);
     let upstream: http.ClientRequest | undefined;
