@@ -3,9 +3,12 @@ import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
 import type { ContainerRuntime } from './docker.js';
+import { AgentError } from './errors.js';
+import { DEFAULT_ALLOW, grantHostOptions } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
+import { exitReason, hostFaultOf, withDeadline } from './engine-faults.js';
 import type { AgentOptions, AgentTiming } from './agent-options.js';
 
 /** What the action executors need of the agent. */
@@ -21,9 +24,13 @@ export interface AgentContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly backoff: ServiceBackoff;
+  /** Host faults (engine too slow, disk full): delays every service on this host, key '*'. */
+  readonly hostBackoff: ServiceBackoff;
   readonly local: Map<string, LocalInstance>;
   readonly busy: Set<string>;
   readonly starting: Set<string>;
+  /** GPUs reserved by the start in flight of a service (until its instance is in `local`). */
+  readonly startingGpus: Map<string, string[]>;
   readonly removing: Set<string>;
   /** service -> id of the failed record kept visible for it (the latest failure) */
   readonly failedRecords: Map<string, string>;
@@ -39,6 +46,9 @@ export interface AgentContext {
   kick(): void;
   track<T>(p: Promise<T>): void;
 }
+
+/** How long a destroy waits for the exit an oom or kill event announced. */
+const EXIT_WAIT_MS = 3_000;
 
 type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
 
@@ -56,9 +66,11 @@ export class Actions {
   record(inst: LocalInstance): InstanceRecord {
     return {
       id: inst.id, service: inst.service, host: this.ctx.hostId,
-      state: inst.phase === 'creating' ? 'booting' : inst.phase,
+      state: inst.phase === 'creating' ? 'booting' : inst.phase === 'booting' && inst.warmingSince !== undefined ? 'warming' : inst.phase,
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+      ...(inst.gpus?.length ? { gpus: inst.gpus } : {}),
+      ...(inst.stages ? { stages: { ...inst.stages } } : {}),
     };
   }
 
@@ -106,8 +118,8 @@ export class Actions {
     if (a.delayMs > 0) await sleep(ctx.clock, a.delayMs);
     if (ctx.isClosed() || ctx.draining()) return;
     const spec = ctx.cache.services.get(a.service)?.value;
-    const until = ctx.backoff.until(a.service);
-    if (!spec || a.slot >= this.slotsOf(a.service) || (until !== undefined && until > ctx.clock.now())) return;
+    const until = Math.max(ctx.backoff.until(a.service) ?? 0, ctx.hostBackoff.until('*') ?? 0);
+    if (!spec || a.slot >= this.slotsOf(a.service) || until > ctx.clock.now()) return;
     if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
     const id = ctx.newInstanceId(a.service);
     if (!(await ctx.host.takeSlot(a.service, a.slot, id))) {
@@ -117,37 +129,63 @@ export class Actions {
     const inst: LocalInstance = {
       id, service: a.service, phase: 'creating', slot: a.slot, slotSeen: false, specHash: specHash(spec),
       memoryMb: spec.resources.memoryMb, createdAt: ctx.clock.now(), startedAt: null, launchedAt: null, readyAt: null, bootMs: null,
+      ...(a.gpus.length ? { gpus: a.gpus } : {}),
     };
     ctx.local.set(id, inst);
     ctx.busy.add(id);
-    // The next slot may be taken while this pod is created.
+    // The next slot may be taken while this pod is created (the instance holds its GPUs now).
     ctx.starting.delete(a.service);
+    ctx.startingGpus.delete(a.service);
     ctx.kick();
     ctx.track(this.launch(inst, { cluster: ctx.cluster, hostId: ctx.hostId, instanceId: id, slot: a.slot, spec, publishIp: ctx.publishIp,
-      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id) })
+      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id), gpus: a.gpus,
+      // Filtering the namespace and starting the app each take at most createTimeoutMs.
+      startSlackSec: Math.ceil((2 * ctx.timing.createTimeoutMs) / 1000),
+      ...(ctx.opts.network ? { network: ctx.opts.network } : {}) })
       .finally(() => { ctx.busy.delete(id); ctx.kick(); }));
   }
 
-  /** App container (sidecar port published), then the sidecar in its network namespace. */
+  /**
+   * The pod: the sidecar first (it owns the network namespace and publishes its port), the
+   * namespace filtered so that only the sidecar's port takes connections from outside, then
+   * the app in that namespace. The app never runs unfiltered, even for a moment. Each engine
+   * call has the host's deadline (timing.createTimeoutMs); the app's boot counts from the
+   * engine's start time of the app container, so a slow engine never eats the boot timeout.
+   */
   private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
     const { ctx } = this;
     const booting = this.writeRecord(inst);
     const t0 = ctx.clock.now();
+    const limit = ctx.timing.createTimeoutMs;
+    // A container whose creation finished after its deadline belongs to nobody: remove it.
+    const removeLate = (id: string): void => { void ctx.runtime.remove(id).catch(() => undefined); };
     try {
-      const appId = await ctx.runtime.create(appContainerSpec(pod));
-      inst.appContainerId = appId;
-      // The sidecar is created while the app starts (it only needs the app's id); boot time
-      // counts from the app's start request.
-      const startAt = ctx.clock.now();
-      const [sidecarId] = await Promise.all([
-        ctx.runtime.create(sidecarContainerSpec(pod, appId, startAt)).then((id) => { inst.sidecarContainerId = id; return id; }),
-        ctx.runtime.start(appId).then(() => { inst.startedAt = startAt; }),
+      // Host paths, host IPC and secret files as this host's own config allows; the secret
+      // values go into the container's env and nowhere else.
+      const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
+      if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
+      const sidecarPort = podSidecarPort(pod.sidecarPort, pod.spec.containerPort);
+      const sidecarId = await withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec(pod)), removeLate);
+      inst.sidecarContainerId = sidecarId;
+      const [appId] = await Promise.all([
+        withDeadline('create the app container', limit, () => ctx.runtime.create(appContainerSpec({ ...pod, grant: granted.grant }, sidecarId)), removeLate)
+          .then((id) => { inst.appContainerId = id; return id; }),
+        withDeadline('start the sidecar container', limit, () => ctx.runtime.start(sidecarId)),
       ]);
-      await ctx.runtime.start(sidecarId);
-      inst.launchedAt = ctx.clock.now();
-      const details = await ctx.runtime.inspect(inst.appContainerId);
-      const port = details?.ports[podSidecarPort(pod.sidecarPort, pod.spec.containerPort)];
-      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the app container vanished');
+      // The namespace is filtered before the app joins it: the app never runs unfiltered.
+      await withDeadline('filter the pod network', limit, () => ctx.runtime.isolate(sidecarId, sidecarPort));
+      await withDeadline('start the app container', limit, () => ctx.runtime.start(appId));
+      inst.startedAt = ctx.clock.now();
+      inst.launchedAt = inst.startedAt;
+      const [details, app] = await Promise.all([
+        withDeadline('inspect the sidecar container', limit, () => ctx.runtime.inspect(sidecarId)),
+        withDeadline('inspect the app container', limit, () => ctx.runtime.inspect(appId)),
+      ]);
+      // The engine's own start time of the app: what the boot timeout and bootMs count from.
+      if (typeof app?.startedAt === 'number') inst.startedAt = app.startedAt;
+      inst.stages = { ...inst.stages, createMs: Math.max(0, (inst.startedAt ?? inst.launchedAt) - t0) };
+      const port = details?.ports[sidecarPort];
+      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the sidecar container vanished');
       inst.address = `${ctx.address}:${port}`;
       await booting.catch(() => undefined);
       if (inst.dead) return;
@@ -160,9 +198,11 @@ export class Actions {
       if (!inst.dead) {
         // An unreachable registry says nothing about the image: retire without a penalty.
         const registryDown = WarmpoolError.is(err) && err.retryable;
-        inst.dead = `launch failed: ${(err as Error).message}`;
-        inst.deadIsFailure = !registryDown;
-        ctx.log.warn({ err, instance: inst.id, service: inst.service }, 'instance launch failed');
+        const host = hostFaultOf(err);
+        inst.dead = host ? `host fault (${host}): ${(err as Error).message}` : `launch failed: ${(err as Error).message}`;
+        inst.deadIsFailure = !registryDown && !host;
+        if (host) inst.deadIsHostFault = true;
+        ctx.log.warn({ err, instance: inst.id, service: inst.service, hostFault: host }, 'instance launch failed');
       }
     }
   }
@@ -171,7 +211,11 @@ export class Actions {
   becameReady(inst: LocalInstance): void {
     const { ctx } = this;
     inst.phase = 'ready';
-    ctx.log.info({ instance: inst.id, service: inst.service, bootMs: inst.bootMs }, 'instance ready');
+    delete inst.warmingSince;
+    // Boot from the engine's start of the app container to the readiness probe's success.
+    if (inst.startedAt !== null && inst.readinessAt !== undefined) inst.bootMs = Math.max(0, inst.readinessAt - inst.startedAt);
+    inst.stages = { ...inst.stages, bootMs: inst.bootMs, warmupMs: inst.stages?.warmupMs ?? null };
+    ctx.log.info({ instance: inst.id, service: inst.service, bootMs: inst.bootMs, stages: inst.stages }, 'instance ready');
     void this.writeRecord(inst).catch(() => undefined);
     const failed = ctx.failedRecords.get(inst.service);
     if (failed) {
@@ -227,15 +271,20 @@ export class Actions {
     ctx.removing.add(id);
     // Later reports and events about this instance change nothing now.
     if (!inst.dead) { inst.dead = reason; inst.deadIsFailure = failure; }
-    const retiring = inst.phase !== 'claimed' && !failure;
+    const hostFault = !failure && inst.deadIsHostFault === true;
+    const retiring = inst.phase !== 'claimed' && !failure && !hostFault;
     try {
-      if (failure) {
+      if (failure || hostFault) {
         // Charged once per instance: a destroy retried while the registry is away (its
-        // writes fail) must not grow the backoff on every attempt.
+        // writes fail) must not grow the backoff on every attempt. A host fault delays this
+        // host's starts, never the service's crash backoff.
         if (inst.failureWhy === undefined) {
-          const b = ctx.backoff.failure(inst.service, reason);
-          inst.failureWhy = `${reason}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
-          ctx.log.warn({ instance: id, service: inst.service, reason, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
+          const cause = (failure && await this.exitReasonOf(inst)) || reason;
+          const b = hostFault ? ctx.hostBackoff.failure('*', cause) : ctx.backoff.failure(inst.service, cause);
+          inst.failureWhy = hostFault
+            ? `${cause}; host fault ${b.failures} in a row, this host retries in ${(b.lastDelayMs / 1000).toFixed(1)} s`
+            : `${cause}; failure ${b.failures} in a row, next attempt in ${(b.lastDelayMs / 1000).toFixed(1)} s`;
+          ctx.log.warn({ instance: id, service: inst.service, reason: cause, noticed: reason, hostFault, failures: b.failures, backoffMs: b.lastDelayMs }, 'instance failed; backing off');
         }
         const why = inst.failureWhy;
         const slot = inst.slot;
@@ -290,6 +339,25 @@ export class Actions {
       ctx.local.delete(id);
     } finally {
       ctx.removing.delete(id);
+    }
+  }
+
+  /**
+   * The engine's account of the death when a container of the instance has stopped (OOM
+   * kill, exit code, signal), whatever symptom was noticed first; undefined while both run.
+   */
+  private async exitReasonOf(inst: LocalInstance): Promise<string | undefined> {
+    // An oom or kill event comes before the exit: give the engine a moment to record it.
+    const until = this.ctx.clock.now() + (inst.exitExpected ? EXIT_WAIT_MS : 0);
+    for (;;) {
+      for (const [role, cid] of [['app', inst.appContainerId], ['sidecar', inst.sidecarContainerId]] as const) {
+        if (!cid) continue;
+        const d = await this.ctx.runtime.inspect(cid).catch(() => undefined);
+        const why = exitReason(role, d);
+        if (why) return why;
+      }
+      if (this.ctx.clock.now() >= until) return undefined;
+      await sleep(this.ctx.clock, 100);
     }
   }
 

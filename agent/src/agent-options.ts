@@ -1,7 +1,8 @@
-import type { KvStore, Registry } from '@warmpool/registry';
+import type { GpuDevice, KvStore, Registry } from '@warmpool/registry';
 import type { ServiceBackoff } from './backoff.js';
 import type { Clock } from './clock.js';
 import type { ContainerRuntime } from './docker.js';
+import type { HostAllowList } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { LocalInstance } from './plan.js';
 
@@ -21,11 +22,16 @@ export interface AgentTiming {
   backoffMaxMs: number;
   /** Docker event stream reconnect delay (doubling up to 5 s). */
   dockerRetryMs: number;
+  /**
+   * Each engine call of a launch (create, start) must finish within this: past it the host is
+   * too slow, which is reported as a host fault, not charged to the service's backoff.
+   */
+  createTimeoutMs: number;
 }
 
 export const DEFAULT_TIMING: AgentTiming = {
   resyncMs: 30_000, cacheResyncMs: 60_000, strayGraceMs: 60_000, spreadStepMs: 50, maxSpreadMs: 1_000,
-  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200,
+  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, createTimeoutMs: 120_000,
 };
 
 export interface AgentOptions {
@@ -39,6 +45,10 @@ export interface AgentOptions {
   publishIp?: string;
   capacity: { instances: number; memoryMb: number };
   labels?: Record<string, string>;
+  /** What services may ask of this host (default: no host paths, no host IPC, secrets under /etc/warmpool/secrets). */
+  allow?: HostAllowList;
+  /** This host's GPUs (run.ts resolves them from the config or nvidia-smi); none by default. */
+  gpus?: GpuDevice[];
   /** Holds the agent's socket (mounted into every sidecar). */
   runDir: string;
   leaseTtlSec?: number;
@@ -46,6 +56,8 @@ export interface AgentOptions {
   cluster?: string;
   sidecarImage?: string;
   sidecarPort?: number;
+  /** Docker network pods join (default: the engine's default bridge). */
+  network?: string;
   timing?: Partial<AgentTiming>;
   clock?: Clock;
   random?: () => number;
@@ -61,6 +73,8 @@ export interface AgentStatus {
   capacity: { instances: number; memoryMb: number };
   instances: LocalInstance[];
   backoff: ReturnType<ServiceBackoff['snapshot']>;
+  /** Backoff after host faults (engine too slow, disk full), for every service on this host (key '*'). */
+  hostBackoff: ReturnType<ServiceBackoff['snapshot']>;
   strays: string[];
   docker: 'connected' | 'reconnecting';
 }

@@ -42,9 +42,11 @@ export class Agent implements AgentHandle, AgentContext {
   readonly log: Logger;
   readonly timing: AgentTiming;
   readonly backoff: ServiceBackoff;
+  readonly hostBackoff: ServiceBackoff;
   readonly local = new Map<string, LocalInstance>();
   readonly busy = new Set<string>();
   readonly starting = new Set<string>();
+  readonly startingGpus = new Map<string, string[]>();
   readonly removing = new Set<string>();
   readonly failedRecords = new Map<string, string>();
   readonly newInstanceId: (service: string) => string;
@@ -88,6 +90,10 @@ export class Agent implements AgentHandle, AgentContext {
       baseMs: this.timing.backoffBaseMs, maxMs: this.timing.backoffMaxMs, resetAfterMs: this.timing.backoffMaxMs * 2,
       now: this.clock.now, random: this.random,
     });
+    this.hostBackoff = new ServiceBackoff({
+      baseMs: this.timing.backoffBaseMs, maxMs: this.timing.backoffMaxMs, resetAfterMs: this.timing.backoffMaxMs * 2,
+      now: this.clock.now, random: this.random,
+    });
     this.docker = new DockerWatch({
       runtime: this.runtime, labels: { [LABEL.cluster]: this.cluster }, clock: this.clock, log: this.log, retryMs: this.timing.dockerRetryMs,
       onEvent: (e) => this.onDockerEvent(e),
@@ -110,7 +116,8 @@ export class Agent implements AgentHandle, AgentContext {
 
   private hostRecord(): HostRecord {
     return {
-      id: this.hostId, address: this.opts.address, capacity: this.opts.capacity, labels: this.opts.labels ?? {},
+      id: this.hostId, address: this.opts.address, capacity: { ...this.opts.capacity, gpus: this.opts.gpus?.length ?? 0 },
+      gpus: this.opts.gpus ?? [], labels: this.opts.labels ?? {},
       draining: this.hostDraining, startedAt: this.startedAt, agentVersion: this.opts.version ?? '0.1.0',
     };
   }
@@ -178,7 +185,12 @@ export class Agent implements AgentHandle, AgentContext {
     switch (a.type) {
       case 'start':
         this.starting.add(a.service);
-        this.track(this.guarded(`start:${a.service}`, () => this.actions.start(a)).finally(() => { this.starting.delete(a.service); this.kick(); }));
+        if (a.gpus.length) this.startingGpus.set(a.service, a.gpus);
+        this.track(this.guarded(`start:${a.service}`, () => this.actions.start(a)).finally(() => {
+          this.starting.delete(a.service);
+          this.startingGpus.delete(a.service);
+          this.kick();
+        }));
         return;
       case 'remove-strays':
         for (const id of a.containerIds) this.strayFirstSeen.delete(id);
@@ -256,10 +268,11 @@ export class Agent implements AgentHandle, AgentContext {
     const booting = [...this.local.values()].filter((i) => i.phase === 'booting' && i.address && !i.dead && !this.busy.has(i.id));
     await Promise.all(booting.map(async (inst) => {
       const s = await fetchSidecarStatus<SidecarStatus>(inst.address!, STATUS_PATH, 1000);
-      if (s?.state === 'ready' && inst.phase === 'booting' && !inst.dead) {
-        inst.readyAt = s.readyAt;
-        inst.bootMs = s.bootMs;
+      if (s?.state === 'ready' && inst.phase === 'booting' && !inst.dead && s.readyAt !== null) {
+        this.applyReady(inst, s.readyAt, s.bootMs, s.warmupMs ?? null);
         this.actions.becameReady(inst);
+      } else if (s?.state === 'warming' && inst.phase === 'booting' && inst.warmingSince === undefined && !inst.dead) {
+        this.applyWarming(inst, s.since);
       } else if (s && (s.state === 'failed' || s.state === 'unhealthy')) {
         this.markDead(inst, `sidecar reports ${s.state}: ${s.reason ?? ''}`.trim(), true);
       }
@@ -321,6 +334,7 @@ export class Agent implements AgentHandle, AgentContext {
     else if (e.action === 'oom') reason = `${role} container ran out of memory`;
     else if (e.action === 'destroy') reason = `${role} container was removed`;
     else if (e.action === 'kill' && ['9', '15', 'SIGKILL', 'SIGTERM', 'KILL', 'TERM'].includes(e.signal ?? '')) reason = `${role} container killed (signal ${e.signal})`;
+    if (reason && (e.action === 'oom' || e.action === 'kill')) inst.exitExpected = true;
     if (reason) this.markDead(inst, reason, true);
   };
 
@@ -338,21 +352,41 @@ export class Agent implements AgentHandle, AgentContext {
     const inst = this.local.get(id);
     if (!inst) return { status: 404, message: `instance ${id} is not known to this agent (yet)` };
     if (token !== reportToken(this.keyFor(id), id)) return { status: 403, message: 'invalid report token' };
-    if (r.state === 'ready' && !inst.dead && (inst.phase === 'booting' || inst.phase === 'creating') && inst.readyAt === null) {
-      inst.readyAt = r.at;
-      inst.bootMs = r.bootMs;
+    const starting = !inst.dead && (inst.phase === 'booting' || inst.phase === 'creating') && inst.readyAt === null;
+    if (r.state === 'ready' && starting) {
+      this.applyReady(inst, r.at, r.bootMs, r.warmupMs ?? null);
       // A report may beat the end of the launch (fast apps): the launch applies it.
       if (inst.phase === 'booting') this.actions.becameReady(inst);
+    } else if (r.state === 'warming' && starting && inst.warmingSince === undefined) {
+      this.applyWarming(inst, r.at);
     } else if (r.state === 'failed' || r.state === 'unhealthy') {
       this.markDead(inst, `sidecar reports ${r.state}: ${r.reason ?? ''}`.trim(), true);
     }
     return { status: 204 };
   }
 
+  /** The sidecar's ready report: ready at `at`, after a warm-up of warmupMs (bootMs is recomputed from the engine's start). */
+  private applyReady(inst: LocalInstance, at: number, bootMs: number | null, warmupMs: number | null): void {
+    inst.readyAt = at;
+    inst.bootMs = bootMs;
+    inst.readinessAt = at - (warmupMs ?? 0);
+    inst.stages = { ...inst.stages, warmupMs };
+  }
+
+  /** Ready to the readiness probe; the warm-up requests run now (record state 'warming'). */
+  private applyWarming(inst: LocalInstance, at: number): void {
+    inst.warmingSince = at;
+    inst.readinessAt = at;
+    if (inst.startedAt !== null) inst.stages = { ...inst.stages, bootMs: Math.max(0, at - inst.startedAt) };
+    this.log.info({ instance: inst.id, service: inst.service }, 'instance warming up');
+    if (inst.phase === 'booting') void this.actions.writeRecord(inst).catch(() => undefined);
+    this.kick();
+  }
+
   status(): AgentStatus {
     return {
       hostId: this.hostId, cluster: this.cluster, draining: this.hostDraining, capacity: this.opts.capacity,
-      instances: [...this.local.values()].map((i) => ({ ...i })), backoff: this.backoff.snapshot(),
+      instances: [...this.local.values()].map((i) => ({ ...i })), backoff: this.backoff.snapshot(), hostBackoff: this.hostBackoff.snapshot(),
       strays: this.containers?.strays.map((s) => s.id) ?? [], docker: this.docker.connected ? 'connected' : 'reconnecting',
     };
   }

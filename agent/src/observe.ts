@@ -10,6 +10,14 @@ function hashOf(spec: ServiceSpec): string {
   return h;
 }
 
+/** The service's own crash backoff, or the host's (a host fault delays every service here), whichever ends later. */
+function backoffUntil(ctx: AgentContext, names: Iterable<string>): Map<string, number> {
+  const out = ctx.backoff.active();
+  const host = ctx.hostBackoff.active().get('*');
+  if (host !== undefined) for (const n of names) out.set(n, Math.max(out.get(n) ?? 0, host));
+  return out;
+}
+
 /**
  * Snapshots what the planner needs from the registry cache and the agent's own state. Also
  * notes, per instance, that the cache has shown its slot held by it: from then on the slot's
@@ -51,12 +59,14 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
   const tombstones = new Set<string>();
   for (const inst of ctx.local.values()) if (inst.sessionId && cache.tombstones.has(inst.sessionId)) tombstones.add(inst.sessionId);
 
+  const gpusUsed = new Map<string, number>();
   const perHost = new Map<string, Map<string, number>>();
   const totals = new Map<string, number>();
   const readyUnclaimed = new Map<string, number>();
   for (const v of cache.instances.values()) {
     const i = v.value;
     if (i.state === 'failed') continue;
+    if (i.gpus?.length) gpusUsed.set(i.host, (gpusUsed.get(i.host) ?? 0) + i.gpus.length);
     let m = perHost.get(i.host);
     if (!m) perHost.set(i.host, (m = new Map()));
     m.set(i.service, (m.get(i.service) ?? 0) + 1);
@@ -70,6 +80,8 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
       id,
       accepting: !h.draining && !cache.drains.has(id) && (totals.get(id) ?? 0) < h.capacity.instances,
       perService: perHost.get(id) ?? new Map(),
+      labels: h.labels,
+      freeGpus: (h.capacity.gpus ?? 0) - (gpusUsed.get(id) ?? 0),
     });
   }
 
@@ -77,13 +89,16 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
     now,
     hostId: ctx.hostId,
     capacity: ctx.opts.capacity,
+    gpuInventory: (ctx.opts.gpus ?? []).map((g) => g.id),
+    hostLabels: ctx.opts.labels ?? {},
     draining: ctx.draining(),
     services,
     fleet: { slots, claims, endedClaims, sessionExpiry, tombstones, hosts, readyUnclaimed },
     local: ctx.local,
     busy: ctx.busy,
     starting: ctx.starting,
-    backoffUntil: ctx.backoff.active(),
+    startingGpus: ctx.startingGpus,
+    backoffUntil: backoffUntil(ctx, services.keys()),
     containers,
     timing: { spreadStepMs: ctx.timing.spreadStepMs, maxSpreadMs: ctx.timing.maxSpreadMs, strayGraceMs: ctx.timing.strayGraceMs },
   };

@@ -24,8 +24,9 @@ function send(res: ServerResponse, status: number, body?: unknown): void {
 function isReport(v: unknown): v is StateReport {
   const r = v as StateReport;
   return typeof r === 'object' && r !== null && typeof r.instanceId === 'string'
-    && ['booting', 'ready', 'failed', 'unhealthy'].includes(r.state)
-    && (r.bootMs === null || typeof r.bootMs === 'number') && typeof r.at === 'number';
+    && ['booting', 'warming', 'ready', 'failed', 'unhealthy'].includes(r.state)
+    && (r.bootMs === null || typeof r.bootMs === 'number') && typeof r.at === 'number'
+    && (r.warmupMs === undefined || r.warmupMs === null || typeof r.warmupMs === 'number');
 }
 
 /**

@@ -64,7 +64,9 @@ t.test('launch, report ready, events and an engine restart', async (t) => {
   await until(() => s.runtime.byRole('sidecar').filter((c) => c.running).length === 2, 'two pods');
   t.equal(s.runtime.byRole('app').length, 2);
   const sidecar = s.runtime.byRole('sidecar')[0]!;
-  t.equal(sidecar.spec.networkOfContainer, s.runtime.byRole('app').find((a) => a.spec.labels['warmpool.instance'] === sidecar.spec.labels['warmpool.instance'])!.id, 'sidecar joins its app\'s network');
+  const app = s.runtime.byRole('app').find((a) => a.spec.labels['warmpool.instance'] === sidecar.spec.labels['warmpool.instance'])!;
+  t.equal(app.spec.networkOfContainer, sidecar.id, 'the app joins its sidecar\'s network namespace');
+  t.equal(s.runtime.isolated.get(sidecar.id), 9000, 'filtered to the sidecar\'s port before the app started');
 
   await until(() => s.instances().filter((i) => i.state === 'booting' && i.address).length === 2, 'booting records');
   const [a, b] = s.instances();
@@ -73,7 +75,10 @@ t.test('launch, report ready, events and an engine restart', async (t) => {
   t.equal(await s.ready(a!.id), 204);
   t.equal(await s.ready(b!.id), 204);
   await until(() => s.instances().filter((i) => i.state === 'ready').length === 2, 'ready records');
-  t.equal(s.cache.instances.get(a!.id)?.value.bootMs, 42, 'boot time from the sidecar');
+  // From the app container's start (the engine's, here the fake's) to the sidecar's ready report.
+  const boot = s.cache.instances.get(a!.id)?.value;
+  t.ok(typeof boot?.bootMs === 'number' && boot.bootMs >= 0 && boot.bootMs < 5000, `boot time measured: ${boot?.bootMs} ms`);
+  t.same(boot?.stages, { createMs: boot?.stages?.createMs, bootMs: boot?.bootMs, warmupMs: null }, 'stages recorded');
 
   // A die event: out of the ready set at once, destroyed, replaced.
   const victimApp = s.runtime.byRole('app').find((c) => c.spec.labels['warmpool.instance'] === a!.id)!;

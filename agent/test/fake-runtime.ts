@@ -1,6 +1,6 @@
 import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from '../src/docker.js';
 
-interface FakeContainer { id: string; spec: ContainerCreateSpec; running: boolean; createdAt: number; port: number }
+interface FakeContainer { id: string; spec: ContainerCreateSpec; running: boolean; createdAt: number; port: number; exitCode?: number; oomKilled?: boolean }
 
 /** An in-memory container engine: enough of Docker for the agent's logic. */
 export class FakeRuntime implements ContainerRuntime {
@@ -8,6 +8,10 @@ export class FakeRuntime implements ContainerRuntime {
   subscribers = new Set<{ labels: Record<string, string>; onEvent: (e: ContainerEvent) => void; onClose: (err?: Error) => void }>();
   calls = { list: 0, create: 0, remove: 0, subscribe: 0 };
   down = false;
+  /** A slow engine: create / start take this long (ms). */
+  delays = { create: 0, start: 0 };
+  /** The next creates fail with this (e.g. a full disk). */
+  createError: Error | undefined;
   private next = 1;
   private nextPort = 40000;
 
@@ -31,6 +35,8 @@ export class FakeRuntime implements ContainerRuntime {
   async create(spec: ContainerCreateSpec): Promise<string> {
     this.check();
     this.calls.create++;
+    if (this.delays.create) await new Promise((r) => setTimeout(r, this.delays.create));
+    if (this.createError) throw this.createError;
     const id = `c${String(this.next++).padStart(12, '0')}`;
     this.containers.set(id, { id, spec, running: false, createdAt: Date.now(), port: this.nextPort++ });
     return id;
@@ -38,8 +44,14 @@ export class FakeRuntime implements ContainerRuntime {
 
   async start(id: string): Promise<void> {
     this.check();
+    if (this.delays.start) await new Promise((r) => setTimeout(r, this.delays.start));
     const c = this.containers.get(id);
     if (!c) throw Object.assign(new Error('no such container'), { statusCode: 404 });
+    // Like the engine: a container joining another's namespace needs it running; and the
+    // agent must have filtered that namespace first (the app never runs unfiltered).
+    const owner = c.spec.networkOfContainer;
+    if (owner && !this.containers.get(owner)?.running) throw Object.assign(new Error(`container ${owner} is not running`), { statusCode: 409 });
+    if (owner && !this.isolated.has(owner)) throw new Error(`fake engine: ${id} started in ${owner}'s namespace before it was isolated`);
     c.running = true;
   }
 
@@ -47,7 +59,16 @@ export class FakeRuntime implements ContainerRuntime {
     this.check();
     const c = this.containers.get(id);
     if (!c) return undefined;
-    return { id, running: c.running, exitCode: c.running ? null : 137, oomKilled: false, labels: c.spec.labels, ports: c.spec.publish ? { [c.spec.publish.containerPort]: c.port } : {} };
+    return { id, running: c.running, exitCode: c.running ? null : c.exitCode ?? 137, oomKilled: c.oomKilled ?? false, labels: c.spec.labels, ports: c.spec.publish ? { [c.spec.publish.containerPort]: c.port } : {} };
+  }
+
+  /** Records the filter (the real one is tested against a real engine in test/e2e/pod-isolation.test.ts). */
+  isolated = new Map<string, number>();
+  async isolate(id: string, allowTcpPort: number): Promise<void> {
+    this.check();
+    const c = this.containers.get(id);
+    if (!c?.running) throw Object.assign(new Error(`container ${id} is not running`), { statusCode: 409 });
+    this.isolated.set(id, allowTcpPort);
   }
 
   async remove(id: string): Promise<void> {
@@ -77,6 +98,15 @@ export class FakeRuntime implements ContainerRuntime {
     const c = this.containers.get(id)!;
     c.running = false;
     if (events) this.emit({ action: 'die', id, labels: c.spec.labels, exitCode: 1, time: Date.now() });
+  }
+
+  /** The container stops with this exit (an OOM kill: code 137, oom true); with events=false nobody hears of it yet. */
+  exit(id: string, exit: { code: number; oom?: boolean }, events = true): void {
+    const c = this.containers.get(id)!;
+    c.running = false;
+    c.exitCode = exit.code;
+    c.oomKilled = exit.oom ?? false;
+    if (events) this.emit({ action: 'die', id, labels: c.spec.labels, exitCode: exit.code, time: Date.now() });
   }
 
   /** The engine goes away: every event stream ends; calls fail until `restart()`. */

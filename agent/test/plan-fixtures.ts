@@ -1,7 +1,7 @@
+/** Plain-object inputs for the planner's unit tests. */
 import type { ServiceSpec } from '@warmpool/registry';
 import type { Action, LocalInstance, PlanInput, ServiceTarget } from '../src/plan.js';
 
-/** Plain-object inputs for the planner's unit tests. */
 export const NOW = 1_000_000;
 
 export function spec(over: Partial<ServiceSpec> = {}): ServiceSpec {
@@ -26,13 +26,14 @@ export interface Fleet {
   endedClaims?: string[];
   sessionExpiry?: Record<string, number>;
   tombstones?: string[];
-  hosts?: { id: string; accepting?: boolean; perService?: Record<string, number> }[];
+  hosts?: { id: string; accepting?: boolean; perService?: Record<string, number>; labels?: Record<string, string>; freeGpus?: number }[];
   readyUnclaimed?: Record<string, number>;
 }
 
 export function input(o: {
   local?: LocalInstance[]; services?: ServiceSpec[]; fleet?: Fleet; draining?: boolean; busy?: string[]; starting?: string[];
   backoff?: Record<string, number>; capacity?: { instances: number; memoryMb: number }; containers?: PlanInput['containers']; hostId?: string;
+  gpuInventory?: string[]; hostLabels?: Record<string, string>; startingGpus?: Record<string, string[]>;
   /** service -> its pool now (slots, static, waiting); absent: the static warm number. */
   pools?: Record<string, NonNullable<ServiceTarget['pool']>>;
 } = {}): PlanInput {
@@ -47,12 +48,18 @@ export function input(o: {
     fleet: {
       slots, claims: new Map(Object.entries(f.claims ?? {})), endedClaims: new Set(f.endedClaims ?? []), sessionExpiry: new Map(Object.entries(f.sessionExpiry ?? {})),
       tombstones: new Set(f.tombstones ?? []),
-      hosts: (f.hosts ?? []).map((h) => ({ id: h.id, accepting: h.accepting ?? true, perService: new Map(Object.entries(h.perService ?? {})) })),
+      hosts: (f.hosts ?? []).map((h) => ({
+        id: h.id, accepting: h.accepting ?? true, perService: new Map(Object.entries(h.perService ?? {})),
+        ...(h.labels ? { labels: h.labels } : {}), ...(h.freeGpus !== undefined ? { freeGpus: h.freeGpus } : {}),
+      })),
       readyUnclaimed: new Map(Object.entries(f.readyUnclaimed ?? {})),
     },
     local: new Map((o.local ?? []).map((i) => [i.id, i])), busy: new Set(o.busy ?? []), starting: new Set(o.starting ?? []),
     backoffUntil: new Map(Object.entries(o.backoff ?? {})), containers: o.containers,
     timing: { spreadStepMs: 50, maxSpreadMs: 1000, strayGraceMs: 30_000 },
+    ...(o.gpuInventory ? { gpuInventory: o.gpuInventory } : {}),
+    ...(o.hostLabels ? { hostLabels: o.hostLabels } : {}),
+    ...(o.startingGpus ? { startingGpus: new Map(Object.entries(o.startingGpus)) } : {}),
   };
 }
 

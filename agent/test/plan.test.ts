@@ -1,6 +1,6 @@
 import t from 'tap';
 import { plan } from '../src/plan.js';
-import { NOW, spec, inst, input, types, starts, type Fleet } from './plan-fixtures.js';
+import { input, inst, NOW, spec, starts, types, type Fleet } from './plan-fixtures.js';
 
 t.test('empty host, free slots: starts one instance per service per round, into a free slot', async (t) => {
   const p = plan(input({ services: [spec(), spec({ name: 'other', warm: 1 })] }));

@@ -26,3 +26,43 @@ t.test('status counts per service and shows boot progress from the typical boot 
   t.match(text, /50%/);
   t.match(text, /SESSIONS 1/);
 });
+
+t.test('status shows GPUs used/free per host, each instance\'s GPUs, and why instances failed', async (t) => {
+  const inst = (id: string, state: string, extra: object = {}) => [id, v({ id, service: 'vllm', host: 'g1', state, address: 'a', containerId: '', slot: 0, createdAt: 0, readyAt: null, bootMs: null, ...extra })] as const;
+  const cache = {
+    services: new Map([['vllm', v({ name: 'vllm', warm: 2 })]]),
+    hosts: new Map([['g1', v({ id: 'g1', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0, gpus: 4 }, draining: false })]]),
+    instances: new Map([
+      inst('a', 'ready', { gpus: ['0', '1'] }),
+      inst('b', 'failed', { reason: 'launch failed: secretEnv.HF_TOKEN: cannot read the secret file /etc/warmpool/secrets/hf_token on this host (ENOENT)' }),
+    ]),
+    claims: new Map(), sessions: new Map(), drains: new Set(),
+  };
+  const s = computeStatus(cache as never, 0);
+  t.same(s.hosts[0]!.gpus, { total: 4, used: 2 });
+  t.same(s.gpuInstances, [{ instance: 'a', service: 'vllm', host: 'g1', gpus: ['0', '1'] }]);
+  const text = renderStatus(s);
+  t.match(text, /g1\s+127\.0\.0\.1\s+2\/8\s+2\/2\s+active/, 'used/free');
+  t.match(text, /a\s+vllm\s+g1\s+0,1/);
+  t.match(text, /FAILED[\s\S]*vllm\s+b\s+g1\s+launch failed: secretEnv\.HF_TOKEN: cannot read the secret file \/etc\/warmpool\/secrets\/hf_token/);
+});
+
+t.test('status shows the timed stages and warming instances (issue 16)', async (t) => {
+  const inst = (id: string, state: string, extra: object = {}) => [id, v({ id, service: 'ollama', host: 'h1', state, address: 'a', containerId: '', slot: null, createdAt: 0, readyAt: null, bootMs: null, ...extra })] as const;
+  const stages = (createMs: number, bootMs: number, warmupMs: number) => ({ bootMs, stages: { createMs, bootMs, warmupMs } });
+  const cache = {
+    services: new Map([['ollama', v({ name: 'ollama', warm: 2 })]]),
+    hosts: new Map(),
+    instances: new Map([inst('a', 'ready', stages(1000, 2000, 30_000)), inst('b', 'claimed', stages(3000, 4000, 32_000)), inst('c', 'warming', { createdAt: 80_000 })]),
+    claims: new Map(),
+    sessions: new Map(),
+    drains: new Set(),
+  };
+  const s = computeStatus(cache as never, 100_000);
+  t.match(s.services[0], { booting: 1, warming: 1, typicalBootMs: 4000 });
+  t.same(s.services[0]!.typicalStages, { pullMs: null, createMs: 3000, bootMs: 4000, warmupMs: 32_000, startMs: 39_000 });
+  t.equal(s.services[0]!.boots[0]!.progress, 20_000 / 39_000, 'progress against the whole start, warm-up included');
+  const text = renderStatus(s);
+  t.match(text, /STAGES[^\n]*\nSERVICE\s+PULL\s+CREATE\s+BOOT\s+WARM-UP\s+TO READY\nollama\s+-\s+3\.0s\s+4\.0s\s+32\.0s\s+39\.0s/);
+  t.match(text, /ollama\s+c\s+h1\s+warming\s+20\.0s\s+51%/);
+});

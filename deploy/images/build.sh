@@ -56,6 +56,7 @@ build_one() {
     local stamp="$here/.typecheck.stamp" sum
     sum=$(cat "$here/tsconfig.json" "$root/tsconfig.base.json" "$here"/*/*.ts | sha256sum | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+      echo "$name: type-checking deploy/images (tsc -p deploy/images)..."
       "$tsc" -p "$here/tsconfig.json" || die "$name: type errors in deploy/images (tsc -p deploy/images)"
       echo "$sum" >"$stamp"
     fi
@@ -68,6 +69,7 @@ build_one() {
   # Native addons (*.node) stay out: the ones in our dependency tree are optional (ssh2 and
   # cpu-features under dockerode) and their loaders fall back when they are absent.
   local bundle="$build/main.js" log="$build/esbuild.log"
+  echo "$name: bundling $ENTRY (esbuild)..."
   local banner="import { createRequire as __wpCreateRequire } from 'node:module';"
   banner+=" import { fileURLToPath as __wpFileURLToPath } from 'node:url';"
   banner+=" import { dirname as __wpDirname } from 'node:path';"
@@ -129,6 +131,7 @@ ENTRYPOINT ["/usr/bin/node", "/app/main.js"]
 EOF
   printf '*\n!Dockerfile\n!rootfs/\n' >"$build/.dockerignore"
 
+  echo "$name: building $IMAGE (FROM scratch: node, its libraries, the bundle)..."
   local old
   old=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   if ! DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$build" >"$build/docker-build.log" 2>&1; then

@@ -1,6 +1,7 @@
 import type { RegistryCache } from './cache.js';
 import { poolView, type PoolView } from './pool-view.js';
 import { poolCost, type PoolCost } from './pool-cost.js';
+import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
 
 export interface ServiceStatus {
   name: string;
@@ -12,14 +13,22 @@ export interface ServiceStatus {
   pool: PoolView;
   /** Hit ratio, waits and idle/busy instances (docs/pool-sizing.md#cost). */
   cost: PoolCost;
+  /** Instances starting (pulling, booting or warming up). */
   booting: number;
+  /** Of those, the ones sending their warm-up requests. */
+  warming: number;
   ready: number;
   claimed: number;
   draining: number;
   failed: number;
   /** Typical boot time from ready instances (median bootMs), if any. */
   typicalBootMs: number | null;
-  boots: { instance: string; host: string; elapsedMs: number; progress: number | null }[];
+  /** Median of each timed stage and of the whole start (slot taken to ready), in ms. */
+  typicalStages: TypicalStages;
+  /** progress: elapsed / typical start (capped at 0.99), null before any start was measured. */
+  boots: { instance: string; host: string; state: string; elapsedMs: number; progress: number | null }[];
+  /** Failed instances still shown, with why (e.g. a host path the host does not allow). */
+  failures: { instance: string; host: string; reason: string }[];
 }
 
 export interface HostStatus {
@@ -28,18 +37,16 @@ export interface HostStatus {
   draining: boolean;
   instances: number;
   capacity: number;
+  /** GPUs of the host's inventory, and how many its instances hold. */
+  gpus: { total: number; used: number };
 }
 
 export interface Status {
   hosts: HostStatus[];
+  /** Instances holding GPUs, with their device ids. */
+  gpuInstances: { instance: string; service: string; host: string; gpus: string[] }[];
   services: ServiceStatus[];
   sessions: number;
-}
-
-function median(xs: number[]): number | null {
-  if (!xs.length) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
@@ -51,8 +58,8 @@ export function computeStatus(
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
-    const typical = median(insts.map((i) => i.bootMs).filter((b): b is number => typeof b === 'number'));
-    const booting = insts.filter((i) => i.state === 'booting');
+    const typical = typicalStages(insts.filter((i) => startMs(i) !== null));
+    const starting = insts.filter((i) => isStarting(i.state));
     const pool = poolView(cache, spec, now, { explain: true });
     services.push({
       name,
@@ -60,18 +67,22 @@ export function computeStatus(
       waiting: pool.waiting,
       pool,
       cost: poolCost(cache, spec),
-      booting: booting.length,
+      booting: starting.length,
+      warming: starting.filter((i) => i.state === 'warming').length,
       ready: insts.filter((i) => i.state === 'ready' && !cache.claims.has(i.id)).length,
       claimed: claimed.length,
       draining: insts.filter((i) => i.state === 'draining').length,
       failed: insts.filter((i) => i.state === 'failed').length,
-      typicalBootMs: typical,
-      boots: booting.map((i) => ({
+      typicalBootMs: typical.bootMs,
+      typicalStages: typical,
+      boots: starting.map((i) => ({
         instance: i.id,
         host: i.host,
+        state: i.state,
         elapsedMs: now - i.createdAt,
-        progress: typical ? Math.min(0.99, (now - i.createdAt) / typical) : null,
+        progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
+      failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
     });
   }
   const hosts: HostStatus[] = [...cache.hosts.values()].map(({ value: h }) => ({
@@ -80,6 +91,12 @@ export function computeStatus(
     draining: h.draining || cache.drains.has(h.id),
     instances: [...cache.instances.values()].filter((v) => v.value.host === h.id).length,
     capacity: h.capacity.instances,
+    gpus: {
+      total: h.capacity.gpus ?? 0,
+      used: [...cache.instances.values()].reduce((n, v) => n + (v.value.host === h.id && v.value.state !== 'failed' ? v.value.gpus?.length ?? 0 : 0), 0),
+    },
   }));
-  return { hosts, services, sessions: cache.sessions.size };
+  const gpuInstances = [...cache.instances.values()].map((v) => v.value).filter((i) => i.gpus?.length && i.state !== 'failed')
+    .map((i) => ({ instance: i.id, service: i.service, host: i.host, gpus: i.gpus! }));
+  return { hosts, gpuInstances, services, sessions: cache.sessions.size };
 }

@@ -1,8 +1,42 @@
 import { z } from 'zod';
+import { containerOptionsShape, gpusPerInstance } from './container-options.js';
 import type { ServiceSpec } from './types.js';
 import { warmSchema } from './warm-policy.js';
 
-const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters');
+/**
+ * Why a service name is taken by infrastructure, or undefined. A service's instances are
+ * registered in Consul under its name (`NAME.service.consul`), next to what is already
+ * there: `consul` is Consul's own servers; `warmpool` and `warmpool-*` are Warmpool's own
+ * (the routers are `warmpool-router`); `*-sidecar-proxy` is Consul Connect's default name
+ * for a service's proxy. A service by such a name would mix with them in DNS.
+ */
+export function reservedServiceName(n: string): string | undefined {
+  if (n === 'consul') return 'Consul registers its own servers as service "consul"';
+  if (n === 'warmpool' || n.startsWith('warmpool-')) return 'names "warmpool" and "warmpool-*" are Warmpool\'s own (routers register as "warmpool-router")';
+  if (n.endsWith('-sidecar-proxy')) return 'names "*-sidecar-proxy" are Consul Connect\'s proxies of services';
+  return undefined;
+}
+
+const name = z.string()
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters')
+  .superRefine((n, ctx) => {
+    const why = reservedServiceName(n);
+    if (why) ctx.addIssue({ code: 'custom', message: `"${n}" is reserved: ${why}` });
+  });
+
+const probePath = z.string().startsWith('/', 'must start with /').max(2048);
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name');
+
+/** One warm-up request the sidecar sends after readiness, before reporting ready. */
+const warmupRequest = z.object({
+  method: z.enum(['GET', 'POST', 'PUT']).default('POST'),
+  path: probePath,
+  /** A string is sent as is; anything else as JSON (content-type application/json). */
+  body: z.union([z.string().max(65_536), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
+  headers: z.record(headerName, z.string().max(8192).regex(/^[^\r\n]*$/, 'no line breaks')).optional(),
+  timeoutSec: z.number().positive().max(3600).default(60),
+  expectStatus: z.number().int().min(100).max(599).default(200),
+}).strict();
 
 /** Schema of one service in a services file; defaults fill what a user leaves out. */
 export const serviceSpecSchema = z.object({
@@ -12,12 +46,23 @@ export const serviceSpecSchema = z.object({
   warm: warmSchema,
   maxPerHost: z.number().int().min(1).max(10_000).default(16),
   bootTimeoutSec: z.number().positive().max(86_400).default(600),
+  // Health of the app (issue 16): readiness until ready, then liveness; optional warm-up.
   readiness: z.object({
-    path: z.string().startsWith('/', 'must start with /').default('/health'),
+    path: probePath.default('/health'),
     expectStatus: z.number().int().min(100).max(599).default(200),
     intervalMs: z.number().int().min(50).max(60_000).default(1000),
+    /** No default: specs stored before it existed keep their hash; the sidecar uses 2000. */
+    timeoutMs: z.number().int().min(10).max(600_000).optional(),
     failureThreshold: z.number().int().min(1).max(100).default(3),
   }).strict().prefault({}),
+  liveness: z.object({
+    path: probePath.default('/health'),
+    expectStatus: z.number().int().min(100).max(599).default(200),
+    intervalMs: z.number().int().min(50).max(600_000).default(5000),
+    timeoutMs: z.number().int().min(10).max(600_000).default(5000),
+    failureThreshold: z.number().int().min(1).max(100).default(3),
+  }).strict().optional(),
+  warmup: z.array(warmupRequest).max(10, 'at most 10 warm-up requests').optional(),
   session: z.object({
     idleTimeoutSec: z.number().int().min(1).max(86_400).default(600),
     maxLifetimeSec: z.number().int().min(1).max(7 * 86_400).default(8 * 3600),
@@ -26,10 +71,21 @@ export const serviceSpecSchema = z.object({
   resources: z.object({
     memoryMb: z.number().int().min(0).default(0),
     cpus: z.number().min(0).max(1024).default(0),
+    gpus: gpusPerInstance,
   }).strict().prefault({}),
+  ...containerOptionsShape,
 }).strict().refine((s) => s.session.idleTimeoutSec <= s.session.maxLifetimeSec, {
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],
+}).superRefine((s, ctx) => {
+  for (const k of Object.keys(s.secretEnv)) {
+    if (k in s.env) ctx.addIssue({ code: 'custom', message: `${k} is set in env too: a variable comes from env or from a secret file, not both`, path: ['secretEnv', k] });
+  }
+  const targets = new Set<string>();
+  s.volumes.forEach((v, i) => {
+    if (targets.has(v.target)) ctx.addIssue({ code: 'custom', message: `${v.target} is mounted twice`, path: ['volumes', i, 'target'] });
+    targets.add(v.target);
+  });
 });
 
 export const servicesFileSchema = z.object({

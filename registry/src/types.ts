@@ -3,7 +3,47 @@
  * documented in docs/registry.md. Times are epoch milliseconds.
  */
 
-export type InstanceState = 'booting' | 'ready' | 'claimed' | 'draining' | 'failed';
+import type { VolumeSpec } from './container-options.js';
+
+/** warming: ready to the readiness probe, the sidecar is sending the warm-up requests. */
+export type InstanceState = 'booting' | 'warming' | 'ready' | 'claimed' | 'draining' | 'failed';
+
+/** One warm-up request (see ServiceSpec.warmup). */
+export interface WarmupRequest {
+  method: 'GET' | 'POST' | 'PUT';
+  /** Path on the app, starting with /. */
+  path: string;
+  /** A string is sent as is; an object or array as JSON. */
+  body?: string | Record<string, unknown> | unknown[];
+  /** Stored in the registry: never put a secret here. */
+  headers?: Record<string, string>;
+  /** The request fails (and with it the boot) when no full answer comes by then. */
+  timeoutSec: number;
+  expectStatus: number;
+}
+
+/** A probe of the app's health endpoint (GET). */
+export interface ProbeSpec {
+  path: string;
+  expectStatus: number;
+  intervalMs: number;
+  /** A probe without an answer by then is a miss (sidecar default: 2000). */
+  timeoutMs?: number;
+  failureThreshold: number;
+}
+
+/**
+ * How long each stage of an instance's start took, in ms (null: not reached or not measured).
+ * pullMs: image pull; createMs: container creation until the app container runs (engine's
+ * StartedAt); bootMs: app start to the first successful readiness probe; warmupMs: the
+ * warm-up requests.
+ */
+export interface InstanceStages {
+  pullMs?: number | null;
+  createMs?: number | null;
+  bootMs?: number | null;
+  warmupMs?: number | null;
+}
 
 /** Desired state of one service, written by `warmpool apply`. */
 export interface ServiceSpec {
@@ -21,14 +61,16 @@ export interface ServiceSpec {
   maxPerHost: number;
   /** An instance not ready within this many seconds is destroyed and replaced. */
   bootTimeoutSec: number;
-  readiness: {
-    path: string;
-    /** Status that means ready (200 for vLLM / TGI / llama.cpp server). */
-    expectStatus: number;
-    intervalMs: number;
-    /** Consecutive failed liveness probes after ready that take the instance out. */
-    failureThreshold: number;
-  };
+  /**
+   * Probed until ready (expectStatus: 200 for vLLM / TGI / llama.cpp server). Without
+   * `liveness`, also the liveness probe after ready; failureThreshold: consecutive misses
+   * after ready that take an idle instance out.
+   */
+  readiness: ProbeSpec;
+  /** The liveness probe after ready (its own endpoint, e.g. NIM's /v1/health/live). */
+  liveness?: ProbeSpec & { timeoutMs: number };
+  /** Requests sent after readiness and before the instance is reported ready, in order. */
+  warmup?: WarmupRequest[];
   session: {
     /** A session with no traffic for this long expires. */
     idleTimeoutSec: number;
@@ -41,7 +83,31 @@ export interface ServiceSpec {
     memoryMb: number;
     /** CPU limit in cores (0 = none). */
     cpus: number;
+    /** GPUs per instance, exclusively its own (default 0 = none). */
+    gpus?: number;
   };
+  // ---- model-server container options (registry/src/container-options.ts); optional in
+  // this type (the schema fills the defaults) so specs written before them still type-check.
+  command?: string[];
+  entrypoint?: string[];
+  volumes?: VolumeSpec[];
+  shmSizeMb?: number;
+  ipc?: 'private' | 'shareable' | 'host';
+  /** name -> limits; -1 is unlimited. */
+  ulimits?: Record<string, { soft: number; hard: number }>;
+  user?: string;
+  /** Env variable -> absolute path of a file on the host holding its value. */
+  secretEnv?: Record<string, string>;
+  placement?: { hostLabels: Record<string, string> };
+}
+
+/** One GPU of a host's inventory (from nvidia-smi, or the agent's config). */
+export interface GpuDevice {
+  /** The id in the container's device request (`--gpus '"device=ID"'`): the index, or a UUID. */
+  id: string;
+  uuid?: string;
+  name?: string;
+  memoryMb?: number;
 }
 
 /**
@@ -95,7 +161,10 @@ export interface HostRecord {
   id: string;
   /** Address the host's instances are reachable at (published ports bind here). */
   address: string;
-  capacity: { instances: number; memoryMb: number };
+  /** gpus: how many GPUs the inventory holds (0 without GPUs; absent from older agents). */
+  capacity: { instances: number; memoryMb: number; gpus?: number };
+  /** The GPU inventory (absent from older agents). */
+  gpus?: GpuDevice[];
   labels: Record<string, string>;
   /** Set by `warmpool drain`: no new instances are started here. */
   draining: boolean;
@@ -116,14 +185,18 @@ export interface InstanceRecord {
   slot: number | null;
   createdAt: number;
   readyAt: number | null;
-  /** Measured from container start to the first successful readiness probe. */
+  /** Measured from container start to the first successful readiness probe (= stages.bootMs). */
   bootMs: number | null;
+  /** How long each stage took (absent on records written by older agents). */
+  stages?: InstanceStages;
   /**
    * A lease (TTL = the service's idle timeout) granted by the agent when the instance became
    * ready and kept alive by it until the instance is claimed: the claim attaches the session
    * to it, so a claim costs one transaction and no lease grant.
    */
   sessionLease?: string | null;
+  /** GPU ids given to the instance (exclusively), if any. */
+  gpus?: string[];
   /** Why the instance failed, when state is failed. */
   reason?: string;
 }

@@ -25,6 +25,20 @@ t.test('services file: defaults and field-path errors', async (t) => {
   if (!dup.ok) t.equal(dup.problems[0]!.path, 'services[1].name');
 });
 
+t.test('names that collide with infrastructure are refused with the field path and reason (issue 13)', async (t) => {
+  for (const n of ['warmpool-router', 'consul', 'warmpool', 'warmpool-anything', 'chatbot-sidecar-proxy']) {
+    const r = parseServicesFile({ services: [{ name: 'fine', image: 'x' }, { name: n, image: 'x' }] });
+    t.notOk(r.ok, `${n} refused`);
+    if (!r.ok) {
+      t.equal(r.problems[0]!.path, 'services[1].name', `${n}: names the field`);
+      t.match(r.problems[0]!.message, /is reserved: /, `${n}: says why`);
+    }
+  }
+  for (const n of ['consul-chat', 'my-warmpool-router', 'sidecar-proxy', 'router', 'chatbot']) {
+    t.ok(parseServicesFile({ services: [{ name: n, image: 'x' }] }).ok, `${n} accepted`);
+  }
+});
+
 t.test('credentials: only the right instance key and session verify', async (t) => {
   const key = instanceKey('secret', 'i1');
   const sid = newSessionId();
@@ -46,4 +60,37 @@ t.test('keys: layout parse round trip and prefix validation', async (t) => {
   t.equal(k.parse('/warmpool/instances/s'), undefined);
   t.equal(k.parse('/other/x'), undefined);
   t.throws(() => new Keys('warmpool'));
+});
+
+t.test('services file: liveness, probe timeouts and warm-up (issue 16)', async (t) => {
+  const plain = parseServicesFile({ services: [{ name: 'a', image: 'x' }] });
+  t.ok(plain.ok);
+  if (plain.ok) {
+    const s = plain.services[0]!;
+    t.equal(s.liveness, undefined, 'no liveness unless asked (the readiness probe serves, as before)');
+    t.equal(s.warmup, undefined);
+    t.equal(s.readiness.timeoutMs, undefined, 'no new default in stored specs (their hash stays)');
+  }
+  const full = parseServicesFile({ services: [{
+    name: 'nim', image: 'x', readiness: { path: '/v1/health/ready', timeoutMs: 5000 }, liveness: { path: '/v1/health/live' },
+    warmup: [{ path: '/v1/chat/completions', body: { model: 'm', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }, timeoutSec: 120 }],
+  }] });
+  t.ok(full.ok);
+  if (full.ok) {
+    const s = full.services[0]!;
+    t.same(s.liveness, { path: '/v1/health/live', expectStatus: 200, intervalMs: 5000, timeoutMs: 5000, failureThreshold: 3 });
+    t.match(s.warmup, [{ method: 'POST', path: '/v1/chat/completions', timeoutSec: 120, expectStatus: 200 }]);
+  }
+  const bad = parseServicesFile({ services: [{
+    name: 'a', image: 'x', liveness: { path: 'live', timeoutMs: 0 },
+    warmup: [{ method: 'DELETE', path: '/x', headers: { 'bad header': 'v' }, timeoutSec: 0 }],
+  }] });
+  t.notOk(bad.ok);
+  if (!bad.ok) {
+    const paths = bad.problems.map((p) => p.path);
+    for (const p of ['services[0].liveness.path', 'services[0].liveness.timeoutMs', 'services[0].warmup[0].method', 'services[0].warmup[0].timeoutSec']) {
+      t.ok(paths.includes(p), `names ${p}`);
+    }
+    t.ok(paths.some((p) => p.startsWith('services[0].warmup[0].headers')), `names the bad header: ${paths.join(', ')}`);
+  }
 });

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { computeStatus, type RegistryCache } from '@warmpool/registry';
+import { computeStatus, type InstanceStages, type RegistryCache } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import type { RouterContext } from './context.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
@@ -20,7 +20,7 @@ const UPLOT = {
 export interface DashboardState {
   at: number;
   status: ReturnType<typeof computeStatus>;
-  instances: { id: string; service: string; host: string; state: string; claimed: boolean; ageMs: number; bootMs: number | null }[];
+  instances: { id: string; service: string; host: string; state: string; claimed: boolean; ageMs: number; bootMs: number | null; stages: InstanceStages | null }[];
   sessions: { id: string; service: string; instance: string; host: string; ageMs: number; expiresInMs: number }[];
   /** Claims seen in the last minute (from the registry watch: all routers' claims). */
   claimsPerMin: number;
@@ -38,7 +38,7 @@ export function dashboardState(cache: RegistryCache, pools: PoolMonitor, now: nu
   }
   const instances = [...cache.instances.values()].map(({ value: i }) => ({
     id: i.id, service: i.service, host: i.host, state: cache.claims.has(i.id) && i.state === 'ready' ? 'claimed' : i.state,
-    claimed: cache.claims.has(i.id), ageMs: now - i.createdAt, bootMs: i.bootMs,
+    claimed: cache.claims.has(i.id), ageMs: now - i.createdAt, bootMs: i.bootMs, stages: i.stages ?? null,
   })).sort((a, b) => (a.service + a.host + a.id < b.service + b.host + b.id ? -1 : 1));
   const sessions = [...cache.sessions.values()].map(({ value: s }) => ({
     id: `${s.id.slice(0, 6)}…`, service: s.service, instance: s.instanceId, host: s.host, ageMs: now - s.createdAt, expiresInMs: s.expiresAt - now,
@@ -74,9 +74,19 @@ export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number }
       }
     };
 
-    app.get('/dashboard', async (_request, reply: FastifyReply) => {
+    // The page carries the current state, so its first paint is the fleet, not dashes
+    // waiting for the event stream (only when the data needs no token or the right one).
+    app.get('/dashboard', async (request, reply: FastifyReply) => {
       reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store');
-      return DASHBOARD_HTML;
+      let initial = 'null';
+      try {
+        authorize(request);
+        // Bounded: a registry that is not listed yet must not hold the page back.
+        const cache = await Promise.race([ctx.directory.cache(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('not listed yet')), 1_000).unref())]);
+        attach(cache);
+        initial = JSON.stringify(dashboardState(cache, ctx.pools, now())).replace(/</g, '\\u003c');
+      } catch { /* no token (or the registry not listed yet): the page fills from the stream */ }
+      return DASHBOARD_HTML.replace('__INITIAL__', () => initial);
     });
 
     app.get('/v1/dashboard/state', async (request) => {

@@ -17,6 +17,7 @@ export interface RouterMetrics {
   sessionWait: Histogram<'service'>;
   proxyErrors: Counter<'code'>;
   activeSessions: Gauge<'service'>;
+  stageDuration: Histogram<'service' | 'stage'>;
   render(): Promise<string>;
   contentType: string;
 }
@@ -78,6 +79,15 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
       for (const [service, n] of sources.activeSessions()) this.set({ service }, n);
     },
   });
+  const stageDuration = new Histogram({
+    name: 'warmpool_instance_stage_duration_seconds',
+    help: 'How long each stage of an instance\'s start took (pull, create, boot, warmup), from the instance records in the registry',
+    labelNames: ['service', 'stage'] as const,
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600],
+    // Every worker of a multi-process router watches the same instances: not a sum.
+    aggregator: 'max',
+    registers: [registry],
+  });
   new Gauge({
     name: 'warmpool_router_registry_connected',
     help: '1 while this router\'s registry watch is connected; 0 while it serves established sessions from its copy and new sessions get 503',
@@ -101,7 +111,7 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
   });
   poolMetrics(registry, sources);
   return {
-    registry, claimDuration, waiting, waitedForBoot, sessionsCreated, sessionWait, proxyErrors, activeSessions,
+    registry, claimDuration, waiting, waitedForBoot, sessionsCreated, sessionWait, proxyErrors, activeSessions, stageDuration,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

@@ -144,3 +144,17 @@ t.test('retryAfterSec estimates from measured boots, else the boot timeout', asy
   t.equal(retryAfterSec(two, spec, now, 2), 50, 'third in line: the first boot, then one more boot time');
   t.equal(retryAfterSec(measured, spec, now, 1), 80, 'nothing booting (fleet full): one boot time per place in the queue');
 });
+
+t.test('retryAfterSec counts every timed stage: a long warm-up is part of the wait (issue 16)', async (t) => {
+  const now = 1_000_000;
+  const inst = (o: Partial<InstanceRecord>): InstanceRecord => ({
+    id: 'i', service: 's', host: 'h', state: 'ready', address: '', containerId: '', slot: null, createdAt: now, readyAt: null, bootMs: null, ...o,
+  });
+  const spec = testSpec({ bootTimeoutSec: 120 });
+  // Health answers after 2 s, but the model loads during the 30 s warm-up (Ollama).
+  const measured = [1, 2, 3].map(() => inst({ bootMs: 2_000, stages: { createMs: 1_000, bootMs: 2_000, warmupMs: 30_000 } }));
+  t.equal(retryAfterSec([...measured, inst({ state: 'warming', createdAt: now - 5_000 })], spec, now), 28, '33 s start, 5 s in (a warming instance is on its way)');
+  t.equal(retryAfterSec([...measured, inst({ state: 'booting', createdAt: now })], spec, now), 33);
+  const specWarm = testSpec({ bootTimeoutSec: 60, warmup: [{ method: 'POST', path: '/api/generate', timeoutSec: 90, expectStatus: 200 }] });
+  t.equal(retryAfterSec([inst({ state: 'booting', createdAt: now })], specWarm, now), 150, 'no measurement: boot timeout plus the warm-up timeouts');
+});

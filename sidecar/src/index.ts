@@ -8,3 +8,4 @@ export * from './prober.js';
 export * from './forward.js';
 export * from './reporter.js';
 export * from './sidecar.js';
+export * from './warmup.js';

@@ -9,13 +9,16 @@ import { createHmac } from 'node:crypto';
  *   sidecar -> agent  POST /v1/instances/{id}/state  StateReport  (header x-warmpool-report)
  *   agent -> sidecar  GET  /_warmpool/status          SidecarStatus (through the published port)
  */
-export type SidecarState = 'booting' | 'ready' | 'failed' | 'unhealthy';
+/** warming: only reported when warm-up requests are configured (older agents never ask for them). */
+export type SidecarState = 'booting' | 'warming' | 'ready' | 'failed' | 'unhealthy';
 
 export interface StateReport {
   instanceId: string;
   state: SidecarState;
   /** From the app's start to the first successful readiness probe; null until ready. */
   bootMs: number | null;
+  /** How long the warm-up requests took (on 'ready' after a warm-up). */
+  warmupMs?: number | null;
   reason?: string;
   /** Epoch ms when the sidecar entered this state. */
   at: number;
@@ -26,6 +29,7 @@ export interface SidecarStatus {
   state: SidecarState;
   bootMs: number | null;
   readyAt: number | null;
+  warmupMs?: number | null;
   /** Epoch ms of the last state change. */
   since: number;
   /** True once a session's request has been let through: the instance is used. */
@@ -62,12 +66,19 @@ export const SIDECAR_ENV = {
   listenPort: 'WARMPOOL_LISTEN_PORT',
   appHost: 'WARMPOOL_APP_HOST',
   appPort: 'WARMPOOL_APP_PORT',
+  appKeepAliveMs: 'WARMPOOL_APP_KEEPALIVE_MS',
   readyPath: 'WARMPOOL_READY_PATH',
   readyStatus: 'WARMPOOL_READY_STATUS',
   probeIntervalMs: 'WARMPOOL_PROBE_INTERVAL_MS',
   probeTimeoutMs: 'WARMPOOL_PROBE_TIMEOUT_MS',
   bootTimeoutSec: 'WARMPOOL_BOOT_TIMEOUT_SEC',
   failureThreshold: 'WARMPOOL_FAILURE_THRESHOLD',
+  livePath: 'WARMPOOL_LIVE_PATH',
+  liveStatus: 'WARMPOOL_LIVE_STATUS',
+  liveIntervalMs: 'WARMPOOL_LIVE_INTERVAL_MS',
+  liveTimeoutMs: 'WARMPOOL_LIVE_TIMEOUT_MS',
+  liveFailureThreshold: 'WARMPOOL_LIVE_FAILURE_THRESHOLD',
+  warmup: 'WARMPOOL_WARMUP',
   agentSocket: 'WARMPOOL_AGENT_SOCKET',
   startedAt: 'WARMPOOL_STARTED_AT',
 } as const;

@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CREDENTIAL_HEADER } from '@warmpool/registry/credentials';
+import { answerAsHttp1, isWebSocketUpgrade } from '@warmpool/registry/http-upgrade';
 import { systemClock, type Clock } from './clock.js';
 import type { SidecarConfig } from './config.js';
 import { SidecarError } from './errors.js';
@@ -11,12 +12,14 @@ import { silentLogger, type Logger } from './logger.js';
 import { Prober, type ProbeFn, type ProberSnapshot } from './prober.js';
 import { SIDECAR_PATH_PREFIX, STATUS_PATH, type SidecarStatus, type StateReport } from './protocol.js';
 import { AgentReporter } from './reporter.js';
+import { warmupSequence } from './warmup.js';
 
 export interface SidecarDeps {
   clock?: Clock;
   log?: Logger;
-  /** Replaces the HTTP readiness probe (tests). */
+  /** Replaces the HTTP readiness probe (tests); also the liveness probe unless liveProbe is given. */
   probe?: ProbeFn;
+  liveProbe?: ProbeFn;
   /** Receives every state change instead of / besides the agent socket (tests, embedding). */
   onState?: (r: StateReport) => void;
 }
@@ -37,15 +40,20 @@ const MESSAGES: Record<Exclude<GateResult, { ok: true }>['reason'], string> = {
   'other-session': 'this instance serves another session',
 };
 
-/** An HTTP GET of the readiness path; undefined when the app does not answer in time. */
+/**
+ * An HTTP GET of a health path: the status; 'refused' when nothing listens; undefined when
+ * no status line came within timeoutMs (a stalled or overloaded app).
+ */
 export function httpProbe(host: string, port: number, path: string, timeoutMs: number): ProbeFn {
   return () => new Promise((resolve) => {
-    const req = http.get({ host, port, path, agent: false, timeout: timeoutMs, headers: { 'user-agent': 'warmpool-sidecar' } }, (res) => {
+    const req = http.get({ host, port, path, agent: false, headers: { 'user-agent': 'warmpool-sidecar' } }, (res) => {
+      clearTimeout(timer);
       res.resume();
       resolve(res.statusCode);
     });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(undefined));
+    // A deadline for the answer, not an idle timeout: a server that trickles bytes still misses.
+    const timer = setTimeout(() => { resolve(undefined); req.destroy(); }, timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(err.code === 'ECONNREFUSED' ? 'refused' : undefined); });
   });
 }
 
@@ -71,9 +79,16 @@ export function buildSidecar(cfg: SidecarConfig, deps: SidecarDeps = {}): Sideca
   const log = deps.log ?? silentLogger;
   const startedAt = cfg.startedAt ?? clock.now();
   const gate = new SessionGate(cfg.instanceKey);
-  const forwarder = new Forwarder({ host: cfg.app.host, port: cfg.app.port });
+  const forwarder = new Forwarder({ host: cfg.app.host, port: cfg.app.port, ...(cfg.app.keepAliveMs !== undefined ? { keepAliveMs: cfg.app.keepAliveMs } : {}) });
   const probe = deps.probe ?? httpProbe(cfg.app.host, cfg.app.port, cfg.readiness.path, cfg.readiness.timeoutMs);
-  const prober = new Prober(cfg.readiness, probe, clock, startedAt);
+  const live = cfg.liveness;
+  const liveProbe = deps.liveProbe ?? deps.probe ?? (live ? httpProbe(cfg.app.host, cfg.app.port, live.path, live.timeoutMs) : probe);
+  const prober = new Prober(cfg.readiness, probe, clock, startedAt, {
+    ...(live ? { liveness: live } : {}),
+    liveProbe,
+    busy: () => forwarder.inFlight() > 0,
+    ...(cfg.warmup?.length ? { warmup: warmupSequence(cfg.app.host, cfg.app.port, cfg.warmup) } : {}),
+  });
   const reporter = cfg.agentSocket
     ? new AgentReporter({ socketPath: cfg.agentSocket, instanceId: cfg.instanceId, instanceKey: cfg.instanceKey, clock, log })
     : undefined;
@@ -81,14 +96,17 @@ export function buildSidecar(cfg: SidecarConfig, deps: SidecarDeps = {}): Sideca
   const status = (): SidecarStatus => {
     const s = prober.snapshot();
     return {
-      instanceId: cfg.instanceId, state: s.state, bootMs: s.bootMs, readyAt: s.readyAt, since: s.since,
+      instanceId: cfg.instanceId, state: s.state, bootMs: s.bootMs, readyAt: s.readyAt, warmupMs: s.warmupMs, since: s.since,
       sessionPinned: gate.pinnedSession !== undefined, ...(s.reason ? { reason: s.reason } : {}),
     };
   };
 
   const report = (s: ProberSnapshot): void => {
-    const r: StateReport = { instanceId: cfg.instanceId, state: s.state, bootMs: s.bootMs, at: s.since, ...(s.reason ? { reason: s.reason } : {}) };
-    log(s.state === 'booting' || s.state === 'ready' ? 'info' : 'warn', `instance ${s.state}`, { bootMs: s.bootMs, reason: s.reason });
+    const r: StateReport = {
+      instanceId: cfg.instanceId, state: s.state, bootMs: s.bootMs, at: s.since,
+      ...(s.warmupMs !== null ? { warmupMs: s.warmupMs } : {}), ...(s.reason ? { reason: s.reason } : {}),
+    };
+    log(s.state === 'failed' || s.state === 'unhealthy' ? 'warn' : 'info', `instance ${s.state}`, { bootMs: s.bootMs, warmupMs: s.warmupMs, reason: s.reason });
     reporter?.report(r);
     deps.onState?.(r);
   };
@@ -121,6 +139,9 @@ export function buildSidecar(cfg: SidecarConfig, deps: SidecarDeps = {}): Sideca
   const server = http.createServer({ noDelay: true }, onRequest);
   server.keepAliveTimeout = 65_000; // outlive typical router / load balancer idle timeouts
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Only WebSockets are tunnelled to the app; any other offer (h2c) is answered as the
+    // plain HTTP/1.1 request it also is, through the gate and forwarder above.
+    if (!isWebSocketUpgrade(req)) { answerAsHttp1(server, req, socket, head); return; }
     socket.on('error', () => socket.destroy());
     const verdict = gate.check(req.headers[CREDENTIAL_HEADER]);
     if (!verdict.ok) { rejectUpgrade(socket, new SidecarError('WARMPOOL_FORBIDDEN', MESSAGES[verdict.reason])); return; }
@@ -142,7 +163,9 @@ export function buildSidecar(cfg: SidecarConfig, deps: SidecarDeps = {}): Sideca
         server.listen(cfg.listen.port, cfg.listen.host, () => { server.off('error', reject); resolve(); });
       });
       const port = (server.address() as AddressInfo).port;
-      log('info', 'sidecar listening', { port, app: `${cfg.app.host}:${cfg.app.port}`, readiness: cfg.readiness.path });
+      log('info', 'sidecar listening', {
+        port, app: `${cfg.app.host}:${cfg.app.port}`, readiness: cfg.readiness.path, liveness: cfg.liveness?.path ?? cfg.readiness.path, warmups: cfg.warmup?.length ?? 0,
+      });
       report(prober.snapshot());
       prober.start();
       return { port };

@@ -52,3 +52,70 @@ t.test('liveness: unhealthy only after failureThreshold misses in a row', async 
   t.match(prober.snapshot().reason, /3 failed liveness probes/);
   prober.stop();
 });
+
+t.test('liveness while busy: slow or failing health never counts; refused connections do', async (t) => {
+  const clock = new FakeClock();
+  let busy = true;
+  let answer: number | 'refused' | undefined = 200;
+  const seen: string[] = [];
+  const prober = new Prober(opts, async () => 200, clock, clock.now(), {
+    liveness: { path: '/live', expectStatus: 200, intervalMs: 100, timeoutMs: 50, failureThreshold: 2 },
+    liveProbe: async () => answer,
+    busy: () => busy,
+  });
+  prober.on('state', (s: { state: string }) => seen.push(s.state));
+  prober.start();
+  await clock.advance(0);
+  t.same(seen, ['ready']);
+  answer = undefined; // a busy server answering /health late
+  await clock.advance(1000);
+  t.same(seen, ['ready'], 'ten timed-out probes while a request is in flight: still ready');
+  answer = 503;
+  await clock.advance(1000);
+  t.same(seen, ['ready'], 'non-OK answers while busy do not count either');
+  answer = 'refused';
+  await clock.advance(200);
+  t.same(seen, ['ready', 'unhealthy'], 'nothing listens any more: unhealthy even while busy');
+  t.match(prober.snapshot().reason, /connection refused/);
+
+  const idle = new Prober(opts, async () => 200, clock, clock.now(), { liveProbe: async () => undefined, busy: () => false });
+  const idleSeen: string[] = [];
+  idle.on('state', (s: { state: string }) => idleSeen.push(s.state));
+  idle.start();
+  await clock.advance(400);
+  t.same(idleSeen, ['ready', 'unhealthy'], 'idle: timeouts count (readiness threshold 3 when liveness is not configured)');
+  t.match(idle.snapshot().reason, /3 failed liveness probes in a row \(last: no answer in time\)/);
+  busy = false;
+  prober.stop();
+  idle.stop();
+});
+
+t.test('warm-up: booting -> warming -> ready with its duration; a failed warm-up fails the boot', async (t) => {
+  const clock = new FakeClock();
+  const seen: string[] = [];
+  let finish: (why: string | undefined) => void = () => {};
+  const prober = new Prober(opts, async () => 200, clock, clock.now(), { warmup: () => new Promise((r) => { finish = r; }) });
+  prober.on('state', (s: { state: string }) => seen.push(s.state));
+  await clock.advance(300);
+  prober.start();
+  await clock.advance(0);
+  t.same(seen, ['warming'], 'ready to the readiness probe: warming, not ready');
+  t.equal(prober.snapshot().bootMs, 300);
+  await clock.advance(2000);
+  finish(undefined);
+  await clock.advance(0);
+  t.same(seen, ['warming', 'ready']);
+  t.equal(prober.snapshot().warmupMs, 2000, 'warm-up timed on its own');
+  t.equal(prober.snapshot().bootMs, 300, 'boot time excludes the warm-up');
+  prober.stop();
+
+  const failing = new Prober(opts, async () => 200, clock, clock.now(), { warmup: async () => 'warm-up 1 of 1 failed: POST /api/generate answered 404, expected 200' });
+  const states: string[] = [];
+  failing.on('state', (s: { state: string }) => states.push(s.state));
+  failing.start();
+  await clock.advance(0);
+  t.same(states, ['warming', 'failed']);
+  t.match(failing.snapshot().reason, /POST \/api\/generate answered 404/);
+  await clock.advance(1000);
+  t.equal(clock.pending, 0, 'no probing after a failed warm-up');
+});

@@ -112,11 +112,31 @@ t.test('gate and forwarding', async (t) => {
     await new Promise((r) => sock.once('connect', r));
     let got = '';
     sock.on('data', (d: Buffer) => (got += d.toString()));
-    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n${CREDENTIAL_HEADER}: ${sessionCredential(key, 'sess-a')}\r\n\r\n`);
+    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${CREDENTIAL_HEADER}: ${sessionCredential(key, 'sess-a')}\r\n\r\n`);
     await until(() => got.includes('101 Switching Protocols'));
     sock.write('ping');
     await until(() => got.includes('echo:ping'));
     t.equal(app.lastHeaders?.[CREDENTIAL_HEADER], undefined, 'credential stripped from the handshake');
+    sock.destroy();
+  });
+
+  await t.test('any other upgrade offer (h2c) and Expect: answered as plain HTTP/1.1, on the same connection (issue 13)', async (t) => {
+    const sock = net.connect(sc.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    const cred = `${CREDENTIAL_HEADER}: ${sessionCredential(key, 'sess-a')}\r\n`;
+    sock.write(`POST /h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n${cred}Content-Length: 5\r\n\r\nhello`);
+    await until(() => got.includes('"body":"hello"'));
+    t.match(got, /^HTTP\/1\.1 200 OK/, 'a plain 200, no 101');
+    t.equal(app.lastHeaders?.upgrade, undefined, 'the offer is not passed on');
+    t.equal(app.lastHeaders?.['http2-settings'], undefined);
+    got = '';
+    sock.write(`POST /expect HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n${cred}Content-Length: 3\r\n\r\n`);
+    await until(() => got.includes('100 Continue'));
+    sock.write('abc');
+    await until(() => got.includes('"body":"abc"'));
+    t.equal(app.lastHeaders?.expect, undefined, 'the expectation was met by the sidecar');
     sock.destroy();
   });
 
@@ -175,7 +195,7 @@ t.test('reports booting -> ready -> unhealthy to the agent socket, authenticated
 function rawUpgrade(port: number, credential: string | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => {
-      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n${credential ? `${CREDENTIAL_HEADER}: ${credential}\r\n` : ''}\r\n`);
+      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${credential ? `${CREDENTIAL_HEADER}: ${credential}\r\n` : ''}\r\n`);
     });
     let got = '';
     s.on('data', (d: Buffer) => (got += d.toString()));
@@ -183,3 +203,78 @@ function rawUpgrade(port: number, credential: string | undefined): Promise<strin
     s.on('error', reject);
   });
 }
+
+t.test('warm-up requests: sent in order with body and headers, each with its timeout and expected status', async (t) => {
+  const got: { method?: string; url?: string; body: string; headers: http.IncomingHttpHeaders }[] = [];
+  let stall = false;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/health') { res.writeHead(200).end(); return; }
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      got.push({ method: req.method, url: req.url, body, headers: req.headers });
+      if (stall) return; // never answers
+      res.writeHead(req.url === '/api/generate' ? 200 : 404).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const port = (server.address() as AddressInfo).port;
+  const states: StateReport[] = [];
+  const sc = await startSidecar(config(port, {
+    warmup: [
+      { method: 'POST', path: '/api/generate', body: '{"model":"m"}', headers: { 'content-type': 'application/json', 'x-a': 'b' }, timeoutMs: 5000, expectStatus: 200 },
+    ],
+  }), { onState: (r) => states.push(r) });
+  t.teardown(() => sc.close());
+  await until(() => states.some((s) => s.state === 'ready'));
+  t.same(states.map((s) => s.state), ['booting', 'warming', 'ready']);
+  t.match(got[0], { method: 'POST', url: '/api/generate', body: '{"model":"m"}', headers: { 'content-type': 'application/json', 'x-a': 'b' } });
+  t.type(states.at(-1)!.warmupMs, 'number', 'the ready report carries the warm-up time');
+
+  const failing: StateReport[] = [];
+  const bad = await startSidecar(config(port, { warmup: [{ method: 'GET', path: '/nope', headers: {}, timeoutMs: 5000, expectStatus: 200 }] }), { onState: (r) => failing.push(r) });
+  t.teardown(() => bad.close());
+  await until(() => failing.some((s) => s.state === 'failed'));
+  t.match(failing.at(-1)!.reason, /warm-up 1 of 1 failed: GET \/nope answered 404, expected 200/);
+
+  stall = true;
+  const slow: StateReport[] = [];
+  const hung = await startSidecar(config(port, { warmup: [{ method: 'POST', path: '/api/generate', headers: {}, timeoutMs: 300, expectStatus: 200 }] }), { onState: (r) => slow.push(r) });
+  t.teardown(() => hung.close());
+  await until(() => slow.some((s) => s.state === 'failed'));
+  t.match(slow.at(-1)!.reason, /gave no full answer within 0\.3 s/);
+});
+
+t.test('liveness counts only while idle: a stalled /health during a stream keeps the instance', async (t) => {
+  let healthStalls = false;
+  let stalledProbes = 0;
+  let endStream: () => void = () => {};
+  const server = http.createServer((req, res) => {
+    if (req.url === '/health') { if (!healthStalls) res.writeHead(200).end(); else stalledProbes++; return; }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('data: first\n\n');
+    endStream = () => res.end('data: last\n\n');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const port = (server.address() as AddressInfo).port;
+  const states: StateReport[] = [];
+  const sc = await startSidecar(config(port, {
+    liveness: { path: '/health', expectStatus: 200, intervalMs: 20, timeoutMs: 50, failureThreshold: 2 },
+  }), { onState: (r) => states.push(r) });
+  t.teardown(() => sc.close());
+  await until(() => states.some((s) => s.state === 'ready'));
+  const res = await fetch(`http://127.0.0.1:${sc.port}/stream`, { headers: { [CREDENTIAL_HEADER]: sessionCredential(key, 'sess-1') } });
+  const reader = res.body!.getReader();
+  await reader.read();
+  healthStalls = true;
+  await until(() => stalledProbes >= 8, 10_000);
+  t.notOk(states.some((s) => s.state === 'unhealthy'), 'still ready while the stream is in flight');
+  endStream();
+  let text = '';
+  for (;;) { const { value, done } = await reader.read(); if (done) break; text += new TextDecoder().decode(value); }
+  t.match(text, /data: last/, 'the stream completed');
+  await until(() => states.some((s) => s.state === 'unhealthy'), 5000);
+  t.match(states.at(-1)!.reason, /2 failed liveness probes in a row \(last: no answer in time\)/, 'idle again: the stalled health counts');
+});

@@ -29,6 +29,15 @@ export interface ChatbotOptions {
   maxBodyBytes?: number;
   sleep?: (ms: number) => Promise<void>;
   newId?: () => string;
+  /**
+   * 'lazy' (like Ollama): /health answers 200 at once; the model loads (plan.bootMs) on the
+   * first chat completion, so only a warm-up request makes the first real answer fast.
+   */
+  load?: 'eager' | 'lazy';
+  /** /health gives no answer while a stream is in flight (a busy model server), only after. */
+  stallHealthWhileStreaming?: boolean;
+  /** POST /debug/hang: from then on nothing is answered; POST /debug/oom: allocate memory until killed. */
+  debugControls?: boolean;
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -73,7 +82,13 @@ export function createChatbotHandler(opts: ChatbotOptions): Handler {
   const sleep = opts.sleep ?? ((ms: number) => sleepMs(ms).then(() => undefined));
   const newId = opts.newId ?? (() => `chatcmpl-${randomBytes(12).toString('hex')}`);
   const maxBodyBytes = opts.maxBodyBytes ?? 1024 * 1024;
-  const health = () => healthAt(opts.plan, opts.now() - opts.startedAt);
+  const lazy = opts.load === 'lazy';
+  const health = () => healthAt(lazy ? { ...opts.plan, bootMs: 0 } : opts.plan, opts.now() - opts.startedAt);
+  let loading: Promise<void> | undefined;
+  let streams = 0;
+  let streamsDone: (() => void)[] = [];
+  let hung = false;
+  const hog: Buffer[] = [];
   const nowSeconds = () => Math.floor(opts.now() / 1000);
 
   /** 503 while loading, 500 once unhealthy; undefined when the model can serve. */
@@ -103,6 +118,8 @@ export function createChatbotHandler(opts: ChatbotOptions): Handler {
       throw new ApiError(400, 'invalid_request_error', 'invalid_json', 'the request body is not valid JSON');
     }
     const chat = parseChatRequest(parsed);
+    // Lazy: the first request pays the model's load; later ones wait for the same load.
+    if (lazy) await (loading ??= sleep(opts.plan.bootMs));
     const header = req.headers[CONVERSATION_HEADER];
     const key = (typeof header === 'string' && header) || chat.user || 'default';
     const said = lastUserMessage(chat);
@@ -119,21 +136,42 @@ export function createChatbotHandler(opts: ChatbotOptions): Handler {
       Connection: 'keep-alive',
     });
     res.flushHeaders();
-    const chunks = completionChunks(meta, content);
-    for (const [i, chunk] of chunks.entries()) {
-      if (res.destroyed) return; // the client went away mid-stream
-      if (i > 0 && opts.tokenDelayMs > 0) await sleep(opts.tokenDelayMs);
-      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    streams++;
+    try {
+      const chunks = completionChunks(meta, content);
+      for (const [i, chunk] of chunks.entries()) {
+        if (res.destroyed) return; // the client went away mid-stream
+        if (i > 0 && opts.tokenDelayMs > 0) await sleep(opts.tokenDelayMs);
+        res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+      }
+      if (!res.destroyed) res.end('data: [DONE]\n\n');
+    } finally {
+      if (--streams === 0) { const done = streamsDone; streamsDone = []; for (const f of done) f(); }
     }
-    if (!res.destroyed) res.end('data: [DONE]\n\n');
+  }
+
+  /** The debug controls (only with debugControls): a wedged server, or one that runs out of memory. */
+  function debug(path: string, res: ServerResponse): boolean {
+    if (!opts.debugControls) return false;
+    if (path === '/debug/hang') { sendJson(res, 202, { hanging: true }); hung = true; return true; }
+    if (path === '/debug/oom') {
+      sendJson(res, 202, { allocating: true });
+      // 16 MiB filled buffers every 10 ms until the container's memory limit kills the process.
+      setInterval(() => hog.push(Buffer.alloc(16 * 1024 * 1024, 1)), 10);
+      return true;
+    }
+    return false;
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const method = req.method ?? 'GET';
     const isGet = method === 'GET' || method === 'HEAD';
+    if (hung) return; // wedged: the request stays open, unanswered
+    if (method === 'POST' && debug(path, res)) return;
     if (path === '/health') {
       if (!isGet) throw methodNotAllowed(method, path);
+      if (opts.stallHealthWhileStreaming && streams > 0) await new Promise<void>((r) => streamsDone.push(r));
       const h = health();
       sendJson(res, h === 'ok' ? 200 : h === 'loading' ? 503 : 500, { status: h });
       return;
@@ -152,7 +190,11 @@ export function createChatbotHandler(opts: ChatbotOptions): Handler {
     }
     if (path === '/') {
       if (!isGet) throw methodNotAllowed(method, path);
-      sendJson(res, 200, { service: 'chatbot-demo', instanceId: opts.instanceId, model: opts.model, status: health(), conversations: memory.size });
+      sendJson(res, 200, {
+        service: 'chatbot-demo', instanceId: opts.instanceId, model: opts.model, status: health(), conversations: memory.size,
+        // Tests check these before relying on them (the image may be older than the test).
+        behaviours: { load: opts.load ?? 'eager', stallHealthWhileStreaming: opts.stallHealthWhileStreaming === true, debugControls: opts.debugControls === true },
+      });
       return;
     }
     throw new ApiError(404, 'invalid_request_error', 'not_found', `no route for ${method} ${path}`);

@@ -6,6 +6,12 @@
 //   PORT (8000), HOST (0.0.0.0), INSTANCE_ID (the hostname), MODEL (warmpool-demo),
 //   BOOT_SECONDS (20, fractional allowed), TOKEN_DELAY_MS (15),
 //   NEVER_READY=1, CRASH_AFTER_SECONDS=N, UNHEALTHY_AFTER_SECONDS=N (test knobs).
+//   LOAD_BEHAVIOUR: how it behaves while the model loads (BOOT_SECONDS), like real servers:
+//     503 (default: /health 503, like llama.cpp, SGLang, NIM), refuse (listens only once
+//     loaded: connections refused, like vLLM, TGI, Triton), lazy (200 at once, the model loads
+//     on the first completion, like Ollama: needs a warm-up request).
+//   HEALTH_STALL_WHILE_STREAMING=1: /health answers only once no stream is in flight.
+//   DEBUG_CONTROLS=1: POST /debug/hang (nothing is answered afterwards), POST /debug/oom.
 import http from 'node:http';
 import os from 'node:os';
 import { createChatbotHandler } from './handler.js';
@@ -30,19 +36,30 @@ const bootSeconds = numberEnv('BOOT_SECONDS', 20) ?? 20;
 const tokenDelayMs = numberEnv('TOKEN_DELAY_MS', 15) ?? 15;
 const crashAfter = numberEnv('CRASH_AFTER_SECONDS', undefined);
 const unhealthyAfter = numberEnv('UNHEALTHY_AFTER_SECONDS', undefined);
-const neverReady = ['1', 'true', 'yes'].includes((process.env.NEVER_READY ?? '').toLowerCase());
+const flag = (name: string): boolean => ['1', 'true', 'yes'].includes((process.env[name] ?? '').toLowerCase());
+const neverReady = flag('NEVER_READY');
+const loadBehaviour = process.env.LOAD_BEHAVIOUR || '503';
+if (!['503', 'refuse', 'lazy'].includes(loadBehaviour)) {
+  console.error(`chatbot: LOAD_BEHAVIOUR must be 503, refuse or lazy, got ${JSON.stringify(loadBehaviour)}`);
+  process.exit(2);
+}
+// refuse: the socket opens only once loaded, and then the model serves at once.
+const listenDelayMs = loadBehaviour === 'refuse' ? bootSeconds * 1000 : 0;
 
 const handler = createChatbotHandler({
   instanceId,
   model,
   plan: {
-    bootMs: bootSeconds * 1000,
+    bootMs: loadBehaviour === 'refuse' ? 0 : bootSeconds * 1000,
     neverReady,
     ...(unhealthyAfter === undefined ? {} : { unhealthyAfterMs: unhealthyAfter * 1000 }),
   },
   tokenDelayMs,
   now: Date.now,
   startedAt,
+  load: loadBehaviour === 'lazy' ? 'lazy' : 'eager',
+  stallHealthWhileStreaming: flag('HEALTH_STALL_WHILE_STREAMING'),
+  debugControls: flag('DEBUG_CONTROLS'),
 });
 
 const server = http.createServer(handler);
@@ -52,11 +69,11 @@ server.on('clientError', (_err, socket) => {
   else socket.destroy();
 });
 
-server.listen(port, host, () => {
+setTimeout(() => server.listen(port, host, () => {
   const addr = server.address();
   const where = addr && typeof addr === 'object' ? `${addr.address}:${addr.port}` : String(addr);
-  console.log(`chatbot ${instanceId}: listening on ${where}, loading model ${model} (${neverReady ? 'never' : `${bootSeconds}s`})`);
-});
+  console.log(`chatbot ${instanceId}: listening on ${where}, loading model ${model} (${neverReady ? 'never' : `${bootSeconds}s`}, ${loadBehaviour})`);
+}), listenDelayMs);
 
 if (!neverReady) {
   setTimeout(() => console.log(`chatbot ${instanceId}: model loaded, ready`), bootSeconds * 1000).unref();
