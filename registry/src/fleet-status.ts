@@ -55,18 +55,20 @@ export function computeStatus(
   now: number,
 ): Status {
   const services: ServiceStatus[] = [];
+  // Snapshots from older callers may lack the demand and tombstone maps: no waiters, no history.
+  const history = { ...pick(cache), tombstones: cache.tombstones ?? new Map(), demand: cache.demand ?? new Map() };
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
     const typical = typicalStages(insts.filter((i) => startMs(i) !== null));
     const starting = insts.filter((i) => isStarting(i.state));
-    const pool = poolView(cache, spec, now, { explain: true });
+    const pool = poolView(history, spec, now, { explain: true });
     services.push({
       name,
       target: pool.size,
       waiting: pool.waiting,
       pool,
-      cost: poolCost(cache, spec),
+      cost: poolCost(history, spec),
       booting: starting.length,
       warming: starting.filter((i) => i.state === 'warming').length,
       ready: insts.filter((i) => i.state === 'ready' && !cache.claims.has(i.id)).length,
@@ -99,4 +101,8 @@ export function computeStatus(
   const gpuInstances = [...cache.instances.values()].map((v) => v.value).filter((i) => i.gpus?.length && i.state !== 'failed')
     .map((i) => ({ instance: i.id, service: i.service, host: i.host, gpus: i.gpus! }));
   return { hosts, gpuInstances, services, sessions: cache.sessions.size };
+}
+
+function pick<T extends Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'drains'>>(c: T) {
+  return { services: c.services, hosts: c.hosts, instances: c.instances, claims: c.claims, drains: c.drains };
 }

@@ -102,7 +102,7 @@ export function waitingFor(cache: Pick<CacheView, 'demand'>, service: string): n
 
 /** GPUs per instance, where the spec has them (resources.gpus; 0 otherwise). */
 export function gpusOf(spec: ServiceSpec): number {
-  const g = (spec.resources as { gpus?: unknown }).gpus;
+  const g = (spec.resources as { gpus?: unknown } | undefined)?.gpus;
   if (typeof g === 'number') return g;
   if (Array.isArray(g)) return g.length;
   return 0;
@@ -124,22 +124,23 @@ export function fleetRoom(cache: Pick<CacheView, 'hosts' | 'drains' | 'instances
     if (i.service === spec.name) mine.set(i.host, (mine.get(i.host) ?? 0) + 1);
     const s = cache.services.get(i.service)?.value;
     if (s) {
-      memory.set(i.host, (memory.get(i.host) ?? 0) + s.resources.memoryMb);
+      memory.set(i.host, (memory.get(i.host) ?? 0) + (s.resources?.memoryMb ?? 0));
       gpus.set(i.host, (gpus.get(i.host) ?? 0) + gpusOf(s));
     }
   }
   const needGpus = gpusOf(spec);
+  // Records written by hand (or by older tools) may lack fields: no limit from what is missing.
+  const needMemory = spec.resources?.memoryMb ?? 0;
+  const maxPerHost = spec.maxPerHost ?? Infinity;
   let room = 0;
   for (const [id, { value: h }] of cache.hosts) {
     if (h.draining || cache.drains.has(id)) continue;
-    let r = Math.min(h.capacity.instances - (count.get(id) ?? 0), spec.maxPerHost - (mine.get(id) ?? 0));
-    if (h.capacity.memoryMb > 0 && spec.resources.memoryMb > 0) {
-      r = Math.min(r, Math.floor((h.capacity.memoryMb - (memory.get(id) ?? 0)) / spec.resources.memoryMb));
-    }
+    let r = Math.min(h.capacity.instances - (count.get(id) ?? 0), maxPerHost - (mine.get(id) ?? 0));
+    if (h.capacity.memoryMb > 0 && needMemory > 0) r = Math.min(r, Math.floor((h.capacity.memoryMb - (memory.get(id) ?? 0)) / needMemory));
     const capGpus = (h.capacity as { gpus?: unknown }).gpus;
     const hostGpus = typeof capGpus === 'number' ? capGpus : Array.isArray(capGpus) ? capGpus.length : undefined;
     if (needGpus > 0 && hostGpus !== undefined) r = Math.min(r, Math.floor((hostGpus - (gpus.get(id) ?? 0)) / needGpus));
-    room += Math.max(0, r);
+    room += Number.isFinite(r) ? Math.max(0, r) : 0;
   }
   return room;
 }
