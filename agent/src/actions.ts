@@ -48,7 +48,7 @@ export interface AgentContext {
 }
 
 /** How long a destroy waits for the exit an oom or kill event announced. */
-const EXIT_WAIT_MS = 3_000;
+const EXIT_WAIT_MS = 5_000;
 
 type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
 

@@ -360,6 +360,9 @@ export class Agent implements AgentHandle, AgentContext {
     } else if (r.state === 'warming' && starting && inst.warmingSince === undefined) {
       this.applyWarming(inst, r.at);
     } else if (r.state === 'failed' || r.state === 'unhealthy') {
+      // A failing liveness probe is often the first sign of an app that is about to exit (an
+      // OOM kill thrashes first): the engine's exit state, if it comes, names the real cause.
+      if (r.state === 'unhealthy') inst.exitExpected = true;
       this.markDead(inst, `sidecar reports ${r.state}: ${r.reason ?? ''}`.trim(), true);
     }
     return { status: 204 };

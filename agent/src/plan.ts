@@ -48,7 +48,7 @@ export interface LocalInstance {
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
   deadIsFailure?: boolean;
-  /** Death noticed from an engine event that precedes the exit (oom, kill): the exit is awaited briefly for its reason. */
+  /** Death noticed before the exit may be recorded (an oom or kill event, a failing liveness probe): the exit is awaited briefly for its reason. */
   exitExpected?: boolean;
   /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
   deadIsHostFault?: boolean;
