@@ -121,10 +121,34 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Run from the installed package (a sidecar bundle next to the CLI bundle), `warmpool agent`
+ * makes sure its sidecar image exists on this host before it starts, building it from the
+ * package when missing. Bad settings are left to the agent to report; a failed build is a
+ * warning (the agent then reports each instance it cannot start).
+ */
+async function ensurePackagedSidecarImage(args: string[], parse: (argv: string[]) => { sidecar: { image: string }; docker: { socketPath: string } } | 'help'): Promise<void> {
+  const { packagedSidecarBundle, ensureSidecarImage } = await import('./sidecar-image.js');
+  const bundle = packagedSidecarBundle(import.meta.url);
+  if (!bundle) return;
+  let cfg: ReturnType<typeof parse>;
+  try {
+    cfg = parse(args);
+  } catch {
+    return;
+  }
+  if (cfg === 'help') return;
+  const { default: Docker } = await import('dockerode');
+  const log = (msg: string): void => { process.stderr.write(`warmpool agent: ${msg}\n`); };
+  await ensureSidecarImage({ image: cfg.sidecar.image, bundle, docker: new Docker({ socketPath: cfg.docker.socketPath }), log })
+    .catch((err: unknown) => log(`warning: could not build the sidecar image ${cfg.sidecar.image}: ${(err as Error).message}`));
+}
+
 export async function main(argv: string[]): Promise<number> {
   // The agent and the sidecar parse their own settings (file < WARMPOOL_* env < flags).
   if (argv[2] === 'agent') {
-    const { agentMain } = await import('@warmpool/agent/run');
+    const { agentMain, agentConfigFromArgs } = await import('@warmpool/agent/run');
+    await ensurePackagedSidecarImage(argv.slice(3), agentConfigFromArgs);
     return agentMain(argv.slice(3));
   }
   if (argv[2] === 'sidecar') {
