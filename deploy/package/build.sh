@@ -4,7 +4,8 @@
 #   npm install -g ./warmpool-VERSION.tgz
 # Contents: dist/warmpool.js (the `warmpool` command: agent, router, sidecar, apply, ...),
 # dist/sidecar.js (the sidecar bundle: `warmpool agent` builds the sidecar image from it on
-# a host that lacks the image), proto/ (etcd's gRPC definitions, read at run time).
+# a host that lacks the image), proto/ (etcd's gRPC definitions, read at run time),
+# systemd/ (the units of deploy/systemd).
 # Needs `npm run build` first. Usage: deploy/package/build.sh [OUTDIR] (default dist-package/)
 # Prints the tarball's path on its last line.
 set -euo pipefail
@@ -31,6 +32,7 @@ rm -f "$pkg/dist/warmpool.body.js"
 chmod +x "$pkg/dist/warmpool.js"
 echo "package: bundling the sidecar (esbuild)..."
 bundle_node "$root/sidecar/dist/src/main.js" "$pkg/dist/sidecar.js" || die "esbuild failed for the sidecar"
+mkdir -p "$pkg/systemd" && cp "$root"/deploy/systemd/*.service "$pkg/systemd/"
 # etcd3 reads its .proto files at run time from <bundle dir>/../proto.
 cp -r "$root/node_modules/etcd3/proto" "$pkg/proto"
 
@@ -44,7 +46,7 @@ cat >"$pkg/package.json" <<JSON
   "bin": { "warmpool": "dist/warmpool.js" },
   "engines": $engines,
   "os": ["linux"],
-  "files": ["dist", "proto", "README.md"]
+  "files": ["dist", "proto", "systemd", "README.md"]
 }
 JSON
 cat >"$pkg/README.md" <<'MD'
