@@ -104,10 +104,19 @@ export function buildProgram(): Command {
     .addOption(new Option('--router <url>', 'router base URL').env('WARMPOOL_ROUTER').default('http://127.0.0.1:8080'))
     .addOption(new Option('--wait <sec>', 'seconds to wait for a booting instance (the router caps it)').default('120'))
     .option('--quiet', 'print only the session id (SID=$(warmpool sessions create chatbot --quiet))')
-    .action((service: string, o: RegistryFlags & { router: string; wait: string; quiet?: boolean }) => {
+    .action(async (service: string, o: RegistryFlags & { router: string; wait: string; quiet?: boolean }) => {
       const waitSec = Number(o.wait);
       if (!Number.isFinite(waitSec) || waitSec < 0 || waitSec > 3600) throw new CliError(`--wait must be a number of seconds from 0 to 3600, got ${JSON.stringify(o.wait)}`);
-      return withStore(o, (s) => createSession(s, o.prefix, io, { service, router: o.router, waitSec, quiet: o.quiet, json: o.json }));
+      // The registry only feeds the progress lines: without one, the session is still opened.
+      const store = await reach(o).catch((err: unknown) => {
+        if (err instanceof Unreachable) return undefined;
+        throw err;
+      });
+      try {
+        await createSession(store, o.prefix, io, { service, router: o.router, waitSec, quiet: o.quiet, json: o.json });
+      } finally {
+        await store?.close();
+      }
     });
 
   addRegistryOptions(program.command('drain').description('start no new instances on HOST; claimed ones finish').argument('<host>'))
