@@ -1,8 +1,13 @@
-// The shared wait helper: deadlines are the work's duration on an idle machine, stretched
+// Shared test helpers. The wait helper: deadlines are the work's duration on an idle machine, stretched
 // while the machine is loaded (WARMPOOL_TEST_SLOWNESS fixes the factor here, so the test
-// does not depend on this machine's load).
+// does not depend on this machine's load). The exit safety net: a killed test process
+// leaves neither processes nor temporary directories behind.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { eventually, slowness } from '../src/index.js';
+import { eventually, infraSkip, repoRoot, slowness } from '../src/index.js';
 
 const within = (ms: number) => { const at = Date.now() + ms; return () => Date.now() >= at; };
 
@@ -26,4 +31,24 @@ t.test('eventually stretches its deadline by the machine slowness, and says so w
   delete process.env.WARMPOOL_TEST_SLOWNESS;
   const s = slowness();
   t.ok(s >= 1 && s <= 6, `measured from the load average: ${s.toFixed(2)}`);
+});
+
+t.test('a test process killed before its teardown (tap\'s timeout) leaves no etcd process and no data dir', { skip: infraSkip('etcd') }, async (t) => {
+  const helpers = pathToFileURL(path.join(repoRoot, 'test', 'dist', 'src', 'index.js')).href;
+  const script = `import { startEtcd } from ${JSON.stringify(helpers)};
+const etcd = await startEtcd();
+console.log(JSON.stringify({ dir: path.dirname(etcd.members[0].dataDir), pid: etcd.members[0].proc.pid }));
+setInterval(() => undefined, 1000);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `import path from 'node:path';\n${script}`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const started = await eventually(() => (out.includes('\n') ? (JSON.parse(out) as { dir: string; pid: number }) : false), { timeoutMs: 20_000, what: 'etcd started by the child' });
+  t.ok(existsSync(started.dir), `the data dir exists while it runs (${started.dir})`);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+  t.notOk(existsSync(started.dir), 'the data dir is gone');
+  await eventually(() => { try { process.kill(started.pid, 0); return false; } catch { return true; } }, { timeoutMs: 5_000, what: 'etcd gone' });
+  t.pass('etcd is gone');
 });
