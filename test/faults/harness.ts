@@ -201,7 +201,7 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
     monitor = new RegistryMonitor(store, m.prefix, SERVICE);
     monitor.start();
     const mon = monitor;
-    const warmAt = Date.now() + 90_000;
+    const warmAt = Date.now() + 90_000 * slowness();
     while (!(mon.latest && mon.latest.readyUnclaimed >= WARM && mon.latest.hosts.length === 2)) {
       if (Date.now() > warmAt) throw new Error('the pool never became warm');
       await sleep(200);
@@ -279,7 +279,7 @@ export async function runScenario(sc: Scenario, opts: RunOptions): Promise<Scena
       await sleep(250);
     }
     let orphans: OrphanReport | undefined;
-    const orphanDeadline = Date.now() + 45_000;
+    const orphanDeadline = Date.now() + 45_000 * slowness();
     for (;;) {
       try { orphans = await findOrphans(store, m.prefix, SERVICE, m.cluster); } catch (err) { say(`orphan check failed: ${(err as Error).message}`); }
       if ((orphans && orphans.total === 0) || Date.now() > orphanDeadline) break;
