@@ -15,6 +15,8 @@ root=$(cd "$here/../.." && pwd)
 esbuild="$root/node_modules/.bin/esbuild"
 tsc="$root/node_modules/.bin/tsc"
 hash_label=warmpool.build-hash
+# shellcheck source=deploy/images/esbuild-node.sh
+source "$here/esbuild-node.sh"
 
 die() { echo "images: $*" >&2; exit 1; }
 command -v docker >/dev/null || die "docker is not installed (run: bash deploy/testbed/setup.sh)"
@@ -63,25 +65,10 @@ build_one() {
     typechecked=1
   fi
 
-  # Bundle as ESM. Bundled CommonJS code still calls require() for node builtins and reads
-  # __dirname/__filename: the banner provides them as globals (not declarations, so a module
-  # declaring its own `require` or `__dirname` cannot clash); __dirname is /app.
-  # Native addons (*.node) stay out: the ones in our dependency tree are optional (ssh2 and
-  # cpu-features under dockerode) and their loaders fall back when they are absent.
-  local bundle="$build/main.js" log="$build/esbuild.log"
+  local bundle="$build/main.js"
   echo "$name: bundling $ENTRY (esbuild)..."
-  local banner="import { createRequire as __wpCreateRequire } from 'node:module';"
-  banner+=" import { fileURLToPath as __wpFileURLToPath } from 'node:url';"
-  banner+=" import { dirname as __wpDirname } from 'node:path';"
-  banner+=" globalThis.require ??= __wpCreateRequire(import.meta.url);"
-  banner+=" globalThis.__filename ??= __wpFileURLToPath(import.meta.url);"
-  banner+=" globalThis.__dirname ??= __wpDirname(globalThis.__filename);"
   # shellcheck disable=SC2086
-  if ! "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 --banner:js="$banner" \
-      --external:'*.node' --log-level=warning --outfile="$bundle" $ESBUILD_ARGS >"$log" 2>&1; then
-    cat "$log" >&2
-    die "$name: esbuild failed for $ENTRY"
-  fi
+  bundle_node "$entry" "$bundle" $ESBUILD_ARGS || die "$name: esbuild failed for $ENTRY"
 
   # Extra runtime files: "src:dest" pairs, src relative to the repo root (file or folder).
   local copies=() c src
