@@ -247,6 +247,11 @@ export function plan(input: PlanInput): Plan {
       continue;
     }
 
+    if (!placementAllows(spec.placement ?? { hostLabels: {} }, input.hostLabels ?? {})) {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'placement: this host no longer has the labels the service asks for', failure: false });
+      continue;
+    }
+
     if (inst.slot !== null) {
       const holder = fleet.slots.get(inst.service)?.get(inst.slot);
       if (inst.slotSeen && holder !== inst.id) {

@@ -11,8 +11,8 @@ import { emit, round, summarize } from './stats.js';
 /**
  * pool-refill: how fast the warm pool refills after a claim, with a real agent, etcd and
  * Docker. For each claim (one at a time, as soon as a ready instance exists): the time from
- * the claim transaction to the replacement's app container being created (Docker's own
- * `create` event), and from that creation to the replacement showing as ready in the
+ * the claim transaction to the replacement's first container being created (Docker's own
+ * `create` event; the sidecar, which owns the pod's network namespace, comes first), and from that creation to the replacement showing as ready in the
  * registry, minus BOOT_SECONDS (the app's own load time). Baseline in the same run: a bare
  * `docker create` of the same image through the same client (what any launcher pays).
  *
@@ -31,10 +31,10 @@ export async function run(args: string[]): Promise<void> {
   const registry = new Registry(store, { prefix });
   const runDir = mkdtempSync(path.join(tmpdir(), 'wp-bench-'));
   let agent: AgentHandle | undefined;
-  const created = new Map<string, number>(); // instance id -> app container created (ms)
+  const created = new Map<string, number>(); // instance id -> its first container created (ms)
   const createdOrder: { id: string; at: number }[] = [];
   const readySeen = new Map<string, number>(); // instance id -> ready in the registry (ms)
-  const sub = await runtime.subscribe({ 'warmpool.cluster': cluster, 'warmpool.role': 'app' }, (e: ContainerEvent) => {
+  const sub = await runtime.subscribe({ 'warmpool.cluster': cluster }, (e: ContainerEvent) => {
     if (e.action !== 'create') return;
     const id = e.labels['warmpool.instance'];
     if (!id || created.has(id)) return;
