@@ -79,6 +79,7 @@ t.test('13.6 container creation has its own deadline: a hung engine is a host fa
   runtime.delays = { create: 0, start: 0 };
   await until(() => runtime.byRole('app').every((c) => c.running) && runtime.calls.remove >= 1, 'the late container removed', 8000);
   await until(() => s.instances().find((i) => i.state === 'ready' || (i.state === 'booting' && i.address)), 'a new attempt once the engine is fast again', 10_000);
+  await until(() => Object.keys(s.agent.status().hostBackoff).length === 0 || undefined, 'the host backoff reset by a successful launch');
 });
 
 t.test('13.6 a full disk is reported as a host fault and does not grow the service\'s backoff', async (t) => {
