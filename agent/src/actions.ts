@@ -3,6 +3,8 @@ import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
 import type { ContainerRuntime } from './docker.js';
+import { AgentError } from './errors.js';
+import { DEFAULT_ALLOW, grantHostOptions } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
@@ -27,6 +29,8 @@ export interface AgentContext {
   readonly local: Map<string, LocalInstance>;
   readonly busy: Set<string>;
   readonly starting: Set<string>;
+  /** GPUs reserved by the start in flight of a service (until its instance is in `local`). */
+  readonly startingGpus: Map<string, string[]>;
   readonly removing: Set<string>;
   /** service -> id of the failed record kept visible for it (the latest failure) */
   readonly failedRecords: Map<string, string>;
@@ -44,7 +48,7 @@ export interface AgentContext {
 }
 
 /** How long a destroy waits for the exit an oom or kill event announced. */
-const EXIT_WAIT_MS = 3_000;
+const EXIT_WAIT_MS = 5_000;
 
 type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
 
@@ -65,6 +69,7 @@ export class Actions {
       state: inst.phase === 'creating' ? 'booting' : inst.phase === 'booting' && inst.warmingSince !== undefined ? 'warming' : inst.phase,
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+      ...(inst.gpus?.length ? { gpus: inst.gpus } : {}),
       ...(inst.stages ? { stages: { ...inst.stages } } : {}),
     };
   }
@@ -118,21 +123,28 @@ export class Actions {
     const inst: LocalInstance = {
       id, service: a.service, phase: 'creating', slot: a.slot, slotSeen: false, specHash: specHash(spec),
       memoryMb: spec.resources.memoryMb, createdAt: ctx.clock.now(), startedAt: null, launchedAt: null, readyAt: null, bootMs: null,
+      ...(a.gpus.length ? { gpus: a.gpus } : {}),
     };
     ctx.local.set(id, inst);
     ctx.busy.add(id);
-    // The next slot may be taken while this pod is created.
+    // The next slot may be taken while this pod is created (the instance holds its GPUs now).
     ctx.starting.delete(a.service);
+    ctx.startingGpus.delete(a.service);
     ctx.kick();
     ctx.track(this.launch(inst, { cluster: ctx.cluster, hostId: ctx.hostId, instanceId: id, slot: a.slot, spec, publishIp: ctx.publishIp,
-      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id) })
+      sidecarImage: ctx.sidecarImage, sidecarPort: ctx.sidecarPort, runDir: ctx.runDir, instanceKey: ctx.keyFor(id), gpus: a.gpus,
+      // Filtering the namespace and starting the app each take at most createTimeoutMs.
+      startSlackSec: Math.ceil((2 * ctx.timing.createTimeoutMs) / 1000),
+      ...(ctx.opts.network ? { network: ctx.opts.network } : {}) })
       .finally(() => { ctx.busy.delete(id); ctx.kick(); }));
   }
 
   /**
-   * App container (sidecar port published), then the sidecar in its network namespace. Each
-   * engine call has the host's deadline (timing.createTimeoutMs); the app's boot counts from
-   * the engine's start time of the app container, so a slow engine never eats the boot timeout.
+   * The pod: the sidecar first (it owns the network namespace and publishes its port), the
+   * namespace filtered so that only the sidecar's port takes connections from outside, then
+   * the app in that namespace. The app never runs unfiltered, even for a moment. Each engine
+   * call has the host's deadline (timing.createTimeoutMs); the app's boot counts from the
+   * engine's start time of the app container, so a slow engine never eats the boot timeout.
    */
   private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
     const { ctx } = this;
@@ -142,22 +154,32 @@ export class Actions {
     // A container whose creation finished after its deadline belongs to nobody: remove it.
     const removeLate = (id: string): void => { void ctx.runtime.remove(id).catch(() => undefined); };
     try {
-      const appId = await withDeadline('create the app container', limit, () => ctx.runtime.create(appContainerSpec(pod)), removeLate);
-      inst.appContainerId = appId;
-      // The sidecar is created while the app starts (it only needs the app's id).
-      const [sidecarId] = await Promise.all([
-        withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec(pod, appId)), removeLate)
-          .then((id) => { inst.sidecarContainerId = id; return id; }),
-        withDeadline('start the app container', limit, () => ctx.runtime.start(appId)).then(() => { inst.startedAt = ctx.clock.now(); }),
+      // Host paths, host IPC and secret files as this host's own config allows; the secret
+      // values go into the container's env and nowhere else.
+      const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
+      if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
+      const sidecarPort = podSidecarPort(pod.sidecarPort, pod.spec.containerPort);
+      const sidecarId = await withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec(pod)), removeLate);
+      inst.sidecarContainerId = sidecarId;
+      const [appId] = await Promise.all([
+        withDeadline('create the app container', limit, () => ctx.runtime.create(appContainerSpec({ ...pod, grant: granted.grant }, sidecarId)), removeLate)
+          .then((id) => { inst.appContainerId = id; return id; }),
+        withDeadline('start the sidecar container', limit, () => ctx.runtime.start(sidecarId)),
       ]);
-      await withDeadline('start the sidecar container', limit, () => ctx.runtime.start(sidecarId));
-      inst.launchedAt = ctx.clock.now();
-      const details = await withDeadline('inspect the app container', limit, () => ctx.runtime.inspect(appId));
+      // The namespace is filtered before the app joins it: the app never runs unfiltered.
+      await withDeadline('filter the pod network', limit, () => ctx.runtime.isolate(sidecarId, sidecarPort));
+      await withDeadline('start the app container', limit, () => ctx.runtime.start(appId));
+      inst.startedAt = ctx.clock.now();
+      inst.launchedAt = inst.startedAt;
+      const [details, app] = await Promise.all([
+        withDeadline('inspect the sidecar container', limit, () => ctx.runtime.inspect(sidecarId)),
+        withDeadline('inspect the app container', limit, () => ctx.runtime.inspect(appId)),
+      ]);
       // The engine's own start time of the app: what the boot timeout and bootMs count from.
-      if (typeof details?.startedAt === 'number') inst.startedAt = details.startedAt;
+      if (typeof app?.startedAt === 'number') inst.startedAt = app.startedAt;
       inst.stages = { ...inst.stages, createMs: Math.max(0, (inst.startedAt ?? inst.launchedAt) - t0) };
-      const port = details?.ports[podSidecarPort(pod.sidecarPort, pod.spec.containerPort)];
-      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the app container vanished');
+      const port = details?.ports[sidecarPort];
+      if (!port) throw new Error(details ? 'the sidecar port was not published' : 'the sidecar container vanished');
       inst.address = `${ctx.address}:${port}`;
       await booting.catch(() => undefined);
       if (inst.dead) return;

@@ -3,7 +3,7 @@ import type { AgentContext } from './actions.js';
 import { decideAdoption, type AdoptionCandidate } from './adopt.js';
 import { podSidecarPort } from './container-spec.js';
 import type { ContainerSummary } from './docker.js';
-import { LABEL } from './labels.js';
+import { gpusFromLabels, LABEL } from './labels.js';
 import type { LocalInstance } from './plan.js';
 import { fetchSidecarStatus } from './sidecar-client.js';
 
@@ -32,8 +32,10 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
     const spec = ctx.cache.services.get(g.service)?.value;
     const recEntry = ctx.cache.instances.get(instanceId)?.value;
     const record = recEntry && recEntry.host === ctx.hostId ? recEntry : undefined;
-    const containerPort = spec?.containerPort ?? Number(Object.keys(g.app?.ports ?? {})[0] ?? 0);
-    const hostPort = g.app?.ports[podSidecarPort(ctx.sidecarPort, containerPort)] ?? Object.values(g.app?.ports ?? {})[0];
+    // The pod's published port is on its sidecar (pods made by agents before isolation: on the app).
+    const ports = { ...g.app?.ports, ...g.sidecar?.ports };
+    const containerPort = spec?.containerPort ?? Number(Object.keys(ports)[0] ?? 0);
+    const hostPort = ports[podSidecarPort(ctx.sidecarPort, containerPort)] ?? Object.values(ports)[0];
     const address = hostPort ? `${ctx.address}:${hostPort}` : undefined;
     const status = address && g.app?.running ? await fetchSidecarStatus<SidecarStatus>(address, STATUS_PATH) : undefined;
     const cand: AdoptionCandidate = {
@@ -49,6 +51,8 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
       const inst: LocalInstance = {
         id: instanceId, service: g.service, phase: d.phase, slot: d.slot, slotSeen: false,
         specHash: g.app!.labels[LABEL.spec] ?? '', memoryMb: spec?.resources.memoryMb ?? 0,
+        // The GPU allocation is rebuilt from the containers themselves.
+        ...(gpusFromLabels(g.app!.labels).length ? { gpus: gpusFromLabels(g.app!.labels) } : {}),
         createdAt: record?.createdAt ?? g.app!.createdAt, startedAt: g.app!.createdAt, launchedAt: ctx.clock.now(),
         readyAt: status?.readyAt ?? record?.readyAt ?? null, bootMs: record?.bootMs ?? status?.bootMs ?? null,
         ...(record?.stages ? { stages: record.stages } : {}),
@@ -63,7 +67,8 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
         await ctx.host.putInstance({
           id: inst.id, service: inst.service, host: ctx.hostId, state: inst.phase === 'creating' ? 'booting' : inst.phase,
           address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
-          createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs, ...(inst.stages ? { stages: inst.stages } : {}),
+          createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs, ...(inst.gpus ? { gpus: inst.gpus } : {}),
+          ...(inst.stages ? { stages: inst.stages } : {}),
         }, inst.phase === 'ready' && spec ? { sessionLeaseTtlSec: spec.session.idleTimeoutSec } : {});
         ctx.log.info({ instance: instanceId, service: g.service, phase: inst.phase, slot: inst.slot, container: inst.appContainerId?.slice(0, 12) }, 'adopted instance');
       }

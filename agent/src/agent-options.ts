@@ -1,7 +1,8 @@
-import type { KvStore, Registry } from '@warmpool/registry';
+import type { GpuDevice, KvStore, Registry } from '@warmpool/registry';
 import type { ServiceBackoff } from './backoff.js';
 import type { Clock } from './clock.js';
 import type { ContainerRuntime } from './docker.js';
+import type { HostAllowList } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { LocalInstance } from './plan.js';
 
@@ -44,6 +45,10 @@ export interface AgentOptions {
   publishIp?: string;
   capacity: { instances: number; memoryMb: number };
   labels?: Record<string, string>;
+  /** What services may ask of this host (default: no host paths, no host IPC, secrets under /etc/warmpool/secrets). */
+  allow?: HostAllowList;
+  /** This host's GPUs (run.ts resolves them from the config or nvidia-smi); none by default. */
+  gpus?: GpuDevice[];
   /** Holds the agent's socket (mounted into every sidecar). */
   runDir: string;
   leaseTtlSec?: number;
@@ -51,6 +56,8 @@ export interface AgentOptions {
   cluster?: string;
   sidecarImage?: string;
   sidecarPort?: number;
+  /** Docker network pods join (default: the engine's default bridge). */
+  network?: string;
   timing?: Partial<AgentTiming>;
   clock?: Clock;
   random?: () => number;

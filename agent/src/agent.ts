@@ -46,6 +46,7 @@ export class Agent implements AgentHandle, AgentContext {
   readonly local = new Map<string, LocalInstance>();
   readonly busy = new Set<string>();
   readonly starting = new Set<string>();
+  readonly startingGpus = new Map<string, string[]>();
   readonly removing = new Set<string>();
   readonly failedRecords = new Map<string, string>();
   readonly newInstanceId: (service: string) => string;
@@ -115,7 +116,8 @@ export class Agent implements AgentHandle, AgentContext {
 
   private hostRecord(): HostRecord {
     return {
-      id: this.hostId, address: this.opts.address, capacity: this.opts.capacity, labels: this.opts.labels ?? {},
+      id: this.hostId, address: this.opts.address, capacity: { ...this.opts.capacity, gpus: this.opts.gpus?.length ?? 0 },
+      gpus: this.opts.gpus ?? [], labels: this.opts.labels ?? {},
       draining: this.hostDraining, startedAt: this.startedAt, agentVersion: this.opts.version ?? '0.1.0',
     };
   }
@@ -183,7 +185,12 @@ export class Agent implements AgentHandle, AgentContext {
     switch (a.type) {
       case 'start':
         this.starting.add(a.service);
-        this.track(this.guarded(`start:${a.service}`, () => this.actions.start(a)).finally(() => { this.starting.delete(a.service); this.kick(); }));
+        if (a.gpus.length) this.startingGpus.set(a.service, a.gpus);
+        this.track(this.guarded(`start:${a.service}`, () => this.actions.start(a)).finally(() => {
+          this.starting.delete(a.service);
+          this.startingGpus.delete(a.service);
+          this.kick();
+        }));
         return;
       case 'remove-strays':
         for (const id of a.containerIds) this.strayFirstSeen.delete(id);
@@ -353,6 +360,9 @@ export class Agent implements AgentHandle, AgentContext {
     } else if (r.state === 'warming' && starting && inst.warmingSince === undefined) {
       this.applyWarming(inst, r.at);
     } else if (r.state === 'failed' || r.state === 'unhealthy') {
+      // A failing liveness probe is often the first sign of an app that is about to exit (an
+      // OOM kill thrashes first): the engine's exit state, if it comes, names the real cause.
+      if (r.state === 'unhealthy') inst.exitExpected = true;
       this.markDead(inst, `sidecar reports ${r.state}: ${r.reason ?? ''}`.trim(), true);
     }
     return { status: 204 };

@@ -9,6 +9,12 @@ import { AgentError } from './errors.js';
  * WARMPOOL_* environment variables, then command-line flags, each overriding the one before.
  * agent/README.md has the table.
  */
+const absPath = z.string().startsWith('/', 'must be an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ..');
+const gpuDevice = z.object({
+  id: z.string().regex(/^[A-Za-z0-9:_.-]+$/, 'a GPU index or UUID'),
+  uuid: z.string().optional(), name: z.string().optional(), memoryMb: z.number().int().min(0).optional(),
+}).strict();
+
 const hostId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'letters, digits, _ . - (1-63 characters)');
 
 export const agentConfigSchema = z.object({
@@ -26,6 +32,21 @@ export const agentConfigSchema = z.object({
     memoryMb: z.number().int().min(0).default(() => Math.floor((os.totalmem() / 1024 / 1024) * 0.9)),
   }).strict().prefault({}),
   labels: z.record(z.string(), z.string()).default({}),
+  /**
+   * What services may ask of this host (whoever can write the registry must not gain root
+   * here): bind mounts only under hostPaths prefixes, --ipc=host only with ipcHost, secret
+   * files only under secretDirs.
+   */
+  allow: z.object({
+    hostPaths: z.array(absPath).default([]),
+    ipcHost: z.boolean().default(false),
+    secretDirs: z.array(absPath).default(['/etc/warmpool/secrets']),
+  }).strict().prefault({}),
+  /** GPU inventory: the configured devices, else what nvidia-smi lists (detect), else none. */
+  gpus: z.object({
+    detect: z.boolean().default(true),
+    devices: z.array(z.union([z.string().transform((id) => ({ id })).pipe(gpuDevice), gpuDevice])).optional(),
+  }).strict().prefault({}),
   runDir: z.string().min(1).default('/run/warmpool'),
   /** The local Consul agent (HOST:PORT): ready instances are published there for DNS. */
   consulAgent: z.string().regex(/^[^:\s]+:\d{1,5}$/, 'HOST:PORT of the local Consul agent').optional(),
@@ -35,7 +56,11 @@ export const agentConfigSchema = z.object({
     image: z.string().min(1).default('warmpool/sidecar'),
     port: z.number().int().min(1).max(65535).default(9000),
   }).strict().prefault({}),
-  docker: z.object({ socketPath: z.string().min(1).default('/var/run/docker.sock') }).strict().prefault({}),
+  docker: z.object({
+    socketPath: z.string().min(1).default('/var/run/docker.sock'),
+    /** Docker network the pods join (default: the engine's default bridge). */
+    network: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Docker network name').optional(),
+  }).strict().prefault({}),
   timing: z.object({
     resyncSec: z.number().positive().default(30),
     strayGraceSec: z.number().min(0).default(60),
@@ -53,7 +78,9 @@ export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type AgentConfigInput = z.input<typeof agentConfigSchema>;
 
 /** Flags and env variables, by name (`--host-id` / WARMPOOL_HOST_ID), and where they go. */
-export const SETTINGS: { flag: string; env: string; path: string[]; type: 'string' | 'number' | 'list' | 'labels' }[] = [
+type SettingType = 'string' | 'number' | 'list' | 'labels' | 'boolean';
+
+export const SETTINGS: { flag: string; env: string; path: string[]; type: SettingType }[] = [
   { flag: 'etcd', env: 'WARMPOOL_ETCD', path: ['registry', 'etcd'], type: 'string' },
   { flag: 'consul', env: 'WARMPOOL_CONSUL', path: ['registry', 'consul'], type: 'string' },
   { flag: 'prefix', env: 'WARMPOOL_PREFIX', path: ['registry', 'prefix'], type: 'string' },
@@ -67,6 +94,11 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: 'strin
   { flag: 'instances', env: 'WARMPOOL_CAPACITY_INSTANCES', path: ['capacity', 'instances'], type: 'number' },
   { flag: 'memory-mb', env: 'WARMPOOL_CAPACITY_MEMORY_MB', path: ['capacity', 'memoryMb'], type: 'number' },
   { flag: 'label', env: 'WARMPOOL_LABELS', path: ['labels'], type: 'labels' },
+  { flag: 'allow-host-path', env: 'WARMPOOL_ALLOW_HOST_PATHS', path: ['allow', 'hostPaths'], type: 'list' },
+  { flag: 'allow-ipc-host', env: 'WARMPOOL_ALLOW_IPC_HOST', path: ['allow', 'ipcHost'], type: 'boolean' },
+  { flag: 'secret-dir', env: 'WARMPOOL_SECRET_DIRS', path: ['allow', 'secretDirs'], type: 'list' },
+  { flag: 'gpus', env: 'WARMPOOL_GPUS', path: ['gpus', 'devices'], type: 'list' },
+  { flag: 'gpu-detect', env: 'WARMPOOL_GPU_DETECT', path: ['gpus', 'detect'], type: 'boolean' },
   { flag: 'run-dir', env: 'WARMPOOL_RUN_DIR', path: ['runDir'], type: 'string' },
   { flag: 'consul-agent', env: 'WARMPOOL_CONSUL_AGENT', path: ['consulAgent'], type: 'string' },
   { flag: 'lease-ttl', env: 'WARMPOOL_LEASE_TTL', path: ['leaseTtlSec'], type: 'number' },
@@ -74,6 +106,7 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: 'strin
   { flag: 'sidecar-image', env: 'WARMPOOL_SIDECAR_IMAGE', path: ['sidecar', 'image'], type: 'string' },
   { flag: 'sidecar-port', env: 'WARMPOOL_SIDECAR_PORT', path: ['sidecar', 'port'], type: 'number' },
   { flag: 'docker-socket', env: 'WARMPOOL_DOCKER_SOCKET', path: ['docker', 'socketPath'], type: 'string' },
+  { flag: 'docker-network', env: 'WARMPOOL_DOCKER_NETWORK', path: ['docker', 'network'], type: 'string' },
   { flag: 'resync-sec', env: 'WARMPOOL_RESYNC_SEC', path: ['timing', 'resyncSec'], type: 'number' },
   { flag: 'stray-grace-sec', env: 'WARMPOOL_STRAY_GRACE_SEC', path: ['timing', 'strayGraceSec'], type: 'number' },
   { flag: 'spread-step-ms', env: 'WARMPOOL_SPREAD_STEP_MS', path: ['timing', 'spreadStepMs'], type: 'number' },
@@ -92,7 +125,7 @@ function setPath(obj: Record<string, unknown>, path: string[], value: unknown): 
   o[path[path.length - 1]!] = value;
 }
 
-function convert(name: string, type: 'string' | 'number' | 'list' | 'labels', raw: string | string[]): unknown {
+function convert(name: string, type: SettingType, raw: string | string[]): unknown {
   const values = Array.isArray(raw) ? raw : [raw];
   switch (type) {
     case 'string': return values[values.length - 1];
@@ -102,6 +135,12 @@ function convert(name: string, type: 'string' | 'number' | 'list' | 'labels', ra
       const n = Number(v);
       if (v.trim() === '' || !Number.isFinite(n)) throw new AgentError('WARMPOOL_INVALID_CONFIG', `${name}: expected a number, got ${JSON.stringify(v)}`);
       return n;
+    }
+    case 'boolean': {
+      const v = values[values.length - 1]!.trim().toLowerCase();
+      if (['true', '1', 'yes'].includes(v)) return true;
+      if (['false', '0', 'no'].includes(v)) return false;
+      throw new AgentError('WARMPOOL_INVALID_CONFIG', `${name}: expected true or false, got ${JSON.stringify(v)}`);
     }
     case 'labels': {
       const out: Record<string, string> = {};

@@ -3,17 +3,27 @@ import path from 'node:path';
 import type { ServiceSpec } from '@warmpool/registry';
 import { AGENT_SOCKET_NAME, RUN_DIR_IN_CONTAINER, SIDECAR_ENV as E } from '@warmpool/sidecar/protocol';
 import type { ContainerCreateSpec } from './docker.js';
+import type { HostGrant } from './host-policy.js';
 import { LABEL, containerName } from './labels.js';
 
 /** What of a ServiceSpec shapes its containers: a change replaces unclaimed instances. */
 export function specHash(spec: ServiceSpec): string {
-  const relevant = {
-    image: spec.image, containerPort: spec.containerPort, env: spec.env, resources: spec.resources,
+  const relevant: Record<string, unknown> = {
+    image: spec.image, containerPort: spec.containerPort, env: spec.env, resources: { memoryMb: spec.resources.memoryMb, cpus: spec.resources.cpus },
     readiness: spec.readiness, bootTimeoutSec: spec.bootTimeoutSec,
     // Only when set: specs without them keep the hash they had before these fields existed.
     ...(spec.liveness ? { liveness: spec.liveness } : {}),
     ...(spec.warmup?.length ? { warmup: spec.warmup } : {}),
   };
+  // Container options count only when set: specs without them keep the hash they had
+  // before the options existed (no replacement of every instance on an upgrade).
+  const options: Record<string, unknown> = {
+    gpus: spec.resources.gpus || undefined, command: spec.command, entrypoint: spec.entrypoint,
+    volumes: spec.volumes?.length ? spec.volumes : undefined, shmSizeMb: spec.shmSizeMb, ipc: spec.ipc,
+    ulimits: spec.ulimits && Object.keys(spec.ulimits).length ? spec.ulimits : undefined, user: spec.user,
+    secretEnv: spec.secretEnv && Object.keys(spec.secretEnv).length ? spec.secretEnv : undefined,
+  };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) relevant[k] = v;
   return createHash('sha256').update(stableJson(relevant)).digest('hex').slice(0, 12);
 }
 
@@ -40,12 +50,21 @@ export interface PodInput {
   runDir: string;
   /** instanceKey(clusterSecret, instanceId). */
   instanceKey: string;
+  /** What this host granted of the spec's container options (host-policy.ts); none when absent. */
+  grant?: HostGrant;
+  /** GPU ids the planner gave this instance. */
+  gpus?: readonly string[];
+  /** Docker network the pod joins (default: the engine's default bridge). */
+  network?: string;
+  /** Seconds added to the sidecar's boot timeout for the engine calls between its start and the app's. */
+  startSlackSec?: number;
 }
 
 export function podLabels(p: PodInput, role: 'app' | 'sidecar'): Record<string, string> {
   return {
     [LABEL.cluster]: p.cluster, [LABEL.service]: p.spec.name, [LABEL.instance]: p.instanceId, [LABEL.host]: p.hostId,
     [LABEL.role]: role, [LABEL.slot]: String(p.slot), [LABEL.spec]: specHash(p.spec),
+    ...(p.gpus?.length ? { [LABEL.gpus]: p.gpus.join(',') } : {}),
   };
 }
 
@@ -55,20 +74,30 @@ export function podSidecarPort(configured: number, appPort: number): number {
 }
 
 /**
- * The app container: the service's image with its env, limits and labels. Its own port is
- * never published: the only way in is the sidecar's port, published here because the
- * sidecar joins this container's network namespace.
+ * The app container: the service's image with its env, limits, container options and labels,
+ * in the network namespace of its pod (the sidecar's, filtered before the app starts: only
+ * the sidecar's port takes connections from outside). It publishes nothing. Volumes and secret
+ * values come from the host's grant (host-policy.ts), never straight from the spec.
  */
-export function appContainerSpec(p: PodInput): ContainerCreateSpec {
+export function appContainerSpec(p: PodInput, podContainerId?: string): ContainerCreateSpec {
   const s = p.spec;
+  const ulimits = Object.entries(s.ulimits ?? {}).map(([name, u]) => ({ name, soft: u.soft, hard: u.hard }));
   return {
     name: containerName(p.cluster, p.instanceId, 'app'),
     image: s.image,
-    env: { HOST: '127.0.0.1', ...s.env, INSTANCE_ID: p.instanceId, PORT: String(s.containerPort) },
+    env: { HOST: '127.0.0.1', ...s.env, ...p.grant?.secretEnv, INSTANCE_ID: p.instanceId, PORT: String(s.containerPort) },
     labels: podLabels(p, 'app'),
     memoryBytes: s.resources.memoryMb > 0 ? s.resources.memoryMb * 1024 * 1024 : 0,
     nanoCpus: s.resources.cpus > 0 ? Math.round(s.resources.cpus * 1e9) : 0,
-    publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },
+    ...(podContainerId ? { networkOfContainer: podContainerId } : {}),
+    ...(s.command ? { cmd: s.command } : {}),
+    ...(s.entrypoint ? { entrypoint: s.entrypoint } : {}),
+    ...(s.user ? { user: s.user } : {}),
+    ...(p.grant?.volumes.length ? { volumes: p.grant.volumes } : {}),
+    ...(s.shmSizeMb ? { shmSizeBytes: s.shmSizeMb * 1024 * 1024 } : {}),
+    ...(s.ipc ? { ipcMode: s.ipc } : {}),
+    ...(ulimits.length ? { ulimits } : {}),
+    ...(p.gpus?.length ? { gpuDeviceIds: [...p.gpus] } : {}),
   };
 }
 
@@ -97,11 +126,14 @@ export function healthEnv(s: ServiceSpec): Record<string, string> {
 }
 
 /**
- * The sidecar container, in the app's network namespace, reporting over the agent's socket.
- * Its boot clock starts with its own process, after the app container started: the agent
- * measures the app's boot from the engine's start time of the app container (issue 13.6).
+ * The sidecar container: it owns the pod's network namespace (the app joins it) and publishes
+ * its port there; it reports over the agent's socket. Its boot clock starts with its own
+ * process, just before the namespace is filtered and the app is started, so its boot timeout
+ * is the service's plus `p.startSlackSec` (the bound on those two engine calls): the agent's
+ * own boot deadline, counted from the engine's start time of the app container, is the one
+ * that decides (issue 13.6); the sidecar's is a backstop.
  */
-export function sidecarContainerSpec(p: PodInput, appContainerId: string): ContainerCreateSpec {
+export function sidecarContainerSpec(p: PodInput): ContainerCreateSpec {
   const s = p.spec;
   return {
     name: containerName(p.cluster, p.instanceId, 'sidecar'),
@@ -116,13 +148,14 @@ export function sidecarContainerSpec(p: PodInput, appContainerId: string): Conta
       [E.readyPath]: s.readiness.path,
       [E.readyStatus]: String(s.readiness.expectStatus),
       [E.probeIntervalMs]: String(s.readiness.intervalMs),
-      [E.bootTimeoutSec]: String(s.bootTimeoutSec),
+      [E.bootTimeoutSec]: String(s.bootTimeoutSec + (p.startSlackSec ?? 0)),
       [E.failureThreshold]: String(s.readiness.failureThreshold),
       [E.agentSocket]: path.posix.join(RUN_DIR_IN_CONTAINER, AGENT_SOCKET_NAME),
       ...healthEnv(s),
     },
     labels: podLabels(p, 'sidecar'),
-    networkOfContainer: appContainerId,
+    publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },
+    ...(p.network ? { network: p.network } : {}),
     binds: { [p.runDir]: RUN_DIR_IN_CONTAINER },
   };
 }

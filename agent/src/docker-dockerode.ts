@@ -1,7 +1,9 @@
 import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from './docker.js';
+import { dockerCreateBody } from './docker-create-body.js';
 import { AgentError } from './errors.js';
+import { isolateNetns } from './netns-isolation.js';
 
 /** The container engine through dockerode (the only module that imports it). */
 export interface DockerodeOptions {
@@ -44,24 +46,8 @@ export class DockerodeRuntime implements ContainerRuntime {
   }
 
   async create(spec: ContainerCreateSpec): Promise<string> {
-    const port = spec.publish ? `${spec.publish.containerPort}/tcp` : undefined;
     try {
-      const c = await this.docker.createContainer({
-        name: spec.name,
-        Image: spec.image,
-        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-        Labels: spec.labels,
-        ...(port ? { ExposedPorts: { [port]: {} } } : {}),
-        HostConfig: {
-          ...(spec.memoryBytes ? { Memory: spec.memoryBytes } : {}),
-          ...(spec.nanoCpus ? { NanoCpus: spec.nanoCpus } : {}),
-          ...(port ? { PortBindings: { [port]: [{ HostIp: spec.publish!.hostIp, HostPort: '0' }] } } : {}),
-          ...(spec.networkOfContainer ? { NetworkMode: `container:${spec.networkOfContainer}` } : {}),
-          ...(spec.binds ? { Binds: Object.entries(spec.binds).map(([h, c]) => `${h}:${c}`) } : {}),
-          // The agent replaces instances itself; the engine must not restart them behind its back.
-          RestartPolicy: { Name: 'no' },
-        },
-      });
+      const c = await this.docker.createContainer(dockerCreateBody(spec));
       return c.id;
     } catch (err) {
       throw mapError(err, `create container ${spec.name}`);
@@ -98,6 +84,16 @@ export class DockerodeRuntime implements ContainerRuntime {
       if (statusOf(err) === 404) return undefined;
       throw mapError(err, `inspect container ${id.slice(0, 12)}`);
     }
+  }
+
+  async isolate(id: string, allowTcpPort: number): Promise<void> {
+    let pid: number;
+    try {
+      pid = (await this.docker.getContainer(id).inspect()).State.Pid;
+    } catch (err) {
+      throw mapError(err, `inspect container ${id.slice(0, 12)}`);
+    }
+    await isolateNetns(pid, allowTcpPort);
   }
 
   async remove(id: string): Promise<void> {

@@ -6,6 +6,10 @@ export type AgentErrorCode =
   | 'WARMPOOL_DOCKER_UNAVAILABLE'
   | 'WARMPOOL_IMAGE_MISSING'
   | 'WARMPOOL_CONTAINER_FAILED'
+  /** A service asks what this host's config does not allow (host path, host IPC, secret file). */
+  | 'WARMPOOL_NOT_ALLOWED'
+  /** The pod's network namespace could not be filtered (no root, no nsenter or iptables). */
+  | 'WARMPOOL_ISOLATION_FAILED'
   | 'WARMPOOL_ENGINE_TIMEOUT'
   | 'WARMPOOL_AGENT_CLOSED';
 

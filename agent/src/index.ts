@@ -10,3 +10,6 @@ export * from './errors.js';
 export * from './labels.js';
 export * from './run.js';
 export { DockerodeRuntime, type DockerodeOptions } from './docker-dockerode.js';
+export * from './host-policy.js';
+export * from './gpu-inventory.js';
+export * from './docker-create-body.js';

@@ -14,7 +14,14 @@ export const LABEL = {
   slot: 'warmpool.slot',
   /** Hash of the container-relevant part of the ServiceSpec it was started from. */
   spec: 'warmpool.spec',
+  /** GPU ids given to the instance (comma-separated): the allocation is rebuilt from it after a restart. */
+  gpus: 'warmpool.gpus',
 } as const;
+
+/** The GPU ids a container's label names ('' or absent: none). */
+export function gpusFromLabels(labels: Record<string, string>): string[] {
+  return (labels[LABEL.gpus] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
 
 export type ContainerRole = 'app' | 'sidecar';
 

@@ -55,12 +55,14 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
   const tombstones = new Set<string>();
   for (const inst of ctx.local.values()) if (inst.sessionId && cache.tombstones.has(inst.sessionId)) tombstones.add(inst.sessionId);
 
+  const gpusUsed = new Map<string, number>();
   const perHost = new Map<string, Map<string, number>>();
   const totals = new Map<string, number>();
   const readyUnclaimed = new Map<string, number>();
   for (const v of cache.instances.values()) {
     const i = v.value;
     if (i.state === 'failed') continue;
+    if (i.gpus?.length) gpusUsed.set(i.host, (gpusUsed.get(i.host) ?? 0) + i.gpus.length);
     let m = perHost.get(i.host);
     if (!m) perHost.set(i.host, (m = new Map()));
     m.set(i.service, (m.get(i.service) ?? 0) + 1);
@@ -74,6 +76,8 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
       id,
       accepting: !h.draining && !cache.drains.has(id) && (totals.get(id) ?? 0) < h.capacity.instances,
       perService: perHost.get(id) ?? new Map(),
+      labels: h.labels,
+      freeGpus: (h.capacity.gpus ?? 0) - (gpusUsed.get(id) ?? 0),
     });
   }
 
@@ -81,12 +85,15 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
     now: ctx.clock.now(),
     hostId: ctx.hostId,
     capacity: ctx.opts.capacity,
+    gpuInventory: (ctx.opts.gpus ?? []).map((g) => g.id),
+    hostLabels: ctx.opts.labels ?? {},
     draining: ctx.draining(),
     services,
     fleet: { slots, claims, endedClaims, sessionExpiry, tombstones, hosts, readyUnclaimed },
     local: ctx.local,
     busy: ctx.busy,
     starting: ctx.starting,
+    startingGpus: ctx.startingGpus,
     backoffUntil: backoffUntil(ctx, services.keys()),
     containers,
     timing: { spreadStepMs: ctx.timing.spreadStepMs, maxSpreadMs: ctx.timing.maxSpreadMs, strayGraceMs: ctx.timing.strayGraceMs },

@@ -1,4 +1,4 @@
-import type { InstanceStages, ServiceSpec } from '@warmpool/registry';
+import { placementAllows, type InstanceStages, type ServiceSpec } from '@warmpool/registry';
 
 /**
  * The agent's reconciler: a pure function from what should be (services in the registry)
@@ -23,6 +23,8 @@ export interface LocalInstance {
   slotSeen: boolean;
   specHash: string;
   memoryMb: number;
+  /** GPU ids this instance holds exclusively until it is gone from `local`. */
+  gpus?: string[];
   /** Epoch ms the slot was taken. */
   createdAt: number;
   /** Epoch ms the app container started, as the engine reports it (boot timeout counts from here). */
@@ -46,7 +48,7 @@ export interface LocalInstance {
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
   deadIsFailure?: boolean;
-  /** Death noticed from an engine event that precedes the exit (oom, kill): the exit is awaited briefly for its reason. */
+  /** Death noticed before the exit may be recorded (an oom or kill event, a failing liveness probe): the exit is awaited briefly for its reason. */
   exitExpected?: boolean;
   /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
   deadIsHostFault?: boolean;
@@ -64,6 +66,10 @@ export interface HostLoad {
   accepting: boolean;
   /** Instances per service (failed ones excluded). */
   perService: ReadonlyMap<string, number>;
+  /** Its labels (placement). */
+  labels?: Readonly<Record<string, string>>;
+  /** GPUs not given to any instance (its inventory minus its instances' GPUs). */
+  freeGpus?: number;
 }
 
 export interface FleetView {
@@ -95,6 +101,10 @@ export interface PlanInput {
   now: number;
   hostId: string;
   capacity: { instances: number; memoryMb: number };
+  /** This host's GPU ids (its inventory); none when absent. */
+  gpuInventory?: readonly string[];
+  /** This host's labels (placement.hostLabels must all match). */
+  hostLabels?: Readonly<Record<string, string>>;
   draining: boolean;
   services: ReadonlyMap<string, ServiceTarget>;
   fleet: FleetView;
@@ -103,6 +113,8 @@ export interface PlanInput {
   busy: ReadonlySet<string>;
   /** Services with a start in flight (at most one per service at a time). */
   starting: ReadonlySet<string>;
+  /** GPUs reserved by those starts (service -> ids), until their instance is in `local`. */
+  startingGpus?: ReadonlyMap<string, readonly string[]>;
   /** service -> no start before this time */
   backoffUntil: ReadonlyMap<string, number>;
   containers: ContainerView | undefined;
@@ -110,8 +122,8 @@ export interface PlanInput {
 }
 
 export type Action =
-  /** Take warm slot `slot` (after `delayMs`, to let emptier hosts win) and boot an instance into it. */
-  | { type: 'start'; service: string; slot: number; delayMs: number }
+  /** Take warm slot `slot` (after `delayMs`, to let emptier hosts win) and boot an instance into it, on GPUs `gpus`. */
+  | { type: 'start'; service: string; slot: number; delayMs: number; gpus: string[] }
   /** A session claimed the instance: its slot is consumed; record it as claimed. */
   | { type: 'mark-claimed'; instanceId: string; sessionId: string }
   /** Draining host: give the slot back so another host boots a replacement; the instance stays claimable. */
@@ -280,7 +292,11 @@ function planStarts(input: PlanInput, actions: Action[], wake: (t: number) => vo
   let memory = 0;
   const perService = new Map<string, number>();
   const localSlots = new Map<string, Set<number>>();
+  // GPUs are exclusive: held from the plan that reserves them until the instance is gone.
+  const usedGpus = new Set<string>();
+  for (const ids of input.startingGpus?.values() ?? []) for (const g of ids) usedGpus.add(g);
   for (const i of local.values()) {
+    for (const g of i.gpus ?? []) usedGpus.add(g);
     memory += i.memoryMb;
     perService.set(i.service, (perService.get(i.service) ?? 0) + 1);
     if (i.slot !== null) {
@@ -298,6 +314,8 @@ function planStarts(input: PlanInput, actions: Action[], wake: (t: number) => vo
   for (const name of names) {
     const { spec } = input.services.get(name)!;
     if (spec.warm <= 0 || input.starting.has(name)) continue;
+    const placement = spec.placement ?? { hostLabels: {} };
+    if (!placementAllows(placement, input.hostLabels ?? {})) continue;
     const until = input.backoffUntil.get(name);
     if (until !== undefined && until > now) { wake(until); continue; }
     const held = fleet.slots.get(name);
@@ -309,17 +327,23 @@ function planStarts(input: PlanInput, actions: Action[], wake: (t: number) => vo
     if (input.capacity.memoryMb > 0 && memory + spec.resources.memoryMb > input.capacity.memoryMb) continue;
     const myCount = perService.get(name) ?? 0;
     if (myCount >= spec.maxPerHost) continue;
+    const needGpus = spec.resources.gpus ?? 0;
+    const freeGpus = (input.gpuInventory ?? []).filter((g) => !usedGpus.has(g));
+    if (freeGpus.length < needGpus) continue;
 
     // Spread: wait in proportion to how many more instances of this service we run than the
     // emptiest host that could take one, so emptier hosts tend to win the slot.
     let fewest = myCount;
     for (const h of fleet.hosts) {
-      if (h.id === input.hostId || !h.accepting) continue;
+      if (h.id === input.hostId || !h.accepting || !placementAllows(placement, h.labels ?? {})) continue;
+      if (needGpus > 0 && (h.freeGpus ?? 0) < needGpus) continue;
       const n = h.perService.get(name) ?? 0;
       if (n < spec.maxPerHost && n < fewest) fewest = n;
     }
     const delayMs = Math.min(input.timing.maxSpreadMs, input.timing.spreadStepMs * (myCount - fewest));
-    actions.push({ type: 'start', service: name, slot: pickSlot(free, input.hostId), delayMs });
+    const gpus = freeGpus.slice(0, needGpus);
+    for (const g of gpus) usedGpus.add(g);
+    actions.push({ type: 'start', service: name, slot: pickSlot(free, input.hostId), delayMs, gpus });
     count++;
     memory += spec.resources.memoryMb;
   }

@@ -6,6 +6,7 @@ import { startAgent, type AgentHandle } from './agent.js';
 import { readConfigFile, resolveAgentConfig, SETTINGS, type AgentConfig } from './config.js';
 import { DockerodeRuntime } from './docker-dockerode.js';
 import { AgentError } from './errors.js';
+import { resolveGpuInventory } from './gpu-inventory.js';
 import { createLogger } from './logger.js';
 
 export interface RunningAgent {
@@ -17,6 +18,9 @@ export interface RunningAgent {
 /** Opens the registry and Docker as configured and starts the agent. */
 export async function runAgent(cfg: AgentConfig): Promise<RunningAgent> {
   const log = createLogger(cfg.logLevel, { host: cfg.hostId });
+  const gpus = await resolveGpuInventory(cfg.gpus);
+  if (gpus.error) log.warn({ error: gpus.error }, 'GPU detection failed: no GPUs published (configure gpus.devices to set them)');
+  log.info({ source: gpus.source, gpus: gpus.devices.map((d) => d.id) }, 'GPU inventory');
   const store = await openStore(storeConfigFrom({ ...cfg.registry, etcdPassword: process.env.WARMPOOL_ETCD_PASSWORD }));
   mkdirSync(cfg.runDir, { recursive: true });
   let agent: AgentHandle;
@@ -24,8 +28,9 @@ export async function runAgent(cfg: AgentConfig): Promise<RunningAgent> {
     agent = await startAgent({
       store, prefix: cfg.registry.prefix, runtime: new DockerodeRuntime({ socketPath: cfg.docker.socketPath }),
       hostId: cfg.hostId, address: cfg.address, ...(cfg.publishIp ? { publishIp: cfg.publishIp } : {}),
-      capacity: cfg.capacity, labels: cfg.labels, runDir: cfg.runDir, leaseTtlSec: cfg.leaseTtlSec,
+      capacity: cfg.capacity, labels: cfg.labels, allow: cfg.allow, gpus: gpus.devices, runDir: cfg.runDir, leaseTtlSec: cfg.leaseTtlSec,
       ...(cfg.cluster ? { cluster: cfg.cluster } : {}), sidecarImage: cfg.sidecar.image, sidecarPort: cfg.sidecar.port,
+      ...(cfg.docker.network ? { network: cfg.docker.network } : {}),
       timing: {
         resyncMs: cfg.timing.resyncSec * 1000, strayGraceMs: cfg.timing.strayGraceSec * 1000, spreadStepMs: cfg.timing.spreadStepMs,
         maxSpreadMs: cfg.timing.maxSpreadMs, backoffBaseMs: cfg.timing.backoffBaseMs, backoffMaxMs: cfg.timing.backoffMaxMs,
@@ -65,7 +70,7 @@ Every setting: agent/README.md (flags override WARMPOOL_* variables, which overr
 /** Parses `warmpool agent` arguments (argv without the program and subcommand). */
 export function agentConfigFromArgs(argv: string[], env: Record<string, string | undefined> = process.env): AgentConfig | 'help' {
   const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = { config: { type: 'string' }, help: { type: 'boolean' } };
-  for (const s of SETTINGS) options[s.flag] = { type: 'string', ...(s.type === 'labels' ? { multiple: true } : {}) };
+  for (const s of SETTINGS) options[s.flag] = { type: 'string', ...(s.type === 'labels' || s.type === 'list' ? { multiple: true } : {}) };
   let values: Record<string, string | string[] | boolean | undefined>;
   try {
     values = parseArgs({ args: argv, options, allowPositionals: false, strict: true }).values as Record<string, string | string[] | boolean | undefined>;

@@ -55,7 +55,9 @@ t.test('launch, report ready, events and an engine restart', async (t) => {
   await until(() => s.runtime.byRole('sidecar').filter((c) => c.running).length === 2, 'two pods');
   t.equal(s.runtime.byRole('app').length, 2);
   const sidecar = s.runtime.byRole('sidecar')[0]!;
-  t.equal(sidecar.spec.networkOfContainer, s.runtime.byRole('app').find((a) => a.spec.labels['warmpool.instance'] === sidecar.spec.labels['warmpool.instance'])!.id, 'sidecar joins its app\'s network');
+  const app = s.runtime.byRole('app').find((a) => a.spec.labels['warmpool.instance'] === sidecar.spec.labels['warmpool.instance'])!;
+  t.equal(app.spec.networkOfContainer, sidecar.id, 'the app joins its sidecar\'s network namespace');
+  t.equal(s.runtime.isolated.get(sidecar.id), 9000, 'filtered to the sidecar\'s port before the app started');
 
   await until(() => s.instances().filter((i) => i.state === 'booting' && i.address).length === 2, 'booting records');
   const [a, b] = s.instances();

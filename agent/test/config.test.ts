@@ -41,3 +41,22 @@ t.test('command-line parsing', async (t) => {
   t.equal(c.leaseTtlSec, 2);
   t.same(c.labels, { a: 'b' });
 });
+
+t.test('host allow-list and GPU inventory settings', async (t) => {
+  const d = resolveAgentConfig({});
+  t.same(d.allow, { hostPaths: [], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] }, 'nothing of the host by default');
+  t.same(d.gpus, { detect: true }, 'nvidia-smi detection unless devices are configured');
+  const c = resolveAgentConfig({
+    file: { allow: { hostPaths: ['/data'] }, gpus: { devices: ['0', { id: '1', name: 'H100' }] } },
+    env: { WARMPOOL_ALLOW_IPC_HOST: 'true', WARMPOOL_SECRET_DIRS: '/run/secrets' },
+    flags: { 'allow-host-path': ['/models', '/cache'], 'gpu-detect': 'false' },
+  });
+  t.same(c.allow, { hostPaths: ['/models', '/cache'], ipcHost: true, secretDirs: ['/run/secrets'] });
+  t.same(c.gpus, { detect: false, devices: [{ id: '0' }, { id: '1', name: 'H100' }] });
+  t.same(resolveAgentConfig({ flags: { gpus: '0,1,2' } }).gpus.devices, [{ id: '0' }, { id: '1' }, { id: '2' }]);
+  t.same(agentConfigFromArgs(['--gpus', '0,1', '--allow-host-path', '/a', '--allow-host-path', '/b'], {}) !== 'help' && [], []);
+  const args = agentConfigFromArgs(['--gpus', '3', '--allow-host-path', '/a', '--allow-host-path', '/b'], {});
+  if (args !== 'help') t.same([args.gpus.devices, args.allow.hostPaths], [[{ id: '3' }], ['/a', '/b']], 'list flags repeat');
+  t.throws(() => resolveAgentConfig({ flags: { 'allow-ipc-host': 'maybe' } }), { message: /--allow-ipc-host: expected true or false/ });
+  t.throws(() => resolveAgentConfig({ flags: { 'allow-host-path': 'relative' } }), { message: /allow\.hostPaths\.0: must be an absolute path/ });
+});

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { ServiceSpec } from '@warmpool/registry';
 import { appContainerSpec, sidecarContainerSpec, specHash, type PodInput } from '../src/container-spec.js';
+import { dockerCreateBody } from '../src/docker-create-body.js';
 import { clusterFromPrefix, containerName } from '../src/labels.js';
 
 const spec: ServiceSpec = {
@@ -13,28 +14,32 @@ const pod: PodInput = {
   sidecarPort: 9000, runDir: '/run/warmpool', instanceKey: 'k',
 };
 
-t.test('app container: env, limits, labels, only the sidecar port published', async (t) => {
-  const a = appContainerSpec(pod);
+t.test('app container: env, limits, labels, in its sidecar\'s network namespace, nothing published', async (t) => {
+  const a = appContainerSpec(pod, 'sidecarid');
   t.same(a.env, { HOST: '127.0.0.1', MODEL: 'x', INSTANCE_ID: 'chat-abc', PORT: '8000' });
   t.equal(a.memoryBytes, 512 * 1024 * 1024);
   t.equal(a.nanoCpus, 1.5e9);
-  t.same(a.publish, { containerPort: 9000, hostIp: '127.0.0.1' });
+  t.equal(a.networkOfContainer, 'sidecarid');
+  t.equal(a.publish, undefined, 'the app\'s port is never published');
   t.match(a.labels, { 'warmpool.cluster': 'warmpool', 'warmpool.service': 'chat', 'warmpool.instance': 'chat-abc', 'warmpool.host': 'h1', 'warmpool.role': 'app', 'warmpool.slot': '1' });
-  t.equal(appContainerSpec({ ...pod, sidecarPort: 8000 }).publish?.containerPort, 8001, 'never the app\'s own port');
 });
 
-t.test('sidecar container: app network namespace, run dir mounted, probe settings from the spec', async (t) => {
-  const s = sidecarContainerSpec(pod, 'appid');
-  t.equal(s.networkOfContainer, 'appid');
+t.test('sidecar container: owns the pod\'s network namespace, publishes its port, run dir mounted, probe settings from the spec', async (t) => {
+  const s = sidecarContainerSpec(pod);
+  t.equal(s.networkOfContainer, undefined);
+  t.same(s.publish, { containerPort: 9000, hostIp: '127.0.0.1' });
+  t.equal(sidecarContainerSpec({ ...pod, sidecarPort: 8000 }).publish?.containerPort, 8001, 'never the app\'s own port');
   t.same(s.binds, { '/run/warmpool': '/run/warmpool' });
   t.match(s.env, {
     WARMPOOL_INSTANCE_ID: 'chat-abc', WARMPOOL_INSTANCE_KEY: 'k', WARMPOOL_APP_PORT: '8000', WARMPOOL_LISTEN_PORT: '9000', WARMPOOL_READY_PATH: '/ready',
     WARMPOOL_READY_STATUS: '204', WARMPOOL_PROBE_INTERVAL_MS: '250', WARMPOOL_BOOT_TIMEOUT_SEC: '30', WARMPOOL_FAILURE_THRESHOLD: '2',
     WARMPOOL_AGENT_SOCKET: '/run/warmpool/agent.sock',
   });
-  // The sidecar's boot clock starts with its own process, after the app container started
-  // (the agent takes the app's start time from the engine): no start time from before the start request.
+  // The sidecar's boot clock starts with its own process (the agent takes the app's start
+  // time from the engine): no start time from before the start request; its boot timeout
+  // allows for the engine calls between its start and the app's.
   t.equal(s.env.WARMPOOL_STARTED_AT, undefined);
+  t.equal(sidecarContainerSpec({ ...pod, startSlackSec: 60 }).env.WARMPOOL_BOOT_TIMEOUT_SEC, '90');
   t.equal(s.env.WARMPOOL_WARMUP, undefined, 'no warm-up unless the spec asks');
   t.equal(s.env.WARMPOOL_LIVE_PATH, undefined, 'liveness defaults to the readiness probe (the sidecar\'s own defaults)');
   t.equal(s.labels['warmpool.role'], 'sidecar');
@@ -50,7 +55,7 @@ t.test('sidecar container: liveness, probe timeout and warm-up from the spec', a
         { method: 'GET', path: '/warm', headers: { 'x-a': 'b' }, timeoutSec: 1.5, expectStatus: 204 },
       ],
     },
-  }, 'appid');
+  });
   t.match(s.env, {
     WARMPOOL_PROBE_TIMEOUT_MS: '700', WARMPOOL_LIVE_PATH: '/v2/health/live', WARMPOOL_LIVE_TIMEOUT_MS: '10000',
     WARMPOOL_LIVE_INTERVAL_MS: '5000', WARMPOOL_LIVE_FAILURE_THRESHOLD: '4', WARMPOOL_LIVE_STATUS: '200',
@@ -74,4 +79,36 @@ t.test('cluster names and container names', async (t) => {
   t.equal(clusterFromPrefix('/warmpool-test/t1a2b/'), 'warmpool-test.t1a2b');
   t.equal(containerName('warmpool', 'chat-abc', 'app'), 'wp.warmpool.chat-abc.app');
   t.match(containerName('c', 'x'.repeat(300), 'sidecar'), /^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/);
+});
+
+t.test('model-server options: command, entrypoint, user, shm, ipc, ulimits, GPUs, granted volumes and secrets', async (t) => {
+  const full: ServiceSpec = {
+    ...spec, command: ['--model', 'm'], entrypoint: ['python3', '-m', 'srv'], user: '1000:1000', shmSizeMb: 1024, ipc: 'host',
+    ulimits: { memlock: { soft: -1, hard: -1 }, stack: { soft: 67108864, hard: 67108864 } }, secretEnv: { HF_TOKEN: '/etc/warmpool/secrets/hf' },
+    volumes: [{ source: '/data/models', target: '/models', readOnly: true }], resources: { memoryMb: 0, cpus: 0, gpus: 2 },
+  };
+  const a = appContainerSpec({ ...pod, spec: full, gpus: ['1', '2'], grant: { volumes: full.volumes!, secretEnv: { HF_TOKEN: 'tok' } } });
+  t.equal(a.env.HF_TOKEN, 'tok', 'the secret value, read by the agent, goes into the container env');
+  t.equal(a.labels['warmpool.gpus'], '1,2', 'the allocation is on the container (rebuilt from it on adoption)');
+  const body = dockerCreateBody(a);
+  t.same(body.Cmd, ['--model', 'm']);
+  t.same(body.Entrypoint, ['python3', '-m', 'srv']);
+  t.equal(body.User, '1000:1000');
+  t.match(body.HostConfig, {
+    ShmSize: 1024 * 1024 * 1024, IpcMode: 'host', Binds: ['/data/models:/models:ro'],
+    Ulimits: [{ Name: 'memlock', Soft: -1, Hard: -1 }, { Name: 'stack', Soft: 67108864, Hard: 67108864 }],
+  });
+  t.same(body.HostConfig.DeviceRequests, [{ Driver: '', Count: 0, DeviceIDs: ['1', '2'], Capabilities: [['gpu']], Options: {} }], 'what --gpus \'"device=1,2"\' sends');
+  const bare = dockerCreateBody(appContainerSpec({ ...pod, spec: { ...full, volumes: [], secretEnv: {} } }));
+  t.notOk(bare.HostConfig.DeviceRequests, 'no GPUs assigned, no device request');
+  t.notOk(bare.HostConfig.Binds, 'volumes only from the host\'s grant');
+  t.notOk('HF_TOKEN' in appContainerSpec({ ...pod, spec: full }).env, 'no grant, no secret');
+});
+
+t.test('spec hash: unchanged for specs without the container options, changed by any of them', async (t) => {
+  const withDefaults: ServiceSpec = { ...spec, resources: { ...spec.resources, gpus: 0 }, volumes: [], ulimits: {}, secretEnv: {}, placement: { hostLabels: { a: 'b' } } };
+  t.equal(specHash(withDefaults), specHash(spec), 'defaults (and placement) do not replace running instances');
+  for (const over of [{ command: ['x'] }, { shmSizeMb: 1 }, { ipc: 'host' as const }, { user: '1' }, { secretEnv: { A: '/a' } }, { resources: { ...spec.resources, gpus: 1 } }]) {
+    t.not(specHash({ ...spec, ...over }), specHash(spec), JSON.stringify(over));
+  }
 });

@@ -47,6 +47,11 @@ export class FakeRuntime implements ContainerRuntime {
     if (this.delays.start) await new Promise((r) => setTimeout(r, this.delays.start));
     const c = this.containers.get(id);
     if (!c) throw Object.assign(new Error('no such container'), { statusCode: 404 });
+    // Like the engine: a container joining another's namespace needs it running; and the
+    // agent must have filtered that namespace first (the app never runs unfiltered).
+    const owner = c.spec.networkOfContainer;
+    if (owner && !this.containers.get(owner)?.running) throw Object.assign(new Error(`container ${owner} is not running`), { statusCode: 409 });
+    if (owner && !this.isolated.has(owner)) throw new Error(`fake engine: ${id} started in ${owner}'s namespace before it was isolated`);
     c.running = true;
   }
 
@@ -55,6 +60,15 @@ export class FakeRuntime implements ContainerRuntime {
     const c = this.containers.get(id);
     if (!c) return undefined;
     return { id, running: c.running, exitCode: c.running ? null : c.exitCode ?? 137, oomKilled: c.oomKilled ?? false, labels: c.spec.labels, ports: c.spec.publish ? { [c.spec.publish.containerPort]: c.port } : {} };
+  }
+
+  /** Records the filter (the real one is tested against a real engine in test/e2e/pod-isolation.test.ts). */
+  isolated = new Map<string, number>();
+  async isolate(id: string, allowTcpPort: number): Promise<void> {
+    this.check();
+    const c = this.containers.get(id);
+    if (!c?.running) throw Object.assign(new Error(`container ${id} is not running`), { statusCode: 409 });
+    this.isolated.set(id, allowTcpPort);
   }
 
   async remove(id: string): Promise<void> {

@@ -1,59 +1,6 @@
 import t from 'tap';
-import type { ServiceSpec } from '@warmpool/registry';
-import { plan, type Action, type LocalInstance, type PlanInput, type ServiceTarget } from '../src/plan.js';
-
-const NOW = 1_000_000;
-
-function spec(over: Partial<ServiceSpec> = {}): ServiceSpec {
-  return {
-    name: 'chat', image: 'img', containerPort: 8000, warm: 3, maxPerHost: 10, bootTimeoutSec: 60,
-    readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
-    session: { idleTimeoutSec: 60, maxLifetimeSec: 3600 }, env: {}, resources: { memoryMb: 100, cpus: 0 },
-    ...over,
-  };
-}
-
-function inst(id: string, over: Partial<LocalInstance> = {}): LocalInstance {
-  return {
-    id, service: 'chat', phase: 'ready', slot: 0, slotSeen: true, specHash: 'h1', memoryMb: 100,
-    createdAt: NOW - 10_000, startedAt: NOW - 10_000, launchedAt: NOW - 9_000, readyAt: NOW - 5_000, bootMs: 5_000, ...over,
-  };
-}
-
-interface Fleet {
-  slots?: Record<string, Record<number, string>>;
-  claims?: Record<string, string>;
-  endedClaims?: string[];
-  sessionExpiry?: Record<string, number>;
-  tombstones?: string[];
-  hosts?: { id: string; accepting?: boolean; perService?: Record<string, number> }[];
-  readyUnclaimed?: Record<string, number>;
-}
-
-function input(o: {
-  local?: LocalInstance[]; services?: ServiceSpec[]; fleet?: Fleet; draining?: boolean; busy?: string[]; starting?: string[];
-  backoff?: Record<string, number>; capacity?: { instances: number; memoryMb: number }; containers?: PlanInput['containers']; hostId?: string;
-} = {}): PlanInput {
-  const services = new Map<string, ServiceTarget>((o.services ?? [spec()]).map((s) => [s.name, { spec: s, hash: 'h1' }]));
-  const f = o.fleet ?? {};
-  const slots = new Map(Object.entries(f.slots ?? {}).map(([svc, m]) => [svc, new Map(Object.entries(m).map(([n, id]) => [Number(n), id]))]));
-  return {
-    now: NOW, hostId: o.hostId ?? 'h1', capacity: o.capacity ?? { instances: 10, memoryMb: 0 }, draining: o.draining ?? false,
-    services,
-    fleet: {
-      slots, claims: new Map(Object.entries(f.claims ?? {})), endedClaims: new Set(f.endedClaims ?? []), sessionExpiry: new Map(Object.entries(f.sessionExpiry ?? {})),
-      tombstones: new Set(f.tombstones ?? []),
-      hosts: (f.hosts ?? []).map((h) => ({ id: h.id, accepting: h.accepting ?? true, perService: new Map(Object.entries(h.perService ?? {})) })),
-      readyUnclaimed: new Map(Object.entries(f.readyUnclaimed ?? {})),
-    },
-    local: new Map((o.local ?? []).map((i) => [i.id, i])), busy: new Set(o.busy ?? []), starting: new Set(o.starting ?? []),
-    backoffUntil: new Map(Object.entries(o.backoff ?? {})), containers: o.containers,
-    timing: { spreadStepMs: 50, maxSpreadMs: 1000, strayGraceMs: 30_000 },
-  };
-}
-
-const types = (actions: Action[]): string[] => actions.map((a) => a.type);
-const starts = (actions: Action[]) => actions.filter((a): a is Extract<Action, { type: 'start' }> => a.type === 'start');
+import { plan } from '../src/plan.js';
+import { input, inst, NOW, spec, starts, types, type Fleet } from './plan-fixtures.js';
 
 t.test('empty host, free slots: starts one instance per service per round, into a free slot', async (t) => {
   const p = plan(input({ services: [spec(), spec({ name: 'other', warm: 1 })] }));

@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseServicesFile, Registry, type KvStore, type ServiceSpec } from '@warmpool/registry';
 import { computeStatus } from '@warmpool/registry';
 import { renderStatus } from './status.js';
+import { formatDuration } from './durations.js';
 
 /** Output sink, so commands are testable without a terminal. */
 export interface Io { out(s: string): void; err(s: string): void }
@@ -30,6 +31,17 @@ export async function loadServicesFile(file: string): Promise<ServiceSpec[]> {
   const r = parseServicesFile(doc);
   if (!r.ok) throw new CliError(`${file}: invalid services file:\n${r.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
   return r.services;
+}
+
+/**
+ * `warmpool apply --dry-run` with no registry reachable: the file is validated (errors name
+ * the field path) and its services listed; no diff, and the output says why.
+ */
+export async function validateOffline(io: Io, opts: { file: string; json?: boolean; unreachable: string }): Promise<void> {
+  const services = await loadServicesFile(opts.file);
+  if (opts.json) return io.out(JSON.stringify({ dryRun: true, valid: true, services: services.map((s) => s.name), diff: null, registry: opts.unreachable }));
+  io.out(`${opts.file}: valid, ${services.length} service${services.length === 1 ? '' : 's'} (${services.map((s) => s.name).join(', ')})`);
+  io.out(`no diff: ${opts.unreachable}`);
 }
 
 export async function apply(store: KvStore, prefix: string, io: Io, opts: { file: string; prune?: boolean; dryRun?: boolean; json?: boolean }): Promise<void> {
@@ -69,20 +81,21 @@ async function withCache<T>(store: KvStore, prefix: string, fn: (reg: Registry) 
   }
 }
 
-export async function status(store: KvStore, prefix: string, io: Io, opts: { json?: boolean; now?: number }): Promise<void> {
+export async function status(store: KvStore, prefix: string, io: Io, opts: { json?: boolean; now?: number; registry?: string }): Promise<void> {
   await withCache(store, prefix, async (reg) => {
     const s = computeStatus(await reg.cache(), opts.now ?? Date.now());
-    io.out(opts.json ? JSON.stringify(s) : renderStatus(s));
+    io.out(opts.json ? JSON.stringify(s) : renderStatus(s, { prefix, ...(opts.registry ? { registry: opts.registry } : {}) }));
   });
 }
 
-export async function sessions(store: KvStore, prefix: string, io: Io, opts: { json?: boolean; service?: string }): Promise<void> {
+export async function sessions(store: KvStore, prefix: string, io: Io, opts: { json?: boolean; service?: string; now?: number }): Promise<void> {
+  const now = opts.now ?? Date.now();
   await withCache(store, prefix, async (reg) => {
     const c = await reg.cache();
     const list = [...c.sessions.values()].map((v) => v.value).filter((s) => !opts.service || s.service === opts.service);
     if (opts.json) return io.out(JSON.stringify(list));
-    if (!list.length) return io.out('(no sessions)');
-    const rows = [['SESSION', 'SERVICE', 'INSTANCE', 'HOST', 'AGE', 'EXPIRES IN'], ...list.map((s) => [s.id, s.service, s.instanceId, s.host, `${Math.round((Date.now() - s.createdAt) / 1000)}s`, `${Math.round((s.expiresAt - Date.now()) / 1000)}s`])];
+    if (!list.length) return io.out(`(no sessions under prefix ${prefix})`);
+    const rows = [['SESSION', 'SERVICE', 'INSTANCE', 'HOST', 'AGE', 'EXPIRES IN'], ...list.map((s) => [s.id, s.service, s.instanceId, s.host, formatDuration(now - s.createdAt), formatDuration(s.expiresAt - now)])];
     const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
     io.out(rows.map((r) => r.map((x, i) => x.padEnd(w[i]!)).join('  ').trimEnd()).join('\n'));
   });

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { openStore, storeConfigFrom, WarmpoolError, DEFAULT_PREFIX, type KvStore } from '@warmpool/registry';
-import { apply, drain, inspect, sessions, status, CliError, type Io } from './commands.js';
+import { apply, drain, inspect, sessions, status, validateOffline, CliError, type Io } from './commands.js';
+import { createSession } from './session-create.js';
 import { daemonCommands } from './daemons.js';
 
 const io: Io = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
@@ -31,16 +32,34 @@ function registryName(f: RegistryFlags): string {
   return f.consul ? `Consul at ${f.consul} (--consul)` : `etcd at ${f.etcd ?? 'http://127.0.0.1:2379'} (--etcd / WARMPOOL_ETCD)`;
 }
 
-async function withStore(f: RegistryFlags, fn: (store: KvStore) => Promise<void>): Promise<void> {
+/**
+ * An error of the registry client as one readable line: gRPC's "... Resolution note: " with
+ * nothing after it (no name resolution was involved) is dropped.
+ */
+export function clientErrorText(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.replace(/\.?\s*Resolution note:\s*$/, '').trim();
+}
+
+/** Thrown by reach() when the registry does not answer; carries the one-line reason. */
+class Unreachable extends CliError {}
+
+async function reach(f: RegistryFlags): Promise<KvStore> {
   const store = await storeFromFlags(f);
+  // One read first: an unreachable registry is a clear error within seconds, not a command
+  // that waits for it forever.
   try {
-    // One read first: an unreachable registry is a clear error within seconds, not a command
-    // that waits for it forever.
-    try {
-      await store.get(f.prefix);
-    } catch (err) {
-      throw new CliError(`cannot reach the registry, ${registryName(f)}: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    await store.get(f.prefix);
+  } catch (err) {
+    await store.close().catch(() => undefined);
+    throw new Unreachable(`cannot reach the registry, ${registryName(f)}: ${clientErrorText(err)}`);
+  }
+  return store;
+}
+
+async function withStore(f: RegistryFlags, fn: (store: KvStore) => Promise<void>): Promise<void> {
+  const store = await reach(f);
+  try {
     await fn(store);
   } finally {
     await store.close();
@@ -57,15 +76,48 @@ export function buildProgram(): Command {
     .requiredOption('-f, --file <file>', 'services file (YAML or JSON)')
     .option('--prune', 'delete services that the file does not list')
     .option('--dry-run', 'show what would change')
-    .action((o: RegistryFlags & { file: string; prune?: boolean; dryRun?: boolean }) =>
-      withStore(o, (s) => apply(s, o.prefix, io, { file: o.file, prune: o.prune, dryRun: o.dryRun, json: o.json })));
+    .action(async (o: RegistryFlags & { file: string; prune?: boolean; dryRun?: boolean }) => {
+      const run = (s: KvStore): Promise<void> => apply(s, o.prefix, io, { file: o.file, prune: o.prune, dryRun: o.dryRun, json: o.json });
+      if (!o.dryRun) return withStore(o, run);
+      // A dry run validates the file even with no registry reachable; the diff needs one.
+      let store: KvStore;
+      try {
+        store = await reach(o);
+      } catch (err) {
+        if (!(err instanceof Unreachable)) throw err;
+        return validateOffline(io, { file: o.file, json: o.json, unreachable: err.message });
+      }
+      try {
+        await run(store);
+      } finally {
+        await store.close();
+      }
+    });
 
   addRegistryOptions(program.command('status').description('hosts, and per service: target, ready, booting, claimed; boot progress'))
-    .action((o: RegistryFlags) => withStore(o, (s) => status(s, o.prefix, io, { json: o.json })));
+    .action((o: RegistryFlags) => withStore(o, (s) => status(s, o.prefix, io, { json: o.json, registry: registryName(o) })));
 
-  addRegistryOptions(program.command('sessions').description('active sessions'))
+  const sessionsCmd = addRegistryOptions(program.command('sessions').description('active sessions (list); `sessions create SERVICE` opens one'))
     .option('--service <name>', 'only this service')
     .action((o: RegistryFlags & { service?: string }) => withStore(o, (s) => sessions(s, o.prefix, io, { json: o.json, service: o.service })));
+  addRegistryOptions(sessionsCmd.command('create').description('open a session through a router; while it waits for a booting instance, progress on stderr').argument('<service>'))
+    .addOption(new Option('--router <url>', 'router base URL').env('WARMPOOL_ROUTER').default('http://127.0.0.1:8080'))
+    .addOption(new Option('--wait <sec>', 'seconds to wait for a booting instance (the router caps it)').default('120'))
+    .option('--quiet', 'print only the session id (SID=$(warmpool sessions create chatbot --quiet))')
+    .action(async (service: string, o: RegistryFlags & { router: string; wait: string; quiet?: boolean }) => {
+      const waitSec = Number(o.wait);
+      if (!Number.isFinite(waitSec) || waitSec < 0 || waitSec > 3600) throw new CliError(`--wait must be a number of seconds from 0 to 3600, got ${JSON.stringify(o.wait)}`);
+      // The registry only feeds the progress lines: without one, the session is still opened.
+      const store = await reach(o).catch((err: unknown) => {
+        if (err instanceof Unreachable) return undefined;
+        throw err;
+      });
+      try {
+        await createSession(store, o.prefix, io, { service, router: o.router, waitSec, quiet: o.quiet, json: o.json });
+      } finally {
+        await store?.close();
+      }
+    });
 
   addRegistryOptions(program.command('drain').description('start no new instances on HOST; claimed ones finish').argument('<host>'))
     .option('--undo', 'accept new instances again')
@@ -78,10 +130,34 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Run from the installed package (a sidecar bundle next to the CLI bundle), `warmpool agent`
+ * makes sure its sidecar image exists on this host before it starts, building it from the
+ * package when missing. Bad settings are left to the agent to report; a failed build is a
+ * warning (the agent then reports each instance it cannot start).
+ */
+async function ensurePackagedSidecarImage(args: string[], parse: (argv: string[]) => { sidecar: { image: string }; docker: { socketPath: string } } | 'help'): Promise<void> {
+  const { packagedSidecarBundle, ensureSidecarImage } = await import('./sidecar-image.js');
+  const bundle = packagedSidecarBundle(import.meta.url);
+  if (!bundle) return;
+  let cfg: ReturnType<typeof parse>;
+  try {
+    cfg = parse(args);
+  } catch {
+    return;
+  }
+  if (cfg === 'help') return;
+  const { default: Docker } = await import('dockerode');
+  const log = (msg: string): void => { process.stderr.write(`warmpool agent: ${msg}\n`); };
+  await ensureSidecarImage({ image: cfg.sidecar.image, bundle, docker: new Docker({ socketPath: cfg.docker.socketPath }), log })
+    .catch((err: unknown) => log(`warning: could not build the sidecar image ${cfg.sidecar.image}: ${(err as Error).message}`));
+}
+
 export async function main(argv: string[]): Promise<number> {
   // The agent and the sidecar parse their own settings (file < WARMPOOL_* env < flags).
   if (argv[2] === 'agent') {
-    const { agentMain } = await import('@warmpool/agent/run');
+    const { agentMain, agentConfigFromArgs } = await import('@warmpool/agent/run');
+    await ensurePackagedSidecarImage(argv.slice(3), agentConfigFromArgs);
     return agentMain(argv.slice(3));
   }
   if (argv[2] === 'sidecar') {

@@ -1,4 +1,5 @@
 import type { Status } from '@warmpool/registry';
+import { formatDuration } from './durations.js';
 
 export { computeStatus, type Status, type ServiceStatus, type HostStatus } from '@warmpool/registry';
 
@@ -7,17 +8,26 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }
 
-export function renderStatus(s: Status): string {
+/**
+ * The `warmpool status` text. `where` names what was looked at (registry and prefix), so an
+ * empty fleet says where it is empty instead of only "run apply".
+ */
+export function renderStatus(s: Status, where: { registry?: string; prefix?: string } = {}): string {
+  const at = [where.prefix && `prefix ${where.prefix}`, where.registry].filter(Boolean).join(' in ');
   const out: string[] = [];
   out.push('HOSTS');
-  out.push(s.hosts.length ? table([['HOST', 'ADDRESS', 'INSTANCES', 'STATE'], ...s.hosts.map((h) => [h.id, h.address, `${h.instances}/${h.capacity}`, h.draining ? 'draining' : 'active'])]) : '(none)');
+  out.push(s.hosts.length
+    ? table([['HOST', 'ADDRESS', 'INSTANCES', 'GPUS USED/FREE', 'STATE'], ...s.hosts.map((h) => [
+      h.id, h.address, `${h.instances}/${h.capacity}`, h.gpus.total ? `${h.gpus.used}/${h.gpus.total - h.gpus.used}` : '-', h.draining ? 'draining' : 'active',
+    ])])
+    : '(none)');
   out.push('', 'SERVICES');
   out.push(s.services.length
     ? table([['SERVICE', 'TARGET', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT'], ...s.services.map((v) => [v.name, String(v.target), String(v.ready), String(v.booting), String(v.claimed), String(v.failed), v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`])])
-    : '(none: run warmpool apply -f services.yaml)');
+    : `(none${at ? ` under ${at}` : ''}: run warmpool apply -f services.yaml, or name your fleet's registry with --etcd / --prefix)`);
   const timed = s.services.filter((v) => v.typicalStages.startMs !== null);
   if (timed.length) {
-    const secs = (ms: number | null): string => (ms === null ? '-' : `${(ms / 1000).toFixed(1)}s`);
+    const secs = (ms: number | null): string => (ms === null ? '-' : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : formatDuration(ms));
     out.push('', 'STAGES (median per instance)');
     out.push(table([['SERVICE', 'PULL', 'CREATE', 'BOOT', 'WARM-UP', 'TO READY'], ...timed.map((v) => {
       const st = v.typicalStages;
@@ -27,7 +37,16 @@ export function renderStatus(s: Status): string {
   const boots = s.services.flatMap((v) => v.boots.map((b) => ({ ...b, service: v.name })));
   if (boots.length) {
     out.push('', 'BOOTING');
-    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'STATE', 'ELAPSED', 'PROGRESS'], ...boots.map((b) => [b.service, b.instance, b.host, b.state, `${(b.elapsedMs / 1000).toFixed(1)}s`, b.progress === null ? '?' : `${Math.round(b.progress * 100)}%`])]));
+    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'STATE', 'ELAPSED', 'PROGRESS'], ...boots.map((b) => [b.service, b.instance, b.host, b.state, b.elapsedMs < 60_000 ? `${(b.elapsedMs / 1000).toFixed(1)}s` : formatDuration(b.elapsedMs), b.progress === null ? '?' : `${Math.round(b.progress * 100)}%`])]));
+  }
+  if (s.gpuInstances.length) {
+    out.push('', 'GPUS');
+    out.push(table([['INSTANCE', 'SERVICE', 'HOST', 'GPUS'], ...s.gpuInstances.map((g) => [g.instance, g.service, g.host, g.gpus.join(',')])]));
+  }
+  const failures = s.services.flatMap((v) => v.failures.map((f) => ({ ...f, service: v.name })));
+  if (failures.length) {
+    out.push('', 'FAILED');
+    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'REASON'], ...failures.map((f) => [f.service, f.instance, f.host, f.reason])]));
   }
   out.push('', `SESSIONS ${s.sessions}`);
   return out.join('\n');

@@ -23,6 +23,26 @@ t.test('status counts per service and shows boot progress from the typical boot 
   t.match(text, /SESSIONS 1/);
 });
 
+t.test('status shows GPUs used/free per host, each instance\'s GPUs, and why instances failed', async (t) => {
+  const inst = (id: string, state: string, extra: object = {}) => [id, v({ id, service: 'vllm', host: 'g1', state, address: 'a', containerId: '', slot: 0, createdAt: 0, readyAt: null, bootMs: null, ...extra })] as const;
+  const cache = {
+    services: new Map([['vllm', v({ name: 'vllm', warm: 2 })]]),
+    hosts: new Map([['g1', v({ id: 'g1', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0, gpus: 4 }, draining: false })]]),
+    instances: new Map([
+      inst('a', 'ready', { gpus: ['0', '1'] }),
+      inst('b', 'failed', { reason: 'launch failed: secretEnv.HF_TOKEN: cannot read the secret file /etc/warmpool/secrets/hf_token on this host (ENOENT)' }),
+    ]),
+    claims: new Map(), sessions: new Map(), drains: new Set(),
+  };
+  const s = computeStatus(cache as never, 0);
+  t.same(s.hosts[0]!.gpus, { total: 4, used: 2 });
+  t.same(s.gpuInstances, [{ instance: 'a', service: 'vllm', host: 'g1', gpus: ['0', '1'] }]);
+  const text = renderStatus(s);
+  t.match(text, /g1\s+127\.0\.0\.1\s+2\/8\s+2\/2\s+active/, 'used/free');
+  t.match(text, /a\s+vllm\s+g1\s+0,1/);
+  t.match(text, /FAILED[\s\S]*vllm\s+b\s+g1\s+launch failed: secretEnv\.HF_TOKEN: cannot read the secret file \/etc\/warmpool\/secrets\/hf_token/);
+});
+
 t.test('status shows the timed stages and warming instances (issue 16)', async (t) => {
   const inst = (id: string, state: string, extra: object = {}) => [id, v({ id, service: 'ollama', host: 'h1', state, address: 'a', containerId: '', slot: null, createdAt: 0, readyAt: null, bootMs: null, ...extra })] as const;
   const stages = (createMs: number, bootMs: number, warmupMs: number) => ({ bootMs, stages: { createMs, bootMs, warmupMs } });

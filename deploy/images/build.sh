@@ -15,6 +15,8 @@ root=$(cd "$here/../.." && pwd)
 esbuild="$root/node_modules/.bin/esbuild"
 tsc="$root/node_modules/.bin/tsc"
 hash_label=warmpool.build-hash
+# shellcheck source=deploy/images/esbuild-node.sh
+source "$here/esbuild-node.sh"
 
 die() { echo "images: $*" >&2; exit 1; }
 command -v docker >/dev/null || die "docker is not installed (run: bash deploy/testbed/setup.sh)"
@@ -56,30 +58,17 @@ build_one() {
     local stamp="$here/.typecheck.stamp" sum
     sum=$(cat "$here/tsconfig.json" "$root/tsconfig.base.json" "$here"/*/*.ts | sha256sum | cut -c1-16)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+      echo "$name: type-checking deploy/images (tsc -p deploy/images)..."
       "$tsc" -p "$here/tsconfig.json" || die "$name: type errors in deploy/images (tsc -p deploy/images)"
       echo "$sum" >"$stamp"
     fi
     typechecked=1
   fi
 
-  # Bundle as ESM. Bundled CommonJS code still calls require() for node builtins and reads
-  # __dirname/__filename: the banner provides them as globals (not declarations, so a module
-  # declaring its own `require` or `__dirname` cannot clash); __dirname is /app.
-  # Native addons (*.node) stay out: the ones in our dependency tree are optional (ssh2 and
-  # cpu-features under dockerode) and their loaders fall back when they are absent.
-  local bundle="$build/main.js" log="$build/esbuild.log"
-  local banner="import { createRequire as __wpCreateRequire } from 'node:module';"
-  banner+=" import { fileURLToPath as __wpFileURLToPath } from 'node:url';"
-  banner+=" import { dirname as __wpDirname } from 'node:path';"
-  banner+=" globalThis.require ??= __wpCreateRequire(import.meta.url);"
-  banner+=" globalThis.__filename ??= __wpFileURLToPath(import.meta.url);"
-  banner+=" globalThis.__dirname ??= __wpDirname(globalThis.__filename);"
+  local bundle="$build/main.js"
+  echo "$name: bundling $ENTRY (esbuild)..."
   # shellcheck disable=SC2086
-  if ! "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 --banner:js="$banner" \
-      --external:'*.node' --log-level=warning --outfile="$bundle" $ESBUILD_ARGS >"$log" 2>&1; then
-    cat "$log" >&2
-    die "$name: esbuild failed for $ENTRY"
-  fi
+  bundle_node "$entry" "$bundle" $ESBUILD_ARGS || die "$name: esbuild failed for $ENTRY"
 
   # Extra runtime files: "src:dest" pairs, src relative to the repo root (file or folder).
   local copies=() c src
@@ -129,6 +118,7 @@ ENTRYPOINT ["/usr/bin/node", "/app/main.js"]
 EOF
   printf '*\n!Dockerfile\n!rootfs/\n' >"$build/.dockerignore"
 
+  echo "$name: building $IMAGE (FROM scratch: node, its libraries, the bundle)..."
   local old
   old=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   if ! DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$build" >"$build/docker-build.log" 2>&1; then

@@ -16,21 +16,54 @@ export interface CacheChange {
 
 export type CacheState = 'idle' | 'syncing' | 'live' | 'closed';
 
+/** Every kind a cache can follow; idempotency keys are only ever read by key, never cached. */
+export const CACHED_KINDS: readonly KeyKind[] = ['services', 'hosts', 'drain', 'instances', 'claims', 'sessions', 'slots', 'tombstones', 'cluster'];
+
 export interface CacheOptions {
-  /** Full re-list interval; watch events are hints, the re-list is the truth. */
+  /**
+   * Mean interval (ms, default 60,000, jittered 0.5x to 1.5x) of the consistency check: a
+   * count-only range of each followed prefix at the revision its watch has reached, compared
+   * with the copy. Only a difference re-lists (that prefix). Stores that cannot count
+   * (Consul, memory) re-list everything at this interval instead.
+   */
   resyncMs?: number;
+  /** The kinds to list and watch (default CACHED_KINDS); a router needs no slots. */
+  kinds?: readonly KeyKind[];
+  /** After a watch reconnects, its prefix is re-listed within this many ms (jittered; default 2,000). */
+  reconnectJitterMs?: number;
   random?: () => number;
   onError?: (err: unknown) => void;
 }
 
+/** One followed prefix: its own list revision and watch. */
+interface Followed {
+  kind: KeyKind;
+  prefix: string;
+  /** The revision this prefix's copy is known complete at. */
+  revision: string;
+  watch: KvWatch | undefined;
+  resyncing: Promise<void> | undefined;
+  disconnected: boolean;
+}
+
+/** What the consistency checks found (the fleet-scale figures report them). */
+export interface CacheCounters {
+  /** Full lists of one prefix (start, reset, reconnect, a failed check, a fallback re-list). */
+  lists: number;
+  checks: number;
+  mismatches: number;
+}
+
 /**
- * A watch-fed copy of the whole registry prefix. Lists, then watches from the listed
- * revision; a reset (compaction, restarted store) or the periodic resync re-lists and
- * applies only the differences, so no event is lost or applied twice.
+ * A watch-fed copy of the registry prefixes one part needs. Each kind's prefix is listed,
+ * then watched from the listed revision. A healthy watch is trusted: a prefix is re-listed
+ * only when its watch is reset (compaction, restarted store), reconnects, or the cheap
+ * jittered consistency check (see CacheOptions.resyncMs) finds its count differs; the
+ * re-list applies only the differences, so no event is lost or applied twice.
  *
  * Events: 'change' (CacheChange) per applied key change, 'ready' (service) when an instance
- * joins a ready set, 'synced' after each full list, 'state' (CacheState). The link to the
- * store: `disconnectedSince`.
+ * joins a ready set, 'synced' after each full list of every prefix, 'state' (CacheState).
+ * The link to the store: `disconnectedSince`.
  */
 export class RegistryCache extends EventEmitter {
   readonly keys: Keys;
@@ -44,6 +77,7 @@ export class RegistryCache extends EventEmitter {
   tombstones = new Map<string, Versioned<TombstoneRecord>>();
   cluster: { secret: string } | undefined;
   readonly ready = new ReadyIndex();
+  /** The highest revision any followed prefix reached. */
   revision = '0';
   state: CacheState = 'idle';
   /**
@@ -51,22 +85,32 @@ export class RegistryCache extends EventEmitter {
    * kept meanwhile (it may lag behind the store) and re-listed once the link is back.
    */
   disconnectedSince: number | null = null;
-  /** When the last full list completed (ms since epoch); null before the first one. */
+  /** When the last full list of every prefix completed (ms since epoch); null before the first one. */
   syncedAt: number | null = null;
-  private watch: KvWatch | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
+  readonly counters: CacheCounters = { lists: 0, checks: 0, mismatches: 0 };
+  private readonly followed: Followed[];
+  /** Keys under a followed prefix that hold no usable record (corrupt JSON, outside the layout): counted, not kept. */
+  private readonly ignored = new Set<string>();
+  private checkTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | undefined;
-  private readonly opts: Required<Omit<CacheOptions, 'onError'>> & Pick<CacheOptions, 'onError'>;
+  private readonly opts: Required<Omit<CacheOptions, 'onError' | 'kinds'>> & Pick<CacheOptions, 'onError'>;
 
   constructor(private readonly store: KvStore, keys: Keys, opts: CacheOptions = {}) {
     super();
     this.keys = keys;
-    this.opts = { resyncMs: opts.resyncMs ?? 60_000, random: opts.random ?? Math.random, onError: opts.onError };
+    this.opts = {
+      resyncMs: opts.resyncMs ?? 60_000, reconnectJitterMs: opts.reconnectJitterMs ?? 2_000,
+      random: opts.random ?? Math.random, onError: opts.onError,
+    };
+    this.followed = [...new Set(opts.kinds ?? CACHED_KINDS)].filter((k) => k !== 'idempotency').map((kind) => ({
+      kind, prefix: kind === 'cluster' ? keys.cluster() : keys.kindPrefix(kind),
+      revision: '0', watch: undefined, resyncing: undefined, disconnected: false,
+    }));
   }
 
   async start(): Promise<void> {
     await this.resync();
-    this.scheduleResync();
+    this.scheduleCheck(this.opts.resyncMs);
   }
 
   private closed(): boolean {
@@ -79,32 +123,98 @@ export class RegistryCache extends EventEmitter {
     this.emit('state', s);
   }
 
-  private setConnected(connected: boolean): void {
-    if (connected === (this.disconnectedSince === null)) return;
-    this.disconnectedSince = connected ? null : Date.now();
+  private setConnected(f: Followed | undefined, connected: boolean): void {
+    if (f) f.disconnected = !connected;
+    const down = connected ? this.followed.some((x) => x.disconnected) : true;
+    if (down === (this.disconnectedSince !== null)) return;
+    this.disconnectedSince = down ? Date.now() : null;
   }
 
-  private scheduleResync(): void {
-    if (this.state === 'closed') return;
-    const jitter = 0.8 + this.opts.random() * 0.4;
-    this.resyncTimer = setTimeout(() => {
-      this.resync().catch((err) => this.opts.onError?.(err)).finally(() => this.scheduleResync());
-    }, this.opts.resyncMs * jitter);
-    this.resyncTimer.unref();
+  private scheduleCheck(ms: number): void {
+    if (this.closed()) return;
+    this.checkTimer = setTimeout(() => {
+      this.check().then((backoff) => this.scheduleCheck(backoff ? Math.min(ms * 2, this.opts.resyncMs * 8) : this.opts.resyncMs), (err) => {
+        this.opts.onError?.(err);
+        this.scheduleCheck(Math.min(ms * 2, this.opts.resyncMs * 8));
+      });
+    }, ms * (0.5 + this.opts.random()));
+    this.checkTimer.unref();
   }
 
-  /** Re-lists the prefix, applies the differences and restarts the watch after that revision. */
+  /**
+   * The consistency check: per followed prefix, etcd's key count at the revision its watch
+   * reached against the copy's. Resolves true when the store was slow or failing (the next
+   * check backs off), false otherwise.
+   */
+  async check(): Promise<boolean> {
+    const count = this.store.count?.bind(this.store);
+    if (!count) { await this.resync(); return false; }
+    for (const f of this.followed) {
+      if (this.closed()) return false;
+      if (!f.watch || f.resyncing) continue;
+      this.counters.checks++;
+      let n: number;
+      try {
+        n = await count(f.prefix, f.revision);
+      } catch (err) {
+        // A compacted revision cannot be counted: the copy is re-listed instead. Anything
+        // else (etcd slow or away) waits for the next, later check.
+        if (/compact/i.test(String((err as Error)?.message))) { void this.resyncKind(f); continue; }
+        this.opts.onError?.(err);
+        return true;
+      }
+      if (n !== this.localCount(f)) {
+        this.counters.mismatches++;
+        this.opts.onError?.(new Error(`registry cache: ${f.prefix} holds ${n} keys at revision ${f.revision}, the copy ${this.localCount(f)}: re-listing it`));
+        await this.resyncKind(f);
+      }
+    }
+    return false;
+  }
+
+  private localCount(f: Followed): number {
+    let ignored = 0;
+    for (const k of this.ignored) if (k.startsWith(f.prefix)) ignored++;
+    switch (f.kind) {
+      case 'services': return this.services.size + ignored;
+      case 'hosts': return this.hosts.size + ignored;
+      case 'drain': return this.drains.size + ignored;
+      case 'instances': return this.instances.size + ignored;
+      case 'claims': return this.claims.size + ignored;
+      case 'sessions': return this.sessions.size + ignored;
+      case 'slots': return this.slots.size + ignored;
+      case 'tombstones': return this.tombstones.size + ignored;
+      case 'cluster': return (this.cluster ? 1 : 0) + ignored;
+      default: return ignored;
+    }
+  }
+
+  /** Re-lists every followed prefix, applies the differences and restarts each watch after its list. */
   resync(): Promise<void> {
     if (this.resyncing) return this.resyncing;
-    this.resyncing = this.doResync().finally(() => { this.resyncing = undefined; });
+    this.resyncing = (async () => {
+      await Promise.all(this.followed.map((f) => this.resyncKind(f)));
+      if (this.closed()) return;
+      this.syncedAt = Date.now();
+      this.emit('synced');
+    })().finally(() => { this.resyncing = undefined; });
     return this.resyncing;
   }
 
-  private async doResync(): Promise<void> {
+  private resyncKind(f: Followed): Promise<void> {
+    if (f.resyncing) return f.resyncing;
+    f.resyncing = this.doResync(f).finally(() => {
+      f.resyncing = undefined;
+      if (!this.closed() && this.followed.every((x) => x.watch)) this.setState('live');
+    });
+    return f.resyncing;
+  }
+
+  private async doResync(f: Followed): Promise<void> {
     if (this.closed()) return;
     this.setState('syncing');
-    const old = this.watch;
-    this.watch = undefined;
+    const old = f.watch;
+    f.watch = undefined;
     await old?.close().catch(() => undefined);
     // Retry the list with backoff until it works or the cache is closed.
     let delay = 100;
@@ -112,17 +222,13 @@ export class RegistryCache extends EventEmitter {
     while (!listed) {
       if (this.closed()) return;
       try {
-        listed = await this.store.list(this.keys.prefix);
-        this.setConnected(true);
+        listed = await this.store.list(f.prefix);
+        this.counters.lists++;
+        this.setConnected(f, true);
       } catch (err) {
-        this.setConnected(false);
+        this.setConnected(f, false);
         this.opts.onError?.(err);
-        await new Promise<void>((r) => {
-          // close() ends the wait at once.
-          const timer = setTimeout(() => { this.off('state', onClose); r(); }, delay);
-          const onClose = (s: CacheState): void => { if (s === 'closed') { clearTimeout(timer); r(); } };
-          this.on('state', onClose);
-        });
+        await this.pause(delay);
         delay = Math.min(delay * 2, 5_000);
       }
     }
@@ -132,28 +238,43 @@ export class RegistryCache extends EventEmitter {
       seen.add(e.key);
       if (this.currentRevision(e.key) !== e.modRevision) this.applyPut(e.key, e.value, e.modRevision, e.lease);
     }
-    for (const key of this.allKeys()) if (!seen.has(key)) this.applyDelete(key);
-    this.revision = listed.revision;
-    this.syncedAt = Date.now();
-    this.emit('synced');
+    for (const key of this.allKeys(f.kind)) if (!seen.has(key)) this.applyDelete(key);
+    for (const key of [...this.ignored]) if (key.startsWith(f.prefix) && !seen.has(key)) this.ignored.delete(key);
+    f.revision = listed.revision;
+    this.advance(listed.revision);
     try {
-      this.watch = await this.store.watch(this.keys.prefix, this.revision, {
-        onEvents: (events, revision) => this.onEvents(events, revision),
-        onReset: () => { void this.resync(); },
+      const w = await this.store.watch(f.prefix, f.revision, {
+        onEvents: (events, revision) => this.onEvents(events, revision, f),
+        onReset: () => { void this.resyncKind(f); },
         onConnectionChange: (connected) => {
-          this.setConnected(connected);
-          if (connected) void this.resync();
+          this.setConnected(f, connected);
+          // The watch resumes by itself; the re-list after a reconnect is spread over a
+          // few seconds so that a restarted etcd is not listed by every part at once.
+          if (connected) setTimeout(() => void this.resyncKind(f), this.opts.random() * this.opts.reconnectJitterMs).unref();
         },
       });
-      if (this.closed()) { await this.watch.close(); return; }
-      this.setState('live');
+      if (this.closed()) { await w.close(); return; }
+      f.watch = w;
     } catch (err) {
       this.opts.onError?.(err);
-      setTimeout(() => void this.resync(), delay).unref();
+      setTimeout(() => void this.resyncKind(f), delay).unref();
     }
   }
 
-  private onEvents(events: KvEvent[], revision: string): void {
+  /** Waits `ms`, or less if the cache is closed meanwhile. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      const timer = setTimeout(() => { this.off('state', onClose); r(); }, ms);
+      const onClose = (s: CacheState): void => { if (s === 'closed') { clearTimeout(timer); r(); } };
+      this.on('state', onClose);
+    });
+  }
+
+  private advance(revision: string): void {
+    if (BigInt(revision) > BigInt(this.revision)) this.revision = revision;
+  }
+
+  private onEvents(events: KvEvent[], revision: string, f?: Followed): void {
     if (this.state === 'closed') return;
     for (const e of events) {
       // Never apply an event older than what a list already gave us.
@@ -162,20 +283,25 @@ export class RegistryCache extends EventEmitter {
       if (e.type === 'put') this.applyPut(e.key, e.value ?? '', e.modRevision);
       else this.applyDelete(e.key);
     }
-    if (BigInt(revision) > BigInt(this.revision)) this.revision = revision;
+    if (f && BigInt(revision) > BigInt(f.revision)) f.revision = revision;
+    this.advance(revision);
   }
 
-  private *allKeys(): Generator<string> {
+  /** The keys of one kind in the copy. */
+  private *allKeys(kind: KeyKind): Generator<string> {
     const k = this.keys;
-    for (const [n] of this.services) yield k.service(n);
-    for (const [n] of this.hosts) yield k.host(n);
-    for (const n of this.drains) yield k.drain(n);
-    for (const [, v] of this.instances) yield k.instance(v.value.service, v.value.id);
-    for (const [, v] of this.claims) yield k.claim(v.value.service, v.value.instanceId);
-    for (const [n] of this.sessions) yield k.session(n);
-    for (const [key] of this.slots) yield key;
-    for (const [n] of this.tombstones) yield k.tombstone(n);
-    if (this.cluster) yield k.cluster();
+    switch (kind) {
+      case 'services': for (const [n] of this.services) yield k.service(n); return;
+      case 'hosts': for (const [n] of this.hosts) yield k.host(n); return;
+      case 'drain': for (const n of this.drains) yield k.drain(n); return;
+      case 'instances': for (const [, v] of this.instances) yield k.instance(v.value.service, v.value.id); return;
+      case 'claims': for (const [, v] of this.claims) yield k.claim(v.value.service, v.value.instanceId); return;
+      case 'sessions': for (const [n] of this.sessions) yield k.session(n); return;
+      case 'slots': for (const [key] of this.slots) yield key; return;
+      case 'tombstones': for (const [n] of this.tombstones) yield k.tombstone(n); return;
+      case 'cluster': if (this.cluster) yield k.cluster(); return;
+      default: return;
+    }
   }
 
   private currentRevision(key: string): string | undefined {
@@ -195,14 +321,16 @@ export class RegistryCache extends EventEmitter {
 
   private applyPut(key: string, raw: string, modRevision: string, lease?: string): void {
     const p = this.keys.parse(key);
-    if (!p) return;
+    if (!p) { this.ignored.add(key); return; }
     let value: unknown;
     try {
       value = JSON.parse(raw);
     } catch (err) {
       this.opts.onError?.(new Error(`ignoring corrupt record at ${key}`, { cause: err }));
+      this.ignored.add(key);
       return;
     }
+    this.ignored.delete(key);
     const v = <T>(x: unknown): Versioned<T> => ({ value: x as T, modRevision, ...(lease ? { lease } : {}) });
     switch (p.kind) {
       case 'services': this.services.set(p.parts[0]!, v(value)); break;
@@ -220,6 +348,7 @@ export class RegistryCache extends EventEmitter {
   }
 
   private applyDelete(key: string): void {
+    this.ignored.delete(key);
     const p = this.keys.parse(key);
     if (!p) return;
     let had = false;
@@ -261,9 +390,12 @@ export class RegistryCache extends EventEmitter {
 
   async close(): Promise<void> {
     this.setState('closed');
-    if (this.resyncTimer) clearTimeout(this.resyncTimer);
-    await this.watch?.close().catch(() => undefined);
-    this.watch = undefined;
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    await Promise.all(this.followed.map(async (f) => {
+      const w = f.watch;
+      f.watch = undefined;
+      await w?.close().catch(() => undefined);
+    }));
     this.removeAllListeners();
   }
 }

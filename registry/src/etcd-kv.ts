@@ -14,6 +14,7 @@ import type { KvCompare, KvEntry, KvOp, KvStore, KvTxnResult, KvWatch, KvWatchHa
 import { mapEtcdError } from './etcd-errors.js';
 import { EtcdKeptLease, closedError, keepAliveBatch } from './etcd-lease.js';
 import { EtcdWatch } from './etcd-watch.js';
+import { etcdFaultHandling } from './etcd-policy.js';
 import { RegistryError } from './errors.js';
 
 export interface EtcdKvOptions {
@@ -43,6 +44,9 @@ const pem = (v: string | Buffer | undefined, what: string): Buffer | undefined =
     throw new RegistryError('WARMPOOL_INVALID_CONFIG', `etcd: cannot read tls.${what} from ${v}: ${(err as Error).message}`, { cause: err });
   }
 };
+
+/** Largest message accepted from etcd (bytes): 256 MiB. */
+const MAX_RECEIVE_BYTES = 256 * 1024 * 1024;
 
 /** Watch-stream reconnect backoff: 100 ms doubling to 2 s, with jitter (etcd3's default climbs to 30 s). */
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
@@ -106,8 +110,12 @@ export class EtcdKvStore implements KvStore {
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
         'grpc.max_reconnect_backoff_ms': this.dialTimeoutMs,
+        // gRPC's 4 MiB default is not a limit on what etcd may legitimately send: one
+        // revision's events (a lease expiring with thousands of keys) arrive in one watch
+        // response. Lists are paged (listPageSize), so only watches need the room.
+        'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
       },
-      faultHandling: { watchBackoff: watchBackoff() },
+      faultHandling: { watchBackoff: watchBackoff(), ...etcdFaultHandling(opts.endpoints.length) },
     };
     if (ca || cert) {
       options.credentials = {
@@ -160,6 +168,20 @@ export class EtcdKvStore implements KvStore {
       throw mapEtcdError(err, `list ${prefix}`);
     }
     return { revision: revision ?? '0', entries };
+  }
+
+  async count(prefix: string, atRevision?: string): Promise<number> {
+    this.check();
+    const range = Range.prefix(prefix);
+    try {
+      // count_only: etcd answers from its key index, without reading or sending values.
+      const res = await this.client.kv.range({
+        key: range.start, range_end: range.end, count_only: true, ...(atRevision ? { revision: atRevision } : {}),
+      });
+      return Number(res.count);
+    } catch (err) {
+      throw mapEtcdError(err, `count ${prefix}`);
+    }
   }
 
   async txn(compares: KvCompare[], ops: KvOp[], readOnFailure: string[] = []): Promise<KvTxnResult> {

@@ -18,6 +18,8 @@ export interface ServiceStatus {
   typicalStages: TypicalStages;
   /** progress: elapsed / typical start (capped at 0.99), null before any start was measured. */
   boots: { instance: string; host: string; state: string; elapsedMs: number; progress: number | null }[];
+  /** Failed instances still shown, with why (e.g. a host path the host does not allow). */
+  failures: { instance: string; host: string; reason: string }[];
 }
 
 export interface HostStatus {
@@ -26,10 +28,14 @@ export interface HostStatus {
   draining: boolean;
   instances: number;
   capacity: number;
+  /** GPUs of the host's inventory, and how many its instances hold. */
+  gpus: { total: number; used: number };
 }
 
 export interface Status {
   hosts: HostStatus[];
+  /** Instances holding GPUs, with their device ids. */
+  gpuInstances: { instance: string; service: string; host: string; gpus: string[] }[];
   services: ServiceStatus[];
   sessions: number;
 }
@@ -60,6 +66,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         elapsedMs: now - i.createdAt,
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
+      failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
     });
   }
   const hosts: HostStatus[] = [...cache.hosts.values()].map(({ value: h }) => ({
@@ -68,6 +75,12 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
     draining: h.draining || cache.drains.has(h.id),
     instances: [...cache.instances.values()].filter((v) => v.value.host === h.id).length,
     capacity: h.capacity.instances,
+    gpus: {
+      total: h.capacity.gpus ?? 0,
+      used: [...cache.instances.values()].reduce((n, v) => n + (v.value.host === h.id && v.value.state !== 'failed' ? v.value.gpus?.length ?? 0 : 0), 0),
+    },
   }));
-  return { hosts, services, sessions: cache.sessions.size };
+  const gpuInstances = [...cache.instances.values()].map((v) => v.value).filter((i) => i.gpus?.length && i.state !== 'failed')
+    .map((i) => ({ instance: i.id, service: i.service, host: i.host, gpus: i.gpus! }));
+  return { hosts, gpuInstances, services, sessions: cache.sessions.size };
 }

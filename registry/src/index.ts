@@ -3,6 +3,7 @@ export * from './kv.js';
 export * from './keys.js';
 export * from './errors.js';
 export * from './service-spec.js';
+export * from './container-options.js';
 export * from './credentials.js';
 export * from './cache.js';
 export * from './ready-index.js';

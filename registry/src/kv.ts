@@ -79,6 +79,12 @@ export interface KvStore {
   get(key: string): Promise<KvEntry | undefined>;
   /** All keys under a prefix, consistent at `revision`. */
   list(prefix: string): Promise<{ revision: string; entries: KvEntry[] }>;
+  /**
+   * How many keys were under a prefix at a revision (default: now), without reading them:
+   * the cheap consistency check of a watch-fed copy. Throws when the revision was compacted
+   * (the message says "compacted"). Optional: stores without it are re-listed instead.
+   */
+  count?(prefix: string, atRevision?: string): Promise<number>;
   /** All compares hold => all ops applied atomically; otherwise nothing is applied. */
   txn(compares: KvCompare[], ops: KvOp[], readOnFailure?: string[]): Promise<KvTxnResult>;
   /** A lease kept alive automatically until revoked or released (hosts, routers). */

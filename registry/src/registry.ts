@@ -13,9 +13,11 @@ export interface RegistryOptions {
   now?: () => number;
   random?: () => number;
   cache?: CacheOptions;
-  /** How long tombstones of ended sessions are kept (410 instead of 404). */
+  /** How long tombstones of ended sessions are kept (410 instead of 404; s, default 3600). */
   tombstoneRetentionSec?: number;
-  /** How often batched session keep-alives are sent. */
+  /** Tombstones per lease at most (default 500): bounds what one lease expiry deletes. */
+  tombstonesPerLease?: number;
+  /** How often due session keep-alives are collected and sent in one batch (ms, default 1000). */
   touchFlushMs?: number;
   leasePoolSize?: number;
 }
@@ -47,7 +49,8 @@ export class Registry {
   private readonly leases: LeasePool;
   private readonly keeper: SessionKeeper;
   private readonly now: () => number;
-  private tombstoneLease: { id: string; grantedAt: number } | undefined;
+  private tombstoneLease: { id: string; grantedAt: number; used: number } | undefined;
+  private tombstoneGrant: Promise<string> | undefined;
   /**
    * Instances this process is claiming right now, each with the end of that attempt:
    * concurrent claims pick different ones, and a claim that finds nothing else waits for one.
@@ -59,7 +62,7 @@ export class Registry {
     this.keys = new Keys(opts.prefix ?? DEFAULT_PREFIX);
     this.now = opts.now ?? Date.now;
     this.leases = new LeasePool(store, { size: opts.leasePoolSize ?? 16, now: this.now });
-    this.keeper = new SessionKeeper(store, { flushMs: opts.touchFlushMs ?? 1000 });
+    this.keeper = new SessionKeeper(store, { flushMs: opts.touchFlushMs ?? 1000, now: this.now });
   }
 
   /** The watch cache, listed and watching (shared by every caller in this process). */
@@ -266,9 +269,17 @@ export class Registry {
     return { state: 'active', session };
   }
 
-  /** Records traffic on a session; keep-alives are batched (no etcd write per request). */
+  /**
+   * Records traffic on a session. Its lease is refreshed at most 3 times per idle timeout
+   * (see SessionKeeper), in batches: no etcd call per request.
+   */
   touch(session: SessionRecord): void {
-    this.keeper.touch(session.lease);
+    this.keeper.touch(session.lease, session.idleTimeoutSec, session.createdAt);
+  }
+
+  /** Session keep-alives this process has sent (the fleet-scale figures count them). */
+  get keepAlivesSent(): number {
+    return this.keeper.sent;
   }
 
   /**
@@ -307,16 +318,28 @@ export class Registry {
   }
 
   /**
-   * Tombstones share a lease that is not kept alive and is rotated every half retention,
-   * so each tombstone lives between half and the full retention, with no sweeper.
+   * Tombstones (and ended claims) go on leases that are not kept alive, so they vanish
+   * after the retention with no sweeper. A lease takes at most `tombstonesPerLease`
+   * (default 500) and is used for at most 1/16 of the retention: each tombstone lives between
+   * 15/16 and all of the retention, and no single expiry deletes more than a few hundred
+   * keys (one expiry is one watch response: 80,000 tombstones on one lease made a 5 MB
+   * response, over gRPC's default limit, and every router re-listed).
    */
   private async tombstoneLeaseId(): Promise<string> {
     const retention = this.opts.tombstoneRetentionSec ?? 3600;
+    const perLease = this.opts.tombstonesPerLease ?? 500;
     const t = this.tombstoneLease;
-    if (t && this.now() - t.grantedAt < (retention * 1000) / 2) return t.id;
-    const id = await this.store.grantLease(retention);
-    this.tombstoneLease = { id, grantedAt: this.now() };
-    return id;
+    if (t && t.used < perLease && this.now() - t.grantedAt < (retention * 1000) / 16) {
+      t.used++;
+      return t.id;
+    }
+    const granting = this.tombstoneGrant ?? this.store.grantLease(retention).then((id) => {
+      this.tombstoneLease = { id, grantedAt: this.now(), used: 0 };
+      return id;
+    }).finally(() => { this.tombstoneGrant = undefined; });
+    this.tombstoneGrant = granting;
+    await granting;
+    return this.tombstoneLeaseId();
   }
 
   async close(): Promise<void> {

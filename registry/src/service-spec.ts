@@ -1,7 +1,27 @@
 import { z } from 'zod';
+import { containerOptionsShape, gpusPerInstance } from './container-options.js';
 import type { ServiceSpec } from './types.js';
 
-const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters');
+/**
+ * Why a service name is taken by infrastructure, or undefined. A service's instances are
+ * registered in Consul under its name (`NAME.service.consul`), next to what is already
+ * there: `consul` is Consul's own servers; `warmpool` and `warmpool-*` are Warmpool's own
+ * (the routers are `warmpool-router`); `*-sidecar-proxy` is Consul Connect's default name
+ * for a service's proxy. A service by such a name would mix with them in DNS.
+ */
+export function reservedServiceName(n: string): string | undefined {
+  if (n === 'consul') return 'Consul registers its own servers as service "consul"';
+  if (n === 'warmpool' || n.startsWith('warmpool-')) return 'names "warmpool" and "warmpool-*" are Warmpool\'s own (routers register as "warmpool-router")';
+  if (n.endsWith('-sidecar-proxy')) return 'names "*-sidecar-proxy" are Consul Connect\'s proxies of services';
+  return undefined;
+}
+
+const name = z.string()
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters')
+  .superRefine((n, ctx) => {
+    const why = reservedServiceName(n);
+    if (why) ctx.addIssue({ code: 'custom', message: `"${n}" is reserved: ${why}` });
+  });
 
 const probePath = z.string().startsWith('/', 'must start with /').max(2048);
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name');
@@ -50,10 +70,21 @@ export const serviceSpecSchema = z.object({
   resources: z.object({
     memoryMb: z.number().int().min(0).default(0),
     cpus: z.number().min(0).max(1024).default(0),
+    gpus: gpusPerInstance,
   }).strict().prefault({}),
+  ...containerOptionsShape,
 }).strict().refine((s) => s.session.idleTimeoutSec <= s.session.maxLifetimeSec, {
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],
+}).superRefine((s, ctx) => {
+  for (const k of Object.keys(s.secretEnv)) {
+    if (k in s.env) ctx.addIssue({ code: 'custom', message: `${k} is set in env too: a variable comes from env or from a secret file, not both`, path: ['secretEnv', k] });
+  }
+  const targets = new Set<string>();
+  s.volumes.forEach((v, i) => {
+    if (targets.has(v.target)) ctx.addIssue({ code: 'custom', message: `${v.target} is mounted twice`, path: ['volumes', i, 'target'] });
+    targets.add(v.target);
+  });
 });
 
 export const servicesFileSchema = z.object({

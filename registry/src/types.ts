@@ -3,6 +3,8 @@
  * documented in docs/registry.md. Times are epoch milliseconds.
  */
 
+import type { VolumeSpec } from './container-options.js';
+
 /** warming: ready to the readiness probe, the sidecar is sending the warm-up requests. */
 export type InstanceState = 'booting' | 'warming' | 'ready' | 'claimed' | 'draining' | 'failed';
 
@@ -77,7 +79,31 @@ export interface ServiceSpec {
     memoryMb: number;
     /** CPU limit in cores (0 = none). */
     cpus: number;
+    /** GPUs per instance, exclusively its own (default 0 = none). */
+    gpus?: number;
   };
+  // ---- model-server container options (registry/src/container-options.ts); optional in
+  // this type (the schema fills the defaults) so specs written before them still type-check.
+  command?: string[];
+  entrypoint?: string[];
+  volumes?: VolumeSpec[];
+  shmSizeMb?: number;
+  ipc?: 'private' | 'shareable' | 'host';
+  /** name -> limits; -1 is unlimited. */
+  ulimits?: Record<string, { soft: number; hard: number }>;
+  user?: string;
+  /** Env variable -> absolute path of a file on the host holding its value. */
+  secretEnv?: Record<string, string>;
+  placement?: { hostLabels: Record<string, string> };
+}
+
+/** One GPU of a host's inventory (from nvidia-smi, or the agent's config). */
+export interface GpuDevice {
+  /** The id in the container's device request (`--gpus '"device=ID"'`): the index, or a UUID. */
+  id: string;
+  uuid?: string;
+  name?: string;
+  memoryMb?: number;
 }
 
 /** A host, written by its agent on the host lease. */
@@ -85,7 +111,10 @@ export interface HostRecord {
   id: string;
   /** Address the host's instances are reachable at (published ports bind here). */
   address: string;
-  capacity: { instances: number; memoryMb: number };
+  /** gpus: how many GPUs the inventory holds (0 without GPUs; absent from older agents). */
+  capacity: { instances: number; memoryMb: number; gpus?: number };
+  /** The GPU inventory (absent from older agents). */
+  gpus?: GpuDevice[];
   labels: Record<string, string>;
   /** Set by `warmpool drain`: no new instances are started here. */
   draining: boolean;
@@ -116,6 +145,8 @@ export interface InstanceRecord {
    * to it, so a claim costs one transaction and no lease grant.
    */
   sessionLease?: string | null;
+  /** GPU ids given to the instance (exclusively), if any. */
+  gpus?: string[];
   /** Why the instance failed, when state is failed. */
   reason?: string;
 }

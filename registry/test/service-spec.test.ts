@@ -25,6 +25,20 @@ t.test('services file: defaults and field-path errors', async (t) => {
   if (!dup.ok) t.equal(dup.problems[0]!.path, 'services[1].name');
 });
 
+t.test('names that collide with infrastructure are refused with the field path and reason (issue 13)', async (t) => {
+  for (const n of ['warmpool-router', 'consul', 'warmpool', 'warmpool-anything', 'chatbot-sidecar-proxy']) {
+    const r = parseServicesFile({ services: [{ name: 'fine', image: 'x' }, { name: n, image: 'x' }] });
+    t.notOk(r.ok, `${n} refused`);
+    if (!r.ok) {
+      t.equal(r.problems[0]!.path, 'services[1].name', `${n}: names the field`);
+      t.match(r.problems[0]!.message, /is reserved: /, `${n}: says why`);
+    }
+  }
+  for (const n of ['consul-chat', 'my-warmpool-router', 'sidecar-proxy', 'router', 'chatbot']) {
+    t.ok(parseServicesFile({ services: [{ name: n, image: 'x' }] }).ok, `${n} accepted`);
+  }
+});
+
 t.test('credentials: only the right instance key and session verify', async (t) => {
   const key = instanceKey('secret', 'i1');
   const sid = newSessionId();

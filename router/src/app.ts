@@ -2,8 +2,9 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Registry } from '@warmpool/registry';
+import { answerAsHttp1, isWebSocketUpgrade } from '@warmpool/registry/http-upgrade';
 import { routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
-import { httpErrorOf, rawHttpError } from './errors.js';
+import { RouterError, httpErrorOf, rawHttpError } from './errors.js';
 import { createMetrics } from './metrics.js';
 import { StageMetrics } from './stage-metrics.js';
 import { createUpstreamProxy } from './proxy-adapter.js';
@@ -74,11 +75,19 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
         socket.once('close', () => connections.delete(socket));
       });
       server.on('upgrade', (req, socket, head) => {
+        // Only WebSockets are tunnelled; any other offer (h2c from `curl --http2`) is
+        // answered as the plain HTTP/1.1 request it also is, on the same connection.
+        if (!isWebSocketUpgrade(req)) { answerAsHttp1(server, req, socket, head); return; }
         // A WebSocket runs on until it ends or the process stops; not an HTTP connection.
         connections.delete(socket as Socket);
         const ctx = ctxRef.ctx;
         if (!ctx) { socket.destroy(); return; }
         upgradeHandler(ctx)(req, socket, head);
+      });
+      // Not a forward proxy: CONNECT gets an answer rather than a dropped connection.
+      server.on('connect', (_req, socket: Socket) => {
+        socket.on('error', () => socket.destroy());
+        socket.end(rawHttpError(new RouterError('WARMPOOL_METHOD_NOT_ALLOWED', 'CONNECT is not supported here')));
       });
       return server;
     },

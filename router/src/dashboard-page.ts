@@ -1,4 +1,8 @@
-/** The dashboard: one self-contained page fed by /v1/dashboard/events (SSE). */
+/**
+ * The dashboard: one self-contained page fed by /v1/dashboard/events (SSE). `__INITIAL__`
+ * is replaced by the state at the time the page was served (JSON, or `null` when the data
+ * needs a token the request did not carry), so the first paint already shows the fleet.
+ */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Warmpool</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -15,7 +19,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   table { width:100%; border-collapse:collapse; } th, td { text-align:left; padding:4px 8px; border-bottom:1px solid #334155; }
   th { color:var(--muted); font-weight:500; font-size:12px; }
   .chips { display:flex; flex-wrap:wrap; gap:6px; margin:6px 0 12px; }
-  .chip { width:120px; padding:6px 8px; border-radius:6px; font-size:12px; color:#0f172a; position:relative; overflow:hidden; }
+  .chip { min-width:120px; white-space:nowrap; font-family:ui-monospace, monospace; padding:6px 8px; border-radius:6px; font-size:12px; color:#0f172a; position:relative; overflow:hidden; }
   .chip .bar { position:absolute; left:0; bottom:0; height:3px; background:#0f172a55; }
   .ready { background:var(--ready); } .booting { background:var(--booting); } .warming { background:var(--warming); } .claimed { background:var(--claimed); color:white; }
   .failed { background:var(--failed); color:white; } .draining { background:var(--draining); color:white; }
@@ -46,13 +50,15 @@ function render(s) {
     const chips = s.instances.filter((i) => i.service === v.name).map((i) => {
       const typical = v.typicalStages && v.typicalStages.startMs;
       const p = (i.state === 'booting' || i.state === 'warming') && typical ? Math.min(99, Math.round(100 * i.ageMs / typical)) : null;
-      return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + stageText(i.stages) + '">' + esc(i.id.slice(0, 10)) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
+      return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + stageText(i.stages) + '">' + esc(i.id) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
     }).join('');
     return '<div data-service="' + esc(v.name) + '"><b>' + esc(v.name) + '</b> target ' + v.target + ' · ready <b class="n-ready">' + v.ready + '</b> · booting ' + v.booting + ' · claimed <b class="n-claimed">' + v.claimed + '</b> · failed ' + v.failed + (v.typicalStages && v.typicalStages.startMs ? ' · typical start ' + secs(v.typicalStages.startMs) + ' <span class="stages">(' + stageText(v.typicalStages).slice(2) + ')</span>' : v.typicalBootMs ? ' · typical boot ' + secs(v.typicalBootMs) : '') + '<div class="chips">' + chips + '</div></div>';
   }).join('') || '<i>no services: run warmpool apply -f services.yaml</i>';
   $('hosts').innerHTML = '<tr><th>host</th><th>address</th><th>instances</th><th>state</th></tr>' + s.status.hosts.map((h) => '<tr><td>' + esc(h.id) + '</td><td>' + esc(h.address) + '</td><td>' + h.instances + '/' + h.capacity + '</td><td>' + (h.draining ? 'draining' : 'active') + '</td></tr>').join('');
-  $('sessions').innerHTML = '<tr><th>session</th><th>service</th><th>instance</th><th>host</th><th>age</th></tr>' + s.sessions.map((x) => '<tr><td>' + esc(x.id) + '</td><td>' + esc(x.service) + '</td><td>' + esc(x.instance.slice(0, 10)) + '</td><td>' + esc(x.host) + '</td><td>' + secs(x.ageMs) + '</td></tr>').join('');
+  $('sessions').innerHTML = '<tr><th>session</th><th>service</th><th>instance</th><th>host</th><th>age</th></tr>' + s.sessions.map((x) => '<tr><td>' + esc(x.id) + '</td><td>' + esc(x.service) + '</td><td>' + esc(x.instance) + '</td><td>' + esc(x.host) + '</td><td>' + secs(x.ageMs) + '</td></tr>').join('');
 }
+const initial = __INITIAL__;
+if (initial) { render(initial); $('conn').textContent = 'snapshot, connecting…'; }
 const token = new URLSearchParams(location.search).get('token');
 function connect() {
   const es = new EventSource('/v1/dashboard/events' + (token ? '?token=' + encodeURIComponent(token) : ''));

@@ -66,9 +66,19 @@ export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number }
       }
     };
 
-    app.get('/dashboard', async (_request, reply: FastifyReply) => {
+    // The page carries the current state, so its first paint is the fleet, not dashes
+    // waiting for the event stream (only when the data needs no token or the right one).
+    app.get('/dashboard', async (request, reply: FastifyReply) => {
       reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store');
-      return DASHBOARD_HTML;
+      let initial = 'null';
+      try {
+        authorize(request);
+        // Bounded: a registry that is not listed yet must not hold the page back.
+        const cache = await Promise.race([ctx.directory.cache(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('not listed yet')), 1_000).unref())]);
+        attach(cache);
+        initial = JSON.stringify(dashboardState(cache, claimTimes, now())).replace(/</g, '\\u003c');
+      } catch { /* no token (or the registry not listed yet): the page fills from the stream */ }
+      return DASHBOARD_HTML.replace('__INITIAL__', () => initial);
     });
 
     app.get('/v1/dashboard/state', async (request) => {

@@ -81,6 +81,8 @@ const NODE_CODES: Record<string, RouterErrorCode> = {
   UND_ERR_BODY_TIMEOUT: 'WARMPOOL_UPSTREAM_TIMEOUT',
   UND_ERR_SOCKET: 'WARMPOOL_INSTANCE_UNREACHABLE',
   UND_ERR_CONNECT_TIMEOUT: 'WARMPOOL_UPSTREAM_TIMEOUT',
+  UND_ERR_CLOSED: 'WARMPOOL_SHUTTING_DOWN',
+  UND_ERR_DESTROYED: 'WARMPOOL_SHUTTING_DOWN',
   FST_REPLY_FROM_HEADERS_TIMEOUT: 'WARMPOOL_UPSTREAM_TIMEOUT',
   FST_REPLY_FROM_SOCKET_TIMEOUT: 'WARMPOOL_UPSTREAM_TIMEOUT',
 };
@@ -109,13 +111,29 @@ export function routerCodeOf(err: unknown): RouterErrorCode {
 }
 
 /**
- * The code of a failed hop to an instance: unreachable or too slow as usual; anything else
- * that went wrong on that hop (not HTTP, a bad status, broken framing, oversized headers)
- * is the instance's invalid answer, 502, never the router's own 500.
+ * Raised by the router's own HTTP client (undici, Node) about the request it was asked to
+ * send, or about itself (closed), before the instance could answer anything: never the
+ * instance's fault (undici's `lib/core/errors.js`, Node's `ERR_*` argument checks).
+ */
+const OWN_CLIENT_CODES = new Set([
+  'UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH', 'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED', 'UND_ERR_ABORTED', 'ERR_INVALID_ARG_TYPE', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_CHAR',
+  'ERR_INVALID_HTTP_TOKEN', 'ERR_HTTP_INVALID_HEADER_VALUE', 'ERR_UNESCAPED_CHARACTERS',
+]);
+
+/**
+ * The code of a failed hop to an instance: unreachable or too slow as usual; an error of
+ * the router's own HTTP client keeps its own code (500 when it is a router bug, 503 while
+ * closing: never blamed on the instance); anything else that went wrong on that hop (not
+ * HTTP, a bad status, broken framing, oversized headers) is the instance's invalid answer,
+ * 502, never the router's own 500.
  */
 export function upstreamCodeOf(err: unknown): RouterErrorCode {
   const code = routerCodeOf(err);
-  return code === 'WARMPOOL_INSTANCE_UNREACHABLE' || code === 'WARMPOOL_UPSTREAM_TIMEOUT' ? code : 'WARMPOOL_INSTANCE_BAD_RESPONSE';
+  if (code === 'WARMPOOL_INSTANCE_UNREACHABLE' || code === 'WARMPOOL_UPSTREAM_TIMEOUT') return code;
+  const raw = (err as { code?: unknown } | null)?.code;
+  if (err instanceof RouterError || (typeof raw === 'string' && OWN_CLIENT_CODES.has(raw))) return code;
+  return 'WARMPOOL_INSTANCE_BAD_RESPONSE';
 }
 
 /** A failed hop to an instance as the error the client gets (see upstreamCodeOf). */
@@ -169,7 +187,7 @@ export function rawHttpError(err: unknown): string {
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 408: 'Request Timeout', 410: 'Gone',
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout', 410: 'Gone',
   413: 'Payload Too Large', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };

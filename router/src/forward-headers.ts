@@ -1,14 +1,24 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { CREDENTIAL_HEADER, SESSION_HEADER } from '@warmpool/registry';
 
-/** RFC 9110 7.6.1: meaningful for one connection only, never forwarded. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'];
+/**
+ * RFC 9110 7.6.1: meaningful for one connection only, never forwarded (HTTP2-Settings too:
+ * RFC 7540 3.2.1, it only comes with an h2c upgrade offer).
+ */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'http2-settings'];
+
+/**
+ * Expectations are met by the router itself (RFC 9110 10.1.1): Node answers
+ * `100-continue` before the body is read and refuses any other with 417, so the instance
+ * never needs to see one (and the router's HTTP client refuses to send it).
+ */
+const EXPECTATION = ['expect'];
 
 /** What a client may claim about where a request came from: the router says it instead. */
 const CLIENT_FORWARDING = ['forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip'];
 
 /** Never copied from a client's request: the router sets them itself, or they are hop-by-hop. */
-const DROPPED = new Set([...HOP_BY_HOP, ...CLIENT_FORWARDING, CREDENTIAL_HEADER, SESSION_HEADER]);
+const DROPPED = new Set([...HOP_BY_HOP, ...EXPECTATION, ...CLIENT_FORWARDING, CREDENTIAL_HEADER, SESSION_HEADER]);
 
 /** A client must not be able to strip, by listing them in Connection, what the instance relies on. */
 const NEVER_LISTED = new Set(['host', 'content-length', 'transfer-encoding']);
@@ -35,7 +45,7 @@ function listedByConnection(v: string | string[] | undefined, keep?: Set<string>
 /**
  * The headers of a client request for the hop to the instance, as a new object (the
  * client's are left as they arrived): hop-by-hop headers (and any the client listed in
- * Connection) dropped, X-Forwarded-* set from the socket, never from the client, any
+ * Connection) and Expect dropped, X-Forwarded-* set from the socket, never from the client, any
  * client-sent credential or session header replaced by the router's. For a WebSocket
  * upgrade, `Connection: Upgrade` and `Upgrade` stay.
  */

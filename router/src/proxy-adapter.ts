@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import { createProxyServer } from 'http-proxy-3';
-import { Agent, Dispatcher as DispatcherBase, util as undiciUtil, type Dispatcher } from 'undici';
+import { Agent, Client, Dispatcher as DispatcherBase, util as undiciUtil, type Dispatcher } from 'undici';
 import { clientResponseHeaders } from './forward-headers.js';
 
 export interface UpstreamProxyOptions {
@@ -164,6 +164,53 @@ class SmallBodyReader implements Dispatcher.DispatchHandler {
   }
 }
 
+/** RFC 9110 9.2.2: a client may repeat these automatically. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** How a kept-alive connection the instance had already closed fails a request written onto it. */
+const CONNECTION_LOST = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/** An idempotent request without a body: sending it again is safe and needs nothing kept. */
+function replayable(opts: Dispatcher.DispatchOptions): boolean {
+  return IDEMPOTENT.has(opts.method) && (opts.body === undefined || opts.body === null || opts.body === '');
+}
+
+/**
+ * Sends a replayable request once more, on a connection of its own, when its connection
+ * failed before any byte of a response: a pooled connection the instance closed while
+ * idle (its close and our request crossing) loses no request. Anything else (a response
+ * started, the client gone, a timeout) is reported as it happened.
+ */
+class RetryOnFreshConnection implements Dispatcher.DispatchHandler {
+  private answered = false;
+  private retried = false;
+
+  constructor(private readonly inner: Dispatcher.DispatchHandler, private readonly opts: Dispatcher.DispatchOptions, private readonly fresh: (origin: string) => Dispatcher) {}
+
+  onConnect(abort: (err?: Error) => void): void { this.inner.onConnect!(abort); }
+  onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+    this.answered = true;
+    return this.inner.onHeaders!(statusCode, headers, resume, statusText);
+  }
+  onData(chunk: Buffer): boolean { return this.inner.onData!(chunk); }
+  onComplete(trailers: string[] | null): void { this.inner.onComplete!(trailers); }
+  onError(err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (!this.answered && !this.retried && CONNECTION_LOST.has(code)) {
+      this.retried = true;
+      const client = this.fresh(String(this.opts.origin));
+      client.dispatch(this.opts, this);
+      // Closes once this one request is done: the connection is never pooled.
+      void client.close().catch(() => undefined);
+      return;
+    }
+    this.inner.onError!(err);
+  }
+  onUpgrade(statusCode: number, headers: Buffer[] | string[] | null, socket: Duplex): void {
+    this.inner.onUpgrade!(statusCode, headers, socket);
+  }
+}
+
 /**
  * The dispatcher reply-from sends through: undici's Agent, with the ClientGone of the
  * request being forwarded put around its handler, and small responses read whole
@@ -174,7 +221,7 @@ class SmallBodyReader implements Dispatcher.DispatchHandler {
 class ForwardingDispatcher extends DispatcherBase {
   handOver: ClientGone | undefined;
   private callback: ResponseCallback | undefined;
-  constructor(private readonly agent: Agent, private readonly bufferLimit: number) {
+  constructor(private readonly agent: Agent, private readonly bufferLimit: number, private readonly fresh: (origin: string) => Dispatcher) {
     super();
     // reply-from calls request(opts, callback); undici's request() builds its handler and
     // calls dispatch() below within this call.
@@ -195,13 +242,17 @@ class ForwardingDispatcher extends DispatcherBase {
     const callback = this.callback;
     this.callback = undefined;
     const h = callback && this.bufferLimit > 0 ? new SmallBodyReader(handler, callback, this.bufferLimit, opts.method) : handler;
-    return this.agent.dispatch(opts, gone === undefined ? h : gone.wrap(h));
+    const outer = gone === undefined ? h : gone.wrap(h);
+    return this.agent.dispatch(opts, replayable(opts) ? new RetryOnFreshConnection(outer, opts, this.fresh) : outer);
   }
   override close(): Promise<void> { return this.agent.close(); }
   override destroy(): Promise<void> { return this.agent.destroy(); }
 }
 
-/** A proxied request is never retried by the router: the instance may have acted on it. */
+/**
+ * reply-from never retries (the instance may have acted on a request): only the dispatcher
+ * does, for replayable requests whose connection was lost before any answer.
+ */
 const neverRetry = (): null => null;
 
 /** reply-from's `reply.from`, as the plugin decorates fastify's reply. */
@@ -209,14 +260,20 @@ type From = (url: string, opts: Record<string, unknown>) => FastifyReply;
 
 export function createUpstreamProxy(opts: UpstreamProxyOptions): UpstreamProxy {
   // One undici pool per instance origin, no cap on connections per instance (a session's
-  // long streams must never queue behind each other).
-  const agent = new Agent({
+  // long streams must never queue behind each other). Idle connections close after
+  // keepAliveTimeout, or sooner when the instance's Keep-Alive hint says so (undici keeps
+  // them 2 s less than the hint), never later: the sidecar keeps them 65 s, so the router
+  // always closes an idle connection first; it honours `Connection: close` too.
+  const keepAliveTimeout = opts.keepAliveTimeoutMs ?? 60_000;
+  const connection = {
     headersTimeout: opts.idleTimeoutMs,
     bodyTimeout: opts.idleTimeoutMs,
-    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 60_000,
+    keepAliveTimeout,
+    keepAliveMaxTimeout: keepAliveTimeout,
     pipelining: 1,
-  });
-  const dispatcher = new ForwardingDispatcher(agent, opts.bufferResponseBytes ?? 32 * 1024);
+  };
+  const agent = new Agent(connection);
+  const dispatcher = new ForwardingDispatcher(agent, opts.bufferResponseBytes ?? 32 * 1024, (origin) => new Client(origin, connection));
 
   const wsAgent = new http.Agent({ keepAlive: false });
   const wsProxy = createProxyServer({ agent: wsAgent, xfwd: false, ws: true, prependPath: false });

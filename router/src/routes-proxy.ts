@@ -3,7 +3,7 @@ import { Transform, type Duplex, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SESSION_HEADER, type SessionRecord } from '@warmpool/registry';
 import { RouterError, rawHttpError } from './errors.js';
-import { SESSION_COOKIE, checkProxyPath, checkSessionId, sessionIdOf } from './request-parsing.js';
+import { SESSION_COOKIE, checkProxyPath, checkSessionId, cookieValue, sessionIdOf } from './request-parsing.js';
 import { clientGone } from './routes-sessions.js';
 import type { RouterContext } from './context.js';
 
@@ -39,9 +39,29 @@ function forwardTo(ctx: RouterContext, request: FastifyRequest, reply: FastifyRe
   return routeOf(ctx, id).then(({ session, credential: c }) => ctx.forwarder.web(request, reply, session, c, path));
 }
 
+/**
+ * The session cookie for `s`, set again on every response of the cookie route: it lasts as
+ * long as the session would with no more traffic (its idle timeout, within its lifetime),
+ * never longer, so a browser does not keep a session id past its end.
+ */
 function sessionCookie(s: SessionRecord, now: number): string {
-  const maxAge = Math.max(0, Math.floor((s.expiresAt - now) / 1000));
+  const maxAge = Math.max(0, Math.min(s.idleTimeoutSec, Math.floor((s.expiresAt - now) / 1000)));
   return `${SESSION_COOKIE}=${s.id}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Lax`;
+}
+
+/** Tells a browser to forget its session cookie. */
+const CLEAR_COOKIE = `${SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax`;
+
+/** Why a session id a browser holds no longer works: it names no session that can serve. */
+const DEAD_SESSION = new Set(['WARMPOOL_UNKNOWN_SESSION', 'WARMPOOL_SESSION_ENDED', 'WARMPOOL_INVALID_SESSION_ID']);
+
+function isDeadSession(err: unknown): err is RouterError {
+  return err instanceof RouterError && DEAD_SESSION.has(err.code);
+}
+
+/** The same error, answered with a Set-Cookie that clears the session cookie. */
+function clearingCookie(err: RouterError): RouterError {
+  return new RouterError(err.code, err.message, { cause: err, headers: { ...err.headers, 'set-cookie': CLEAR_COOKIE } });
 }
 
 /**
@@ -100,11 +120,42 @@ export function proxyRoutes(ctx: RouterContext) {
         h[SESSION_HEADER] = session.id;
       });
     };
+
+    /**
+     * The cookie route: the browser's session, its cookie renewed with every response. A
+     * cookie naming a session that cannot serve any more (ended, expired, unknown,
+     * malformed) starts a fresh implicit session when there is a default service, and is
+     * cleared otherwise: a browser is never locked out by a cookie it holds.
+     */
+    const byCookie = (request: FastifyRequest, reply: FastifyReply, raw: string, url: string): Promise<FastifyReply> | undefined => {
+      const cached = ctx.directory.fromCache(raw);
+      const credential = cached === undefined ? undefined : ctx.directory.credentialFor(cached);
+      if (cached !== undefined && credential !== undefined) {
+        ctx.directory.touch(cached);
+        reply.header('set-cookie', sessionCookie(cached, Date.now()));
+        ctx.forwarder.web(request, reply, cached, credential, url);
+        return undefined;
+      }
+      return (async () => {
+        try {
+          const { session, credential: c } = await routeOf(ctx, checkSessionId(raw));
+          reply.header('set-cookie', sessionCookie(session, Date.now()));
+          return ctx.forwarder.web(request, reply, session, c, url);
+        } catch (err) {
+          if (!isDeadSession(err)) throw err;
+          if (ctx.config.defaultService) return implicitSession(request, reply, url);
+          throw clearingCookie(err);
+        }
+      })();
+    };
+
     app.all('/*', (request, reply) => {
       const url = request.raw.url ?? '/';
       checkProxyPath(url);
-      const id = sessionIdOf(request.headers, SESSION_HEADER);
-      return id !== undefined ? forwardTo(ctx, request, reply, id, url) : implicitSession(request, reply, url);
+      const headers = request.headers;
+      if (headers[SESSION_HEADER] !== undefined) return forwardTo(ctx, request, reply, sessionIdOf(headers, SESSION_HEADER)!, url);
+      const cookie = cookieValue(typeof headers.cookie === 'string' ? headers.cookie : undefined, SESSION_COOKIE);
+      return cookie !== undefined ? byCookie(request, reply, cookie, url) : implicitSession(request, reply, url);
     });
   };
 }
@@ -113,8 +164,10 @@ export function proxyRoutes(ctx: RouterContext) {
 export function upgradeHandler(ctx: RouterContext) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', () => socket.destroy());
+    const url = req.url ?? '/';
+    // A WebSocket cannot start an implicit session; a dead cookie is cleared at least.
+    const fromCookie = !PROXY_URL.test(url) && req.headers[SESSION_HEADER] === undefined;
     void (async () => {
-      const url = req.url ?? '/';
       let id: string | undefined;
       let path: string;
       const m = PROXY_URL.exec(url);
@@ -135,7 +188,7 @@ export function upgradeHandler(ctx: RouterContext) {
       keep.unref();
       socket.once('close', () => { clearInterval(keep); ctx.directory.touch(session); });
     })().catch((err: unknown) => {
-      if (socket.writable) socket.end(rawHttpError(err));
+      if (socket.writable) socket.end(rawHttpError(fromCookie && isDeadSession(err) ? clearingCookie(err) : err));
       else socket.destroy();
     });
   };

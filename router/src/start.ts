@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
 import { clusterMetricsRenderer, listenPort } from './cluster.js';
-import { Registry, WarmpoolError, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
+import { CACHED_KINDS, Registry, WarmpoolError, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
 import { buildRouter, type WarmpoolRouter } from './app.js';
 import { localUrl, routerConfig, type RouterConfig, type RouterConfigInput } from './config.js';
 
@@ -31,7 +31,8 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
   const store = opts.kvStore ?? await openStore(opts.store ?? { backend: 'etcd', endpoints: config.registry.endpoints });
   const registry = new Registry(store, {
     prefix: config.registry.prefix,
-    cache: { onError: (err) => logger.warn({ err }, 'registry cache') },
+    // Warm slots are the agents' business: a router neither lists nor watches them.
+    cache: { kinds: CACHED_KINDS.filter((k) => k !== 'slots'), onError: (err) => logger.warn({ err }, 'registry cache') },
   });
   const app = buildRouter({ registry, config, logger, defaultMetrics: true });
   // A worker of a multi-process router answers /metrics for all workers.

@@ -42,7 +42,8 @@ export interface SidecarConfig {
   /** instanceKey(clusterSecret, instanceId), handed over by the agent. */
   instanceKey: string;
   listen: { host: string; port: number };
-  app: { host: string; port: number };
+  /** keepAliveMs: idle kept-alive connections to the app close after this long (Forwarder). */
+  app: { host: string; port: number; keepAliveMs?: number };
   readiness: ReadinessOptions;
   /** Default: the readiness probe with its timeout and failureThreshold (as before it existed). */
   liveness?: LivenessOptions;
@@ -156,7 +157,11 @@ export function sidecarConfigFromEnv(env: Record<string, string | undefined>): S
     instanceId: required(env, E.instanceId),
     instanceKey: required(env, E.instanceKey),
     listen: { host: env[E.listenHost] || d.listenHost, port: int(env, E.listenPort, d.listenPort, 0, 65535) },
-    app: { host: env[E.appHost] || d.appHost, port: int(env, E.appPort, d.appPort, 1, 65535) },
+    app: {
+      host: env[E.appHost] || d.appHost,
+      port: int(env, E.appPort, d.appPort, 1, 65535),
+      ...(env[E.appKeepAliveMs] ? { keepAliveMs: int(env, E.appKeepAliveMs, 0, 0, 600_000) } : {}),
+    },
     readiness,
     liveness,
     ...(warmup?.length ? { warmup } : {}),

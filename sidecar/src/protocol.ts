@@ -66,6 +66,7 @@ export const SIDECAR_ENV = {
   listenPort: 'WARMPOOL_LISTEN_PORT',
   appHost: 'WARMPOOL_APP_HOST',
   appPort: 'WARMPOOL_APP_PORT',
+  appKeepAliveMs: 'WARMPOOL_APP_KEEPALIVE_MS',
   readyPath: 'WARMPOOL_READY_PATH',
   readyStatus: 'WARMPOOL_READY_STATUS',
   probeIntervalMs: 'WARMPOOL_PROBE_INTERVAL_MS',

@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CREDENTIAL_HEADER } from '@warmpool/registry/credentials';
+import { answerAsHttp1, isWebSocketUpgrade } from '@warmpool/registry/http-upgrade';
 import { systemClock, type Clock } from './clock.js';
 import type { SidecarConfig } from './config.js';
 import { SidecarError } from './errors.js';
@@ -78,7 +79,7 @@ export function buildSidecar(cfg: SidecarConfig, deps: SidecarDeps = {}): Sideca
   const log = deps.log ?? silentLogger;
   const startedAt = cfg.startedAt ?? clock.now();
   const gate = new SessionGate(cfg.instanceKey);
-  const forwarder = new Forwarder({ host: cfg.app.host, port: cfg.app.port });
+  const forwarder = new Forwarder({ host: cfg.app.host, port: cfg.app.port, ...(cfg.app.keepAliveMs !== undefined ? { keepAliveMs: cfg.app.keepAliveMs } : {}) });
   const probe = deps.probe ?? httpProbe(cfg.app.host, cfg.app.port, cfg.readiness.path, cfg.readiness.timeoutMs);
   const live = cfg.liveness;
   const liveProbe = deps.liveProbe ?? deps.probe ?? (live ? httpProbe(cfg.app.host, cfg.app.port, live.path, live.timeoutMs) : probe);
@@ -138,6 +139,9 @@ export function buildSidecar(cfg: SidecarConfig, deps: SidecarDeps = {}): Sideca
   const server = http.createServer({ noDelay: true }, onRequest);
   server.keepAliveTimeout = 65_000; // outlive typical router / load balancer idle timeouts
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Only WebSockets are tunnelled to the app; any other offer (h2c) is answered as the
+    // plain HTTP/1.1 request it also is, through the gate and forwarder above.
+    if (!isWebSocketUpgrade(req)) { answerAsHttp1(server, req, socket, head); return; }
     socket.on('error', () => socket.destroy());
     const verdict = gate.check(req.headers[CREDENTIAL_HEADER]);
     if (!verdict.ok) { rejectUpgrade(socket, new SidecarError('WARMPOOL_FORBIDDEN', MESSAGES[verdict.reason])); return; }

@@ -112,11 +112,31 @@ t.test('gate and forwarding', async (t) => {
     await new Promise((r) => sock.once('connect', r));
     let got = '';
     sock.on('data', (d: Buffer) => (got += d.toString()));
-    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n${CREDENTIAL_HEADER}: ${sessionCredential(key, 'sess-a')}\r\n\r\n`);
+    sock.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${CREDENTIAL_HEADER}: ${sessionCredential(key, 'sess-a')}\r\n\r\n`);
     await until(() => got.includes('101 Switching Protocols'));
     sock.write('ping');
     await until(() => got.includes('echo:ping'));
     t.equal(app.lastHeaders?.[CREDENTIAL_HEADER], undefined, 'credential stripped from the handshake');
+    sock.destroy();
+  });
+
+  await t.test('any other upgrade offer (h2c) and Expect: answered as plain HTTP/1.1, on the same connection (issue 13)', async (t) => {
+    const sock = net.connect(sc.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    let got = '';
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    const cred = `${CREDENTIAL_HEADER}: ${sessionCredential(key, 'sess-a')}\r\n`;
+    sock.write(`POST /h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n${cred}Content-Length: 5\r\n\r\nhello`);
+    await until(() => got.includes('"body":"hello"'));
+    t.match(got, /^HTTP\/1\.1 200 OK/, 'a plain 200, no 101');
+    t.equal(app.lastHeaders?.upgrade, undefined, 'the offer is not passed on');
+    t.equal(app.lastHeaders?.['http2-settings'], undefined);
+    got = '';
+    sock.write(`POST /expect HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n${cred}Content-Length: 3\r\n\r\n`);
+    await until(() => got.includes('100 Continue'));
+    sock.write('abc');
+    await until(() => got.includes('"body":"abc"'));
+    t.equal(app.lastHeaders?.expect, undefined, 'the expectation was met by the sidecar');
     sock.destroy();
   });
 
@@ -175,7 +195,7 @@ t.test('reports booting -> ready -> unhealthy to the agent socket, authenticated
 function rawUpgrade(port: number, credential: string | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1', () => {
-      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n${credential ? `${CREDENTIAL_HEADER}: ${credential}\r\n` : ''}\r\n`);
+      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${credential ? `${CREDENTIAL_HEADER}: ${credential}\r\n` : ''}\r\n`);
     });
     let got = '';
     s.on('data', (d: Buffer) => (got += d.toString()));

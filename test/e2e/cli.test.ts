@@ -43,6 +43,12 @@ t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: 
   t.match(rejected.stderr, /services\[0\]\.name: lowercase/, 'names the field path and reason');
   t.match(rejected.stderr, /services\[0\]\.warm/);
   t.match(rejected.stderr, /services\[0\]\.session\.idleTimeoutSec/);
+  const reserved = path.join(dir, 'reserved.yaml');
+  writeFileSync(reserved, 'services:\n  - name: warmpool-router\n    image: x\n  - name: consul\n    image: x\n');
+  const refused = await warmpool(['apply', '-f', reserved], env);
+  t.equal(refused.code, 1, 'infrastructure names refused (issue 13)');
+  t.match(refused.stderr, /services\[0\]\.name: "warmpool-router" is reserved/, 'names the field path and reason');
+  t.match(refused.stderr, /services\[1\]\.name: "consul" is reserved/);
   const unchanged = await etcd.etcdctl('get', `${prefix}services/`, '--prefix', '--keys-only');
   t.equal(unchanged.trim(), `${prefix}services/chatbot`, 'a bad file changes nothing');
 

@@ -16,8 +16,11 @@ t.test('sidecar credential gate on a real instance', { skip: infraSkip('docker',
   t.match(inst!.address, /^127\.0\.0\.1:\d+$/, 'published on the host address only');
 
   const [appId] = await h.containers({ 'warmpool.instance': inst!.id, 'warmpool.role': 'app' });
-  const ports = JSON.parse(await docker('inspect', '-f', '{{json .NetworkSettings.Ports}}', appId!)) as Record<string, unknown>;
+  const [sidecarId] = await h.containers({ 'warmpool.instance': inst!.id, 'warmpool.role': 'sidecar' });
+  const ports = JSON.parse(await docker('inspect', '-f', '{{json .NetworkSettings.Ports}}', sidecarId!)) as Record<string, unknown>;
   t.same(Object.keys(ports), ['9000/tcp'], 'only the sidecar port is published, never the app\'s 8000');
+  const sidecarFullId = (await docker('inspect', '-f', '{{.Id}}', sidecarId!)).trim();
+  t.equal((await docker('inspect', '-f', '{{.HostConfig.NetworkMode}}', appId!)).trim(), `container:${sidecarFullId}`, 'the app is in its sidecar\'s network namespace');
 
   const noCred = await fetch(`${url}/v1/models`);
   t.equal(noCred.status, 403);

@@ -7,7 +7,7 @@ import { startEtcd, type EtcdCluster, type EtcdMember } from './etcd.js';
 import { startConsul, type ConsulAgent } from './consul.js';
 import { removeContainersByLabel } from './docker.js';
 import { repoRoot } from './infra.js';
-import { killOnExit } from './children.js';
+import { killOnExit, removeOnExit } from './children.js';
 
 const warmpoolBin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
 
@@ -50,6 +50,10 @@ export interface MeshOptions {
   /** etcd endpoints (comma separated) agent i uses instead of the mesh's own. */
   agentEtcdEndpoints?: (i: number) => string | undefined;
   onLine?: (proc: string, line: string) => void;
+  /** Registry prefix (default: a random one per mesh; the demo uses the CLI's default). */
+  prefix?: string;
+  /** Called before each start-up step ("starting etcd...") so a caller can show progress. */
+  onStep?: (step: string) => void;
 }
 
 export interface Mesh {
@@ -103,9 +107,12 @@ async function stopProc(p: ChildProcess | undefined, signal: NodeJS.Signals): Pr
  */
 export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const id = randomBytes(4).toString('hex');
-  const prefix = `/warmpool-${id}/`;
+  const prefix = opts.prefix ?? `/warmpool-${id}/`;
+  const step = opts.onStep ?? ((): void => undefined);
   const cluster = `wp-${id}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-mesh-'));
+  removeOnExit(dir);
+  step(`starting etcd (${opts.etcdMembers ?? 1} member${(opts.etcdMembers ?? 1) > 1 ? 's' : ''})...`);
   const etcd = await startEtcd({ members: opts.etcdMembers ?? 1, ...(opts.etcdExtraArgs ? { extraArgs: opts.etcdExtraArgs } : {}) });
   let consul: ConsulAgent | undefined;
   const agents: MeshAgent[] = [];
@@ -192,15 +199,25 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   };
 
   try {
-    if (opts.consul) consul = await startConsul();
+    if (opts.consul) {
+      step('starting Consul (dev agent)...');
+      consul = await startConsul();
+    }
     if (opts.services) {
+      step(`applying the services file (${opts.services.services.map((v) => (v as { name?: string }).name).join(', ')})...`);
       const file = path.join(dir, 'services.json');
       writeFileSync(file, JSON.stringify(opts.services));
       const r = await cli('apply', '-f', file);
       if (r.code !== 0) throw new Error(`warmpool apply failed: ${r.stderr}`);
     }
-    for (let i = 0; i < (opts.agents ?? 2); i++) await startAgent(i);
-    for (let i = 0; i < (opts.routers ?? 2); i++) await startRouter(i);
+    for (let i = 0; i < (opts.agents ?? 2); i++) {
+      step(`starting agent-${i + 1} (host-${i + 1})...`);
+      await startAgent(i);
+    }
+    for (let i = 0; i < (opts.routers ?? 2); i++) {
+      step(`starting router-${i + 1}...`);
+      await startRouter(i);
+    }
   } catch (err) {
     await mesh.stop();
     throw err;

@@ -1,0 +1,87 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+import type { ServiceSpec, VolumeSpec } from '@warmpool/registry';
+
+/**
+ * What this host lets services ask of it, from the agent's OWN config (never the registry):
+ * whoever can write the registry must not be able to mount `/`, share the host's IPC
+ * namespace or read any file of every host.
+ */
+export interface HostAllowList {
+  /** Bind mounts only of these paths or below them (absolute; none by default). */
+  hostPaths: readonly string[];
+  /** `ipc: host` allowed. */
+  ipcHost: boolean;
+  /** secretEnv files only below these directories. */
+  secretDirs: readonly string[];
+}
+
+export const DEFAULT_ALLOW: HostAllowList = { hostPaths: [], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] };
+
+/** File access the checks need (tests pass fakes; the agent uses node:fs). */
+export interface HostFiles {
+  /** The path with symlinks resolved; undefined when it does not exist. */
+  realpath(p: string): string | undefined;
+  readFile(p: string): string;
+}
+
+export const nodeFiles: HostFiles = {
+  realpath: (p) => { try { return realpathSync(p); } catch { return undefined; } },
+  readFile: (p) => readFileSync(p, 'utf8'),
+};
+
+/** The host-dependent part of an app container, once allowed. */
+export interface HostGrant {
+  volumes: VolumeSpec[];
+  /** Env values read from the secret files (never logged, never written to the registry). */
+  secretEnv: Record<string, string>;
+}
+
+export type PolicyResult = { ok: true; grant: HostGrant } | { ok: false; reason: string };
+
+/** `p` is `prefix` or below it (path segments, not string prefixes: /models2 is not under /models). */
+export function isUnder(p: string, prefix: string): boolean {
+  const a = path.posix.normalize(p);
+  const b = path.posix.normalize(prefix).replace(/\/+$/, '') || '/';
+  return b === '/' || a === b || a.startsWith(`${b}/`);
+}
+
+/** Allowed when both the path as written and, if it exists, its real path (symlinks resolved) are under a prefix. */
+function allowedPath(p: string, prefixes: readonly string[], files: HostFiles): boolean {
+  const real = files.realpath(p);
+  return prefixes.some((x) => isUnder(p, x)) && (real === undefined || prefixes.some((x) => isUnder(real, files.realpath(x) ?? x)));
+}
+
+/**
+ * Checks a service's container options against this host's allow-list and reads its secret
+ * files. A refusal's reason names the field and the path, never a secret's value (a read
+ * error's message names the file only).
+ */
+export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files: HostFiles = nodeFiles): PolicyResult {
+  for (const [i, v] of (spec.volumes ?? []).entries()) {
+    if (!v.source.startsWith('/')) continue; // a named volume
+    if (!allowedPath(v.source, allow.hostPaths, files)) {
+      return {
+        ok: false,
+        reason: `volumes[${i}]: host path ${v.source} is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`,
+      };
+    }
+  }
+  if (spec.ipc === 'host' && !allow.ipcHost) return { ok: false, reason: 'ipc: host is not allowed on this host (agent allow.ipcHost is false)' };
+  const secretEnv: Record<string, string> = {};
+  for (const [name, file] of Object.entries(spec.secretEnv ?? {})) {
+    if (!allowedPath(file, allow.secretDirs, files)) {
+      return { ok: false, reason: `secretEnv.${name}: ${file} is not under a secret directory of this host (agent allow.secretDirs: ${allow.secretDirs.join(', ') || 'none'})` };
+    }
+    let value: string;
+    try {
+      value = files.readFile(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'read error';
+      return { ok: false, reason: `secretEnv.${name}: cannot read the secret file ${file} on this host (${code})` };
+    }
+    // A trailing newline (echo > file) is not part of the secret.
+    secretEnv[name] = value.replace(/\r?\n$/, '');
+  }
+  return { ok: true, grant: { volumes: spec.volumes ?? [], secretEnv } };
+}

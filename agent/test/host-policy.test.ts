@@ -1,0 +1,53 @@
+import t from 'tap';
+import type { ServiceSpec } from '@warmpool/registry';
+import { grantHostOptions, isUnder, type HostFiles } from '../src/host-policy.js';
+
+const base = {
+  name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
+  readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
+  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0, gpus: 0 },
+} satisfies ServiceSpec;
+const allow = { hostPaths: ['/data/models'], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] };
+const SECRET = 'hf_SUPERSECRETVALUE';
+/** A host with one secret file and a symlink under the allowed prefix that points at /. */
+const files: HostFiles = {
+  realpath: (p) => ({ '/data/models/escape': '/', '/data/models': '/data/models', '/etc/warmpool/secrets/hf_token': '/etc/warmpool/secrets/hf_token' } as Record<string, string>)[p],
+  readFile: (p) => {
+    if (p === '/etc/warmpool/secrets/hf_token') return `${SECRET}\n`;
+    throw Object.assign(new Error(`ENOENT: no such file or directory, open '${p}'`), { code: 'ENOENT' });
+  },
+};
+
+t.test('path prefixes compare segments', async (t) => {
+  t.ok(isUnder('/data/models', '/data/models'));
+  t.ok(isUnder('/data/models/llama', '/data/models/'));
+  t.notOk(isUnder('/data/models2', '/data/models'));
+  t.notOk(isUnder('/data', '/data/models'));
+});
+
+t.test('host paths only under the agent\'s allowed prefixes; named volumes always', async (t) => {
+  const ok = grantHostOptions({ ...base, volumes: [{ source: '/data/models/llama', target: '/models', readOnly: true }, { source: 'hf-cache', target: '/root/.cache/huggingface', readOnly: false }] }, allow, files);
+  t.ok(ok.ok);
+  const root = grantHostOptions({ ...base, volumes: [{ source: 'x', target: '/x', readOnly: false }, { source: '/', target: '/host', readOnly: false }] }, allow, files);
+  t.same(root, { ok: false, reason: 'volumes[1]: host path / is not allowed on this host (agent allow.hostPaths: /data/models)' });
+  const link = grantHostOptions({ ...base, volumes: [{ source: '/data/models/escape', target: '/host', readOnly: false }] }, allow, files);
+  t.match(link, { ok: false, reason: /volumes\[0\]: host path \/data\/models\/escape is not allowed/ }, 'a symlink out of the prefix is refused');
+  t.match(grantHostOptions({ ...base, volumes: [{ source: '/data/models', target: '/m', readOnly: false }] }, { ...allow, hostPaths: [] }, files),
+    { ok: false, reason: /allow\.hostPaths: none/ }, 'no prefixes by default');
+});
+
+t.test('ipc: host only where the agent allows it', async (t) => {
+  t.same(grantHostOptions({ ...base, ipc: 'host' }, allow, files), { ok: false, reason: 'ipc: host is not allowed on this host (agent allow.ipcHost is false)' });
+  t.ok(grantHostOptions({ ...base, ipc: 'host' }, { ...allow, ipcHost: true }, files).ok);
+  t.ok(grantHostOptions({ ...base, ipc: 'shareable' }, allow, files).ok);
+});
+
+t.test('secret files: read at creation, trailing newline dropped, a missing file named, the value never in a reason', async (t) => {
+  const ok = grantHostOptions({ ...base, secretEnv: { HF_TOKEN: '/etc/warmpool/secrets/hf_token' } }, allow, files);
+  t.same(ok, { ok: true, grant: { volumes: [], secretEnv: { HF_TOKEN: SECRET } } });
+  const missing = grantHostOptions({ ...base, secretEnv: { HF_TOKEN: '/etc/warmpool/secrets/hf_token', NGC_API_KEY: '/etc/warmpool/secrets/ngc' } }, allow, files);
+  t.same(missing, { ok: false, reason: 'secretEnv.NGC_API_KEY: cannot read the secret file /etc/warmpool/secrets/ngc on this host (ENOENT)' });
+  t.notMatch(JSON.stringify(missing), SECRET);
+  const outside = grantHostOptions({ ...base, secretEnv: { X: '/etc/shadow' } }, allow, files);
+  t.match(outside, { ok: false, reason: /secretEnv\.X: \/etc\/shadow is not under a secret directory/ }, 'any host file is not a secret');
+});
