@@ -184,6 +184,8 @@ export class Actions {
       await booting.catch(() => undefined);
       if (inst.dead) return;
       inst.phase = 'booting';
+      // The engine works again: host faults no longer delay this host's starts.
+      ctx.hostBackoff.success('*');
       ctx.log.info({ instance: inst.id, service: inst.service, slot: inst.slot, address: inst.address, launchMs: ctx.clock.now() - t0 }, 'instance booting');
       if (inst.readyAt !== null) this.becameReady(inst);
       else await this.writeRecord(inst);

@@ -68,6 +68,8 @@ export const agentConfigSchema = z.object({
     maxSpreadMs: z.number().min(0).default(1000),
     backoffBaseMs: z.number().positive().default(1000),
     backoffMaxMs: z.number().positive().default(300_000),
+    /** Each engine call of a launch (create, start) must finish within this; past it: a host fault. */
+    createTimeoutSec: z.number().positive().max(3600).default(120),
   }).strict().prefault({}),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 }).strict();
@@ -110,6 +112,7 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: Settin
   { flag: 'spread-step-ms', env: 'WARMPOOL_SPREAD_STEP_MS', path: ['timing', 'spreadStepMs'], type: 'number' },
   { flag: 'backoff-base-ms', env: 'WARMPOOL_BACKOFF_BASE_MS', path: ['timing', 'backoffBaseMs'], type: 'number' },
   { flag: 'backoff-max-ms', env: 'WARMPOOL_BACKOFF_MAX_MS', path: ['timing', 'backoffMaxMs'], type: 'number' },
+  { flag: 'create-timeout-sec', env: 'WARMPOOL_CREATE_TIMEOUT_SEC', path: ['timing', 'createTimeoutSec'], type: 'number' },
   { flag: 'log-level', env: 'WARMPOOL_LOG_LEVEL', path: ['logLevel'], type: 'string' },
 ];
 
