@@ -1,6 +1,15 @@
 import { z } from 'zod';
 import type { ServiceSpec } from './types.js';
 
+/**
+ * Largest `warm` of one service. Each warm instance holds a slot key (~250 bytes in etcd) and
+ * agents scan the slot numbers once per plan; 100,000 is 5x a 20,000-instance fleet, 25 MB
+ * of slot keys, well inside etcd's default 2 GB quota.
+ */
+export const MAX_WARM = 100_000;
+/** Largest `maxPerHost`: more instances than any one host can run. */
+export const MAX_PER_HOST = 10_000;
+
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'lowercase letters, digits and dashes (DNS label), 1-63 characters');
 
 /** Schema of one service in a services file; defaults fill what a user leaves out. */
@@ -8,8 +17,8 @@ export const serviceSpecSchema = z.object({
   name,
   image: z.string().min(1, 'an image name is required'),
   containerPort: z.number().int().min(1).max(65535).default(8000),
-  warm: z.number().int().min(0).max(10_000).default(1),
-  maxPerHost: z.number().int().min(1).max(10_000).default(16),
+  warm: z.number().int().min(0).max(MAX_WARM).default(1),
+  maxPerHost: z.number().int().min(1).max(MAX_PER_HOST).default(16),
   bootTimeoutSec: z.number().positive().max(86_400).default(600),
   readiness: z.object({
     path: z.string().startsWith('/', 'must start with /').default('/health'),
