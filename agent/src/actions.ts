@@ -7,6 +7,8 @@ import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
 import type { AgentOptions, AgentTiming } from './agent-options.js';
+import type { ImagePuller } from './image-puller.js';
+import { waitForImage } from './instance-pull.js';
 
 /** What the action executors need of the agent. */
 export interface AgentContext {
@@ -21,6 +23,7 @@ export interface AgentContext {
   readonly clock: Clock;
   readonly log: Logger;
   readonly backoff: ServiceBackoff;
+  readonly images: ImagePuller;
   readonly local: Map<string, LocalInstance>;
   readonly busy: Set<string>;
   readonly starting: Set<string>;
@@ -59,6 +62,8 @@ export class Actions {
       state: inst.phase === 'creating' ? 'booting' : inst.phase,
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
+      ...(inst.phase === 'pulling' ? { pull: inst.pull ?? null } : {}),
+      ...(inst.pullMs !== undefined ? { stages: { pullMs: inst.pullMs } } : {}),
     };
   }
 
@@ -100,8 +105,8 @@ export class Actions {
     if (a.delayMs > 0) await sleep(ctx.clock, a.delayMs);
     if (ctx.isClosed() || ctx.draining()) return;
     const spec = ctx.cache.services.get(a.service)?.value;
-    const until = ctx.backoff.until(a.service);
-    if (!spec || a.slot >= spec.warm || (until !== undefined && until > ctx.clock.now())) return;
+    const until = Math.max(ctx.backoff.until(a.service) ?? 0, spec ? ctx.images.backoffUntil(spec.image) ?? 0 : 0);
+    if (!spec || a.slot >= spec.warm || until > ctx.clock.now()) return;
     if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
     const id = ctx.newInstanceId(a.service);
     if (!(await ctx.host.takeSlot(a.service, a.slot, id))) {
@@ -125,9 +130,13 @@ export class Actions {
   /** App container (sidecar port published), then the sidecar in its network namespace. */
   private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
     const { ctx } = this;
-    const booting = this.writeRecord(inst);
-    const t0 = ctx.clock.now();
+    let booting: Promise<void> = Promise.resolve();
     try {
+      // The image first (pulling, when the host lacks it): no container, no boot clock yet.
+      if (!(await waitForImage(ctx, inst, pod.spec, (i) => this.writeRecord(i)))) return;
+      if (inst.dead) return;
+      booting = this.writeRecord(inst);
+      const t0 = ctx.clock.now();
       const appId = await ctx.runtime.create(appContainerSpec(pod));
       inst.appContainerId = appId;
       // The sidecar is created while the app starts (it only needs the app's id); boot time

@@ -1,4 +1,4 @@
-import type { KvStore, Registry } from '@warmpool/registry';
+import type { HostImageState, KvStore, Registry } from '@warmpool/registry';
 import type { ServiceBackoff } from './backoff.js';
 import type { Clock } from './clock.js';
 import type { ContainerRuntime } from './docker.js';
@@ -21,11 +21,13 @@ export interface AgentTiming {
   backoffMaxMs: number;
   /** Docker event stream reconnect delay (doubling up to 5 s). */
   dockerRetryMs: number;
+  /** Pull progress is written to the registry at most this often (per instance, and for the host record). */
+  pullProgressMs: number;
 }
 
 export const DEFAULT_TIMING: AgentTiming = {
   resyncMs: 30_000, cacheResyncMs: 60_000, strayGraceMs: 60_000, spreadStepMs: 50, maxSpreadMs: 1_000,
-  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200,
+  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, pullProgressMs: 1_000,
 };
 
 export interface AgentOptions {
@@ -46,6 +48,8 @@ export interface AgentOptions {
   cluster?: string;
   sidecarImage?: string;
   sidecarPort?: number;
+  /** Docker config file with registry credentials (`auths`, as `docker login` writes it); read at each pull. */
+  dockerConfigPath?: string;
   timing?: Partial<AgentTiming>;
   clock?: Clock;
   random?: () => number;
@@ -61,6 +65,9 @@ export interface AgentStatus {
   capacity: { instances: number; memoryMb: number };
   instances: LocalInstance[];
   backoff: ReturnType<ServiceBackoff['snapshot']>;
+  /** Images of the applied services on this host, and the per-image pull backoff. */
+  images: Record<string, HostImageState>;
+  imageBackoff: ReturnType<ServiceBackoff['snapshot']>;
   strays: string[];
   docker: 'connected' | 'reconnecting';
 }

@@ -79,8 +79,18 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
     local: ctx.local,
     busy: ctx.busy,
     starting: ctx.starting,
-    backoffUntil: ctx.backoff.active(),
+    backoffUntil: withImageBackoff(ctx, services),
     containers,
     timing: { spreadStepMs: ctx.timing.spreadStepMs, maxSpreadMs: ctx.timing.maxSpreadMs, strayGraceMs: ctx.timing.strayGraceMs },
   };
+}
+
+/** A service whose image backs off (failed pulls) starts nothing either, until the image's backoff ends. */
+function withImageBackoff(ctx: AgentContext, services: ReadonlyMap<string, ServiceTarget>): Map<string, number> {
+  const out = ctx.backoff.active();
+  for (const [name, { spec }] of services) {
+    const until = ctx.images.backoffUntil(spec.image);
+    if (until !== undefined && until > (out.get(name) ?? 0)) out.set(name, until);
+  }
+  return out;
 }

@@ -1,4 +1,4 @@
-import type { ServiceSpec } from '@warmpool/registry';
+import type { PullProgress, ServiceSpec } from '@warmpool/registry';
 
 /**
  * The agent's reconciler: a pure function from what should be (services in the registry)
@@ -9,7 +9,8 @@ import type { ServiceSpec } from '@warmpool/registry';
  */
 
 /** Where one of this host's instances is in its life (see docs/lifecycle-instance.md). */
-export type Phase = 'creating' | 'booting' | 'ready' | 'claimed';
+/** pulling: waiting for its image (before any container exists; the boot clock has not started). */
+export type Phase = 'creating' | 'pulling' | 'booting' | 'ready' | 'claimed';
 
 export interface LocalInstance {
   id: string;
@@ -40,6 +41,12 @@ export interface LocalInstance {
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
   deadIsFailure?: boolean;
+  /** While pulling: the pull it waits for. */
+  pull?: PullProgress | null;
+  /** How long it waited for its image (0 when the image was there); null before that is known. */
+  pullMs?: number | null;
+  /** The image pull failed: the failure is charged to the image's backoff, not the service's. */
+  pullFailed?: boolean;
 }
 
 export interface ServiceTarget {
@@ -176,7 +183,7 @@ export function plan(input: PlanInput): Plan {
       continue;
     }
 
-    if (inst.phase === 'creating') continue;
+    if (inst.phase === 'creating' || inst.phase === 'pulling') continue;
 
     // Containers missing or stopped, in a list taken after both were running.
     const c = input.containers;

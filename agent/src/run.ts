@@ -26,6 +26,7 @@ export async function runAgent(cfg: AgentConfig): Promise<RunningAgent> {
       hostId: cfg.hostId, address: cfg.address, ...(cfg.publishIp ? { publishIp: cfg.publishIp } : {}),
       capacity: cfg.capacity, labels: cfg.labels, runDir: cfg.runDir, leaseTtlSec: cfg.leaseTtlSec,
       ...(cfg.cluster ? { cluster: cfg.cluster } : {}), sidecarImage: cfg.sidecar.image, sidecarPort: cfg.sidecar.port,
+      ...(cfg.images.dockerConfig ? { dockerConfigPath: cfg.images.dockerConfig } : {}),
       timing: {
         resyncMs: cfg.timing.resyncSec * 1000, strayGraceMs: cfg.timing.strayGraceSec * 1000, spreadStepMs: cfg.timing.spreadStepMs,
         maxSpreadMs: cfg.timing.maxSpreadMs, backoffBaseMs: cfg.timing.backoffBaseMs, backoffMaxMs: cfg.timing.backoffMaxMs,

@@ -26,6 +26,9 @@ export const serviceSpecSchema = z.object({
     memoryMb: z.number().int().min(0).default(0),
     cpus: z.number().min(0).max(1024).default(0),
   }).strict().prefault({}),
+  // ---- images (docs/images.md) ----
+  pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent'),
+  pullTimeoutSec: z.number().positive().max(86_400).default(1800),
 }).strict().refine((s) => s.session.idleTimeoutSec <= s.session.maxLifetimeSec, {
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],

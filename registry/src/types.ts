@@ -3,7 +3,34 @@
  * documented in docs/registry.md. Times are epoch milliseconds.
  */
 
-export type InstanceState = 'booting' | 'ready' | 'claimed' | 'draining' | 'failed';
+/** `pulling`: waiting for its image on the host; the boot clock has not started (docs/images.md). */
+export type InstanceState = 'pulling' | 'booting' | 'ready' | 'claimed' | 'draining' | 'failed';
+
+/** When the agent pulls a service's image (Docker / Compose / Kubernetes names). */
+export type PullPolicy = 'IfNotPresent' | 'Always' | 'Never';
+
+/** Progress of an image pull, summed over the image's layers as the engine reports them. */
+export interface PullProgress {
+  image: string;
+  /** Bytes downloaded so far. */
+  bytesDone: number;
+  /** Sum of the sizes of the layers the engine downloads (null until the engine announces them). */
+  bytesTotal: number | null;
+  /** 0-100, from bytesDone / bytesTotal (null while bytesTotal is unknown). */
+  percent: number | null;
+}
+
+/** How one image stands on one host (HostRecord.images). */
+export interface HostImageState {
+  state: 'present' | 'pulling' | 'failed';
+  bytesDone?: number;
+  bytesTotal?: number | null;
+  percent?: number | null;
+  /** The registry's (or engine's) own words when state is failed. */
+  reason?: string;
+  /** Epoch ms of the last change. */
+  at: number;
+}
 
 /** Desired state of one service, written by `warmpool apply`. */
 export interface ServiceSpec {
@@ -38,6 +65,11 @@ export interface ServiceSpec {
     /** CPU limit in cores (0 = none). */
     cpus: number;
   };
+  // ---- images (docs/images.md); optional: specs written before these fields mean the defaults ----
+  /** IfNotPresent (default): pull when the host lacks the image; Always: pull before every instance; Never: only local images. */
+  pullPolicy?: PullPolicy;
+  /** A pull that takes longer fails (default 1800; its own clock, never part of bootTimeoutSec). */
+  pullTimeoutSec?: number;
 }
 
 /** A host, written by its agent on the host lease. */
@@ -51,6 +83,8 @@ export interface HostRecord {
   draining: boolean;
   startedAt: number;
   agentVersion: string;
+  /** Images of the applied services as they stand on this host (pulled ahead of need), by image reference. */
+  images?: Record<string, HostImageState>;
 }
 
 /** An instance, owned by the agent of its host (the sidecar reports through the agent). */
@@ -68,6 +102,10 @@ export interface InstanceRecord {
   readyAt: number | null;
   /** Measured from container start to the first successful readiness probe. */
   bootMs: number | null;
+  /** While state is pulling: the image pull this instance waits for. */
+  pull?: PullProgress | null;
+  /** Time spent in each stage of the instance's start, in ms (null: not reached or not timed). */
+  stages?: { pullMs?: number | null; createMs?: number | null; bootMs?: number | null; warmupMs?: number | null };
   /**
    * A lease (TTL = the service's idle timeout) granted by the agent when the instance became
    * ready and kept alive by it until the instance is claimed: the claim attaches the session

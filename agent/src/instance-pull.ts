@@ -1,0 +1,47 @@
+import type { ServiceSpec } from '@warmpool/registry';
+import type { Clock } from './clock.js';
+import { percentOf, pullSettings, type ImagePuller } from './image-puller.js';
+import type { Logger } from './logger.js';
+import type { LocalInstance } from './plan.js';
+
+/**
+ * An instance waits for its image before any container exists: `pulling`, with the bytes
+ * in its record (written at most every `progressMs`), then back to `creating`. The boot
+ * clock starts later, at the app container's start. A failed pull marks the instance dead
+ * with the registry's reason, charged to the image's backoff (never the service's).
+ * Resolves false when the instance must go; rejects when the engine is unreachable.
+ */
+export async function waitForImage(
+  ctx: { images: ImagePuller; clock: Clock; log: Logger; timing: { pullProgressMs: number } },
+  inst: LocalInstance, spec: ServiceSpec, write: (inst: LocalInstance) => Promise<void>,
+): Promise<boolean> {
+  const { policy, timeoutMs } = pullSettings(spec);
+  const t0 = ctx.clock.now();
+  let lastWrite = 0;
+  const r = await ctx.images.ensure(spec.image, policy, timeoutMs, (b) => {
+    inst.pull = { image: spec.image, bytesDone: b.done, bytesTotal: b.total, percent: percentOf(b) };
+    const now = ctx.clock.now();
+    if (inst.phase === 'creating') {
+      inst.phase = 'pulling';
+      ctx.log.info({ instance: inst.id, service: inst.service, image: spec.image }, 'instance waiting for its image');
+    } else if (now - lastWrite < ctx.timing.pullProgressMs) {
+      return;
+    }
+    lastWrite = now;
+    void write(inst).catch(() => undefined);
+  });
+  const waited = inst.phase === 'pulling';
+  inst.pull = null;
+  if (waited) inst.phase = 'creating';
+  if (!r.ok) {
+    inst.pullMs = null;
+    inst.dead = r.reason;
+    inst.deadIsFailure = true;
+    inst.pullFailed = true;
+    // Shown in the failed record; charged once, to the image (see ImagePuller).
+    inst.failureWhy = `${r.reason}; failed pull ${r.failures} in a row for this image, next attempt in ${(r.retryInMs / 1000).toFixed(1)} s`;
+    return false;
+  }
+  inst.pullMs = waited ? ctx.clock.now() - t0 : 0;
+  return true;
+}

@@ -1,0 +1,161 @@
+// The agent and image pulls, against a fake engine and the in-memory registry: one pull
+// shared by every instance, the pulling phase with bytes in the record, the pull outside
+// the boot clock, failures with the registry's reason and a per-image backoff (never the
+// service's), pullPolicy Never, credentials from a Docker config file (never logged), and
+// pulls ahead of need shown in the host record.
+import t, { type Test } from 'tap';
+import http from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { MemoryKvStore, Registry, instanceKey, type ServiceSpec } from '@warmpool/registry';
+import { REPORT_HEADER, reportPath, reportToken } from '@warmpool/sidecar/protocol';
+import { startAgent, type AgentHandle } from '../src/agent.js';
+import { FakeRuntime } from './fake-runtime.js';
+
+const PREFIX = '/unit-pull/';
+const IMAGE = '127.0.0.1:5999/warmpool/chat:v1';
+const spec = (over: Partial<ServiceSpec> = {}): ServiceSpec => ({
+  name: 'chat', image: IMAGE, containerPort: 8000, warm: 3, maxPerHost: 10, bootTimeoutSec: 60,
+  readiness: { path: '/health', expectStatus: 200, intervalMs: 100, failureThreshold: 2 },
+  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0 }, ...over,
+});
+
+async function until(fn: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => { open = r; });
+  return { promise, open };
+}
+
+async function setup(t: Test, opts: { dockerConfig?: object; backoffBaseMs?: number } = {}) {
+  const store = new MemoryKvStore();
+  const registry = new Registry(store, { prefix: PREFIX });
+  const cache = await registry.cache();
+  const runtime = new FakeRuntime();
+  const dir = mkdtempSync(path.join(tmpdir(), 'wp-pull-unit-'));
+  let logged = '';
+  const logger = pino({ level: 'debug' }, new Writable({ write(chunk, _enc, cb) { logged += String(chunk); cb(); } }));
+  let dockerConfigPath: string | undefined;
+  if (opts.dockerConfig) {
+    dockerConfigPath = path.join(dir, 'config.json');
+    writeFileSync(dockerConfigPath, JSON.stringify(opts.dockerConfig));
+  }
+  const agent: AgentHandle = await startAgent({
+    store, prefix: PREFIX, runtime, hostId: 'h1', address: '127.0.0.1', capacity: { instances: 10, memoryMb: 0 }, runDir: dir, leaseTtlSec: 5,
+    timing: { resyncMs: 60_000, strayGraceMs: 60_000, backoffBaseMs: opts.backoffBaseMs ?? 300, backoffMaxMs: 2000, dockerRetryMs: 20, pullProgressMs: 20 },
+    logger, ...(dockerConfigPath ? { dockerConfigPath } : {}),
+  });
+  const secret = await registry.clusterSecret();
+  t.teardown(async () => { await agent.close(); await registry.close(); await store.close(); rmSync(dir, { recursive: true, force: true }); });
+  const instances = () => [...cache.instances.values()].map((v) => v.value);
+  const ready = (id: string): Promise<number> => new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: agent.socketPath, method: 'POST', path: reportPath(id), headers: { 'content-type': 'application/json', [REPORT_HEADER]: reportToken(instanceKey(secret, id), id) } }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    req.on('error', reject);
+    req.end(JSON.stringify({ instanceId: id, state: 'ready', bootMs: 5, at: Date.now() }));
+  });
+  const hostImages = () => cache.hosts.get('h1')?.value.images ?? {};
+  return { registry, cache, runtime, agent, instances, ready, hostImages, logs: () => logged };
+}
+
+t.test('one pull per image shared by every instance; pulling phase outside the boot clock', async (t) => {
+  const s = await setup(t);
+  const g = gate();
+  s.runtime.pullScript.set(IMAGE, { gate: g.promise, bytes: 4000 });
+  // A boot timeout shorter than the pull: the pull must not count towards it.
+  await s.registry.putService(spec({ bootTimeoutSec: 0.5 }));
+  await until(() => s.instances().filter((i) => i.state === 'pulling').length === 3, 'three instances pulling');
+  const rec = s.instances()[0]!;
+  t.same(rec.pull, { image: IMAGE, bytesDone: 2000, bytesTotal: 4000, percent: 50 }, 'bytes done / total and percent in the record');
+  t.equal(s.runtime.calls.pull, 1, 'one pull for the three instances (and the pull ahead of need)');
+  t.equal(s.runtime.byRole('app').length, 0, 'no container before the image is here');
+  await until(() => s.hostImages()[IMAGE]?.state === 'pulling', 'host record shows the pull');
+  await new Promise((r) => setTimeout(r, 700)); // longer than the boot timeout
+  t.equal(s.instances().filter((i) => i.state === 'failed').length, 0, 'no boot timeout while pulling');
+  g.open();
+  await until(() => s.instances().filter((i) => i.state === 'booting' && i.address).length === 3, 'booting after the pull');
+  for (const i of s.instances()) {
+    t.equal(i.pull ?? null, null, 'no pull progress once booting');
+    t.ok((i.stages?.pullMs ?? 0) >= 600, `pullMs measured (${i.stages?.pullMs})`);
+  }
+  for (const i of s.instances()) t.equal(await s.ready(i.id), 204);
+  await until(() => s.instances().filter((i) => i.state === 'ready').length === 3, 'ready');
+  t.equal(s.runtime.calls.pull, 1, 'still one pull');
+  await until(() => s.hostImages()[IMAGE]?.state === 'present', 'host record: image present');
+});
+
+t.test('a failed pull fails the instance with the registry\'s reason and backs off per image', async (t) => {
+  const s = await setup(t, { backoffBaseMs: 400 });
+  s.runtime.pullScript.set(IMAGE, { error: 'unauthorized: authentication required' });
+  await s.registry.putService(spec({ warm: 1 }));
+  await until(() => s.instances().some((i) => i.state === 'failed'), 'failed record');
+  const failed = s.instances().find((i) => i.state === 'failed')!;
+  t.match(failed.reason, /pull of 127\.0\.0\.1:5999\/warmpool\/chat:v1 failed \(auth\): unauthorized: authentication required/);
+  t.match(failed.reason, /next attempt in/);
+  const st = s.agent.status();
+  t.same(st.backoff, {}, 'the service\'s crash backoff is untouched');
+  t.ok(st.imageBackoff[IMAGE], 'the image backs off');
+  t.equal(s.hostImages()[IMAGE]?.state ?? 'failed', 'failed');
+  // Never a tight loop: with a 400 ms base (doubling), 1.5 s allows at most a handful of pulls.
+  const before = s.runtime.calls.pull;
+  await new Promise((r) => setTimeout(r, 1500));
+  t.ok(s.runtime.calls.pull - before <= 3, `pulls in 1.5 s: ${s.runtime.calls.pull - before}`);
+  t.equal(s.instances().filter((i) => i.state === 'failed').length, 1, 'one failed record per service');
+  // The registry is fixed: the next attempt after the backoff succeeds.
+  s.runtime.pullScript.delete(IMAGE);
+  await until(() => s.instances().some((i) => i.state === 'booting' && i.address), 'booting after the backoff', 8000);
+  const booting = s.instances().find((i) => i.state === 'booting')!;
+  await s.ready(booting.id);
+  await until(() => s.instances().length === 1 && s.instances()[0]!.state === 'ready', 'the failed record goes once ready');
+  t.same(s.agent.status().imageBackoff, {}, 'a successful pull resets the image backoff');
+});
+
+t.test('a pull longer than pullTimeoutSec fails with a timeout', async (t) => {
+  const s = await setup(t, { backoffBaseMs: 5000 });
+  s.runtime.pullScript.set(IMAGE, { gate: new Promise(() => undefined) });
+  await s.registry.putService(spec({ warm: 1, pullTimeoutSec: 0.3 }));
+  await until(() => s.instances().some((i) => i.state === 'failed'), 'failed record');
+  t.match(s.instances().find((i) => i.state === 'failed')!.reason, /failed \(timeout\): .*timed out after 0 s \(pullTimeoutSec\)/);
+});
+
+t.test('pullPolicy Never: no pull; Always: a pull even when the image is here', async (t) => {
+  const s = await setup(t, { backoffBaseMs: 5000 });
+  await s.registry.putService(spec({ warm: 1, pullPolicy: 'Never' }));
+  await until(() => s.instances().some((i) => i.state === 'failed'), 'failed record');
+  t.match(s.instances()[0]!.reason, /is not on this host and the service's pullPolicy is Never/);
+  t.equal(s.runtime.calls.pull, 0, 'never pulled');
+
+  await s.registry.putService(spec({ name: 'always', image: 'warmpool/chatbot-demo', warm: 1, pullPolicy: 'Always' }));
+  await until(() => s.instances().some((i) => i.service === 'always' && i.state === 'booting' && i.address), 'always: booting');
+  t.ok(s.runtime.calls.pull >= 1, 'Always pulls an image the host has');
+});
+
+t.test('credentials come from the Docker config file and are never logged', async (t) => {
+  const s = await setup(t, { dockerConfig: { auths: { '127.0.0.1:5999': { auth: Buffer.from('alice:hunter2-secret').toString('base64') } } } });
+  await s.registry.putService(spec({ warm: 1 }));
+  await until(() => s.instances().some((i) => i.state === 'booting' && i.address), 'booting');
+  t.same(s.runtime.pullAuth.get(IMAGE), { serveraddress: '127.0.0.1:5999', username: 'alice', password: 'hunter2-secret' });
+  t.match(s.logs(), /image pulled/);
+  t.notMatch(s.logs(), /hunter2|YWxpY2U6aHVudGVyMi1zZWNyZXQ/, 'the password is in no log line');
+  t.notMatch(JSON.stringify([...s.cache.hosts.values(), ...s.cache.instances.values()]), /hunter2/, 'nor in the registry');
+});
+
+t.test('ahead of need: a service with no instance here still gets its image', async (t) => {
+  const s = await setup(t);
+  await s.registry.putService(spec({ warm: 0 }));
+  await until(() => s.hostImages()[IMAGE]?.state === 'present', 'image present on the host');
+  t.equal(s.runtime.calls.pull, 1);
+  t.equal(s.runtime.byRole('app').length, 0, 'no instance was needed');
+  // A service removed: its image leaves the host record.
+  await s.registry.deleteService('chat');
+  await until(() => s.hostImages()[IMAGE] === undefined, 'image out of the host record');
+});
