@@ -1,6 +1,7 @@
 import type { RegistryCache } from './cache.js';
+import { serviceImageStatus, type ServiceImageStatus } from './image-status.js';
 
-export interface ServiceStatus {
+export interface ServiceStatus extends ServiceImageStatus {
   name: string;
   target: number;
   booting: number;
@@ -36,6 +37,7 @@ function median(xs: number[]): number | null {
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
 export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains'>, now: number): Status {
   const services: ServiceStatus[] = [];
+  const hostRecords = [...cache.hosts.values()].map((v) => v.value);
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
@@ -56,6 +58,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         elapsedMs: now - i.createdAt,
         progress: typical ? Math.min(0.99, (now - i.createdAt) / typical) : null,
       })),
+      ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
   const hosts: HostStatus[] = [...cache.hosts.values()].map(({ value: h }) => ({

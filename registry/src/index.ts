@@ -13,3 +13,4 @@ export * from './registry.js';
 export * from './memory-kv.js';
 export * from './open-store.js';
 export * from './fleet-status.js';
+export * from './image-status.js';
