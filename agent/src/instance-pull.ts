@@ -18,18 +18,23 @@ export async function waitForImage(
   const { policy, timeoutMs } = pullSettings(spec);
   const t0 = ctx.clock.now();
   let lastWrite = 0;
+  let cancelTrailing: (() => void) | undefined;
+  const flush = (): void => {
+    cancelTrailing = undefined;
+    if (inst.phase !== 'pulling') return;
+    lastWrite = ctx.clock.now();
+    void write(inst).catch(() => undefined);
+  };
   const r = await ctx.images.ensure(spec.image, policy, timeoutMs, (b) => {
     inst.pull = { image: spec.image, bytesDone: b.done, bytesTotal: b.total, percent: percentOf(b) };
-    const now = ctx.clock.now();
     if (inst.phase === 'creating') {
       inst.phase = 'pulling';
       ctx.log.info({ instance: inst.id, service: inst.service, image: spec.image }, 'instance waiting for its image');
-    } else if (now - lastWrite < ctx.timing.pullProgressMs) {
-      return;
+      return flush();
     }
-    lastWrite = now;
-    void write(inst).catch(() => undefined);
-  });
+    // At most one write per interval, the latest bytes included (a trailing write).
+    cancelTrailing ??= ctx.clock.setTimeout(flush, Math.max(0, lastWrite + ctx.timing.pullProgressMs - ctx.clock.now()));
+  }).finally(() => cancelTrailing?.());
   const waited = inst.phase === 'pulling';
   inst.pull = null;
   if (waited) inst.phase = 'creating';
