@@ -23,11 +23,13 @@ export interface AgentTiming {
   dockerRetryMs: number;
   /** Pull progress is written to the registry at most this often (per instance, and for the host record). */
   pullProgressMs: number;
+  /** An image the agent pulled and no service has named for this long is removed (0 = never); docs/images.md. */
+  imageGcAfterMs: number;
 }
 
 export const DEFAULT_TIMING: AgentTiming = {
   resyncMs: 30_000, cacheResyncMs: 60_000, strayGraceMs: 60_000, spreadStepMs: 50, maxSpreadMs: 1_000,
-  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, pullProgressMs: 1_000,
+  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, pullProgressMs: 1_000, imageGcAfterMs: 3_600_000,
 };
 
 export interface AgentOptions {

@@ -18,6 +18,7 @@ import { Actions, type AgentContext } from './actions.js';
 import { adoptContainers } from './adoption.js';
 import { buildPlanInput } from './observe.js';
 import { ImagePuller } from './image-puller.js';
+import { ImageGc } from './image-gc.js';
 import { dockerConfigAuth } from './registry-auth.js';
 
 export * from './agent-options.js';
@@ -47,6 +48,7 @@ export class Agent implements AgentHandle, AgentContext {
   /** Per image: failed pulls back off here, never in the services' crash backoff. */
   readonly imageBackoff: ServiceBackoff;
   readonly images: ImagePuller;
+  private readonly imageGc: ImageGc;
   readonly local = new Map<string, LocalInstance>();
   readonly busy = new Set<string>();
   readonly starting = new Set<string>();
@@ -98,10 +100,12 @@ export class Agent implements AgentHandle, AgentContext {
       baseMs: this.timing.backoffBaseMs, maxMs: this.timing.backoffMaxMs, resetAfterMs: this.timing.backoffMaxMs * 2,
       now: this.clock.now, random: this.random,
     });
+    this.imageGc = new ImageGc({ runtime: this.runtime, clock: this.clock, log: this.log, runDir: opts.runDir, afterMs: this.timing.imageGcAfterMs });
     this.images = new ImagePuller({
       runtime: this.runtime, clock: this.clock, log: this.log, backoff: this.imageBackoff,
       auth: dockerConfigAuth(opts.dockerConfigPath, (message) => this.log.warn(message)),
       onChange: () => this.publishHostSoon(),
+      onPulled: (image) => this.imageGc.notePulled(image),
     });
     this.docker = new DockerWatch({
       runtime: this.runtime, labels: { [LABEL.cluster]: this.cluster }, clock: this.clock, log: this.log, retryMs: this.timing.dockerRetryMs,
@@ -276,6 +280,8 @@ export class Agent implements AgentHandle, AgentContext {
     }
     this.fullCheck = true;
     this.kick();
+    const wanted = new Set([...this.cache.services.values()].map((v) => v.value.image));
+    await this.imageGc.sweep(wanted).catch((err: unknown) => this.log.warn({ err }, 'image garbage collection failed'));
   }
 
   /**

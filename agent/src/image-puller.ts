@@ -20,6 +20,8 @@ export interface ImagePullerOptions {
   backoff: ServiceBackoff;
   /** Something in `states` changed (the agent republishes its host record, throttled). */
   onChange: () => void;
+  /** A pull brought the image to the host (image garbage collection tracks it). */
+  onPulled?: (image: string) => void;
 }
 
 interface Job {
@@ -149,6 +151,7 @@ export class ImagePuller {
           },
         });
         this.opts.backoff.success(image);
+        this.opts.onPulled?.(image);
         this.lastFailure.delete(image);
         this.setState(image, { state: 'present', at: clock.now() });
         log.info({ image, pullMs: clock.now() - t0, bytes: job.bytes.done }, 'image pulled');

@@ -30,6 +30,7 @@ export async function runAgent(cfg: AgentConfig): Promise<RunningAgent> {
       timing: {
         resyncMs: cfg.timing.resyncSec * 1000, strayGraceMs: cfg.timing.strayGraceSec * 1000, spreadStepMs: cfg.timing.spreadStepMs,
         maxSpreadMs: cfg.timing.maxSpreadMs, backoffBaseMs: cfg.timing.backoffBaseMs, backoffMaxMs: cfg.timing.backoffMaxMs,
+        imageGcAfterMs: cfg.images.gcAfterSec * 1000,
       },
       logger: log,
     });
