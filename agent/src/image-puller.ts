@@ -188,9 +188,13 @@ export class ImagePuller {
     return { ok: false, ...last, failures: s?.failures ?? 1, retryInMs: Math.max(0, (s?.until ?? 0) - this.opts.clock.now()) };
   }
 
+  /** Records how the image stands; the host record is rewritten only when that changed (not for a mere re-check). */
   private setState(image: string, s: HostImageState): void {
+    const prev = this.states.get(image);
     this.states.set(image, s);
-    this.opts.onChange();
+    const same = prev && prev.state === s.state && prev.bytesDone === s.bytesDone && prev.bytesTotal === s.bytesTotal && prev.reason === s.reason;
+    if (!same) this.opts.onChange();
+    else this.states.set(image, prev);
   }
 }
 

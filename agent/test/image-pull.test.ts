@@ -91,6 +91,16 @@ t.test('one pull per image shared by every instance; pulling phase outside the b
   await until(() => s.instances().filter((i) => i.state === 'ready').length === 3, 'ready');
   t.equal(s.runtime.calls.pull, 1, 'still one pull');
   await until(() => s.hostImages()[IMAGE]?.state === 'present', 'host record: image present');
+
+  // New instances of an image the host has: no pull, and no host record rewrite per launch.
+  let hostWrites = 0;
+  s.cache.on('change', (c: { kind: string }) => { if (c.kind === 'hosts') hostWrites++; });
+  const old = new Set(s.instances().map((i) => i.id));
+  await s.registry.putService(spec({ bootTimeoutSec: 0.5, env: { V: '2' } }));
+  await until(() => s.instances().filter((i) => !old.has(i.id) && i.state === 'booting' && i.address).length === 3, 'three new instances booting');
+  t.equal(s.runtime.calls.pull, 1, 'IfNotPresent: no pull for an image the host has');
+  t.ok(s.instances().filter((i) => !old.has(i.id)).every((i) => i.stages?.pullMs === 0), 'pullMs 0 when the image was there');
+  t.equal(hostWrites, 0, 'the host record is not rewritten for a re-check of a present image');
 });
 
 t.test('a failed pull fails the instance with the registry\'s reason and backs off per image', async (t) => {
