@@ -47,3 +47,18 @@ t.test('keys: layout parse round trip and prefix validation', async (t) => {
   t.equal(k.parse('/other/x'), undefined);
   t.throws(() => new Keys('warmpool'));
 });
+
+t.test('services file: pullPolicy and pullTimeoutSec', async (t) => {
+  const ok = parseServicesFile({ services: [{ name: 'a', image: 'x' }, { name: 'b', image: 'y', pullPolicy: 'Always', pullTimeoutSec: 7200 }] });
+  t.ok(ok.ok);
+  if (ok.ok) {
+    t.match(ok.services[0], { pullPolicy: 'IfNotPresent', pullTimeoutSec: 1800 }, 'defaults');
+    t.match(ok.services[1], { pullPolicy: 'Always', pullTimeoutSec: 7200 });
+  }
+  const bad = parseServicesFile({ services: [{ name: 'a', image: 'x', pullPolicy: 'sometimes', pullTimeoutSec: 0 }] });
+  t.notOk(bad.ok);
+  if (!bad.ok) {
+    t.ok(bad.problems.some((p) => p.path === 'services[0].pullPolicy'), 'names the bad policy');
+    t.ok(bad.problems.some((p) => p.path === 'services[0].pullTimeoutSec'), 'names the bad timeout');
+  }
+});

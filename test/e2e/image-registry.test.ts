@@ -1,5 +1,5 @@
 // Images from a registry with a login: a real docker-registry (htpasswd auth) on 127.0.0.1,
-// an agent (its own process) on a private Docker engine that lacks the chatbot image, with
+// two agents (their own processes, two hosts) on a private Docker engine that lacks the chatbot image, with
 // credentials from a Docker config file. The cold pull shows as `pulling` with bytes in
 // the registry, the host then has the image in `warmpool status`; wrong credentials, a
 // missing tag and a registry that is down each fail their service with the registry's own
@@ -40,11 +40,12 @@ t.test('agents pull from a registry with a login; failures show the registry\'s 
   });
 
   const mesh = await startMesh({
-    agents: 1, routers: 1,
+    // Two hosts on one private engine: each agent pulls ahead of need and reports the image.
+    agents: 2, routers: 1,
     agentArgs: ['--docker-socket', engine.socketPath, '--docker-config', dockerConfig, '--resync-sec', '2'],
   });
   t.teardown(async () => {
-    if (!t.passing()) process.stderr.write(`--- agent log (tail):\n${mesh.agents[0]!.output.slice(-60).join('\n')}\n`);
+    if (!t.passing()) for (const a of mesh.agents) process.stderr.write(`--- ${a.name} log (tail):\n${a.output.slice(-40).join('\n')}\n`);
     await mesh.stop();
   });
   const store = new EtcdKvStore({ endpoints: mesh.etcd.endpoints });
@@ -80,9 +81,13 @@ t.test('agents pull from a registry with a login; failures show the registry\'s 
   t.ok(pullingSeen.some((p) => (p.pull!.bytesTotal ?? 0) > 10_000_000), `bytes total announced (${JSON.stringify(last.pull)})`);
   t.ok((ready.stages?.pullMs ?? 0) > 0, `pull time recorded apart from the boot (pullMs ${ready.stages?.pullMs}, bootMs ${ready.bootMs})`);
   t.ok(await engine.docker('image', 'inspect', chatRef), 'the private engine holds the pulled image');
-  await eventually(async () => /IMAGES\n.*\nchat\s+\S+chatbot-demo:e2e\s+host-1\s+present/.test(await status()), { timeoutMs: 15_000, what: 'status: host-1 has the image' });
+  await eventually(async () => {
+    const text = await status();
+    return /\nchat\s.*2\/2 hosts/.test(text) && /IMAGES\n.*\nchat\s+\S+chatbot-demo:e2e\s+host-1\s+present\nchat\s+\S+chatbot-demo:e2e\s+host-2\s+present/.test(text);
+  }, { timeoutMs: 20_000, intervalMs: 500, what: 'status: both hosts have the image' });
+  t.pass('warmpool status shows the image on both hosts');
   const dash = await (await fetch(`${mesh.routers[0]!.url}/v1/dashboard/state`)).json() as { status: { services: { name: string; imagePresentOn: number }[] } };
-  t.equal(dash.status.services.find((s) => s.name === 'chat')?.imagePresentOn, 1, 'the dashboard shows the image on the host');
+  t.equal(dash.status.services.find((s) => s.name === 'chat')?.imagePresentOn, 2, 'the dashboard shows the image on both hosts');
   const session = await fetch(`${mesh.routers[0]!.url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"service":"chat"}' });
   t.equal(session.status, 201, 'a session on the pulled instance');
 
@@ -113,6 +118,8 @@ t.test('agents pull from a registry with a login; failures show the registry\'s 
   t.ok(chat().some((i) => i.id === ready.id), 'the claimed instance is still there');
   await eventually(() => chat().some((i) => i.state === 'ready' && i.id !== ready.id), { timeoutMs: 30_000, what: 'a warm replacement' });
   t.pass('the replacement booted from the image on the host, with the registry down');
-  t.equal(mesh.agents[0]!.proc!.exitCode, null, 'the agent never exited');
-  t.notMatch(mesh.agents[0]!.output.join('\n'), new RegExp(reg.password), 'the password is in no log line of the agent');
+  for (const a of mesh.agents) {
+    t.equal(a.proc!.exitCode, null, `${a.name} never exited`);
+    t.notMatch(a.output.join('\n'), new RegExp(reg.password), `the password is in no log line of ${a.name}`);
+  }
 });
