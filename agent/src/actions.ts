@@ -52,6 +52,8 @@ type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays
  */
 export class Actions {
   private queues = new Map<string, Promise<void>>();
+  /** Instances waiting for their image -> stop that wait (the instance is not wanted any more). */
+  private readonly pullWaits = new Map<string, (reason: string) => void>();
 
   constructor(private readonly ctx: AgentContext) {}
 
@@ -133,7 +135,9 @@ export class Actions {
     let booting: Promise<void> = Promise.resolve();
     try {
       // The image first (pulling, when the host lacks it): no container, no boot clock yet.
-      if (!(await waitForImage(ctx, inst, pod.spec, (i) => this.writeRecord(i)))) return;
+      const abandoned = new Promise<string>((resolve) => this.pullWaits.set(inst.id, resolve));
+      const ok = await waitForImage(ctx, inst, pod.spec, (i) => this.writeRecord(i), abandoned).finally(() => this.pullWaits.delete(inst.id));
+      if (!ok) return;
       if (inst.dead) return;
       booting = this.writeRecord(inst);
       const t0 = ctx.clock.now();
@@ -180,6 +184,20 @@ export class Actions {
     if (failed) {
       ctx.failedRecords.delete(inst.service);
       void this.enqueue(failed, () => ctx.host.deleteInstance(inst.service, failed)).catch(() => undefined);
+    }
+  }
+
+  /**
+   * An instance waiting for its image whose service was removed or changed stops waiting
+   * (a pull of many GB must not hold a warm slot the new spec needs).
+   */
+  abandonUnwantedPulls(): void {
+    for (const [id, abandon] of this.pullWaits) {
+      const inst = this.ctx.local.get(id);
+      if (!inst) continue;
+      const spec = this.ctx.cache.services.get(inst.service)?.value;
+      if (!spec) abandon('service removed');
+      else if (specHash(spec) !== inst.specHash) abandon('service spec changed');
     }
   }
 

@@ -199,6 +199,7 @@ export class Agent implements AgentHandle, AgentContext {
     const specs = [...this.cache.services.values()].map((v) => v.value);
     // Ahead of need: a host that takes instances has every service's image before the first one boots.
     if (!input.draining) this.images.prefetch(specs);
+    this.actions.abandonUnwantedPulls();
     this.images.retain(new Set(specs.map((s) => s.image)));
     const result = plan(input);
     const full = this.fullCheck;

@@ -91,6 +91,11 @@ export class ImagePuller {
     }
   }
 
+  /** Stops one waiter's progress calls (an instance that no longer waits for the image). */
+  leave(image: string, onWait: (b: PullBytes) => void): void {
+    this.jobs.get(image)?.listeners.delete(onWait);
+  }
+
   /**
    * Ahead of need: starts pulling the images of these services (once per image and policy,
    * again after a failure's backoff), so the first instance does not wait for the pull.
@@ -115,11 +120,16 @@ export class ImagePuller {
     for (const k of [...this.prefetched]) if (!keys.has(k)) this.prefetched.delete(k);
   }
 
-  /** Forgets images no service uses any more (they leave the host record). */
+  /**
+   * Forgets images no service uses any more (they leave the host record), and stops their
+   * pulls in flight once no instance waits for them.
+   */
   retain(images: ReadonlySet<string>): void {
     let changed = false;
     for (const image of [...this.states.keys()]) {
-      if (!images.has(image) && !this.jobs.has(image)) { this.states.delete(image); changed = true; }
+      if (images.has(image)) continue;
+      const job = this.jobs.get(image);
+      if (!job) { this.states.delete(image); changed = true; } else if (!job.listeners.size) job.abort.abort('no service uses the image any more');
     }
     if (changed) this.opts.onChange();
   }
@@ -161,6 +171,14 @@ export class ImagePuller {
           this.states.delete(image);
           this.opts.onChange();
           throw err;
+        }
+        const why = String(abort.signal.reason ?? '');
+        if (abort.signal.aborted && !/timed out/.test(why)) {
+          // Stopped on purpose (agent stopping, image no longer used): not the image's fault.
+          log.info({ image, why }, 'image pull stopped');
+          this.states.delete(image);
+          this.opts.onChange();
+          return { ok: false, kind: 'other', reason: `pull of ${image} stopped: ${why}`, failures: 0, retryInMs: 0 };
         }
         const message = (err as Error).message;
         const kind: PullFailureKind = abort.signal.aborted && /timed out/.test(String(abort.signal.reason)) ? 'timeout' : classifyPullError(message);

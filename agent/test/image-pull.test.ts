@@ -169,3 +169,18 @@ t.test('ahead of need: a service with no instance here still gets its image', as
   await s.registry.deleteService('chat');
   await until(() => s.hostImages()[IMAGE] === undefined, 'image out of the host record');
 });
+
+t.test('a service changed during a long pull: the waiting instances go at once, the unused pull stops', async (t) => {
+  const s = await setup(t);
+  s.runtime.pullScript.set(IMAGE, { gate: new Promise(() => undefined) }); // a pull that never ends by itself
+  await s.registry.putService(spec({ warm: 2 }));
+  await until(() => s.instances().filter((i) => i.state === 'pulling').length === 2, 'two instances pulling');
+  const old = new Set(s.instances().map((i) => i.id));
+  // A new image the host has: the warm slots must not wait for the old pull.
+  await s.registry.putService(spec({ warm: 2, image: 'warmpool/chatbot-demo' }));
+  await until(() => s.instances().filter((i) => !old.has(i.id) && i.state === 'booting' && i.address).length === 2, 'the new spec boots at once');
+  t.notOk(s.instances().some((i) => old.has(i.id)), 'the instances that waited for the old image are gone');
+  await until(() => s.hostImages()[IMAGE] === undefined, 'the old image leaves the host record (its pull stopped)');
+  t.same(s.agent.status().imageBackoff, {}, 'a pull stopped on purpose charges no backoff');
+  t.equal(s.instances().filter((i) => i.state === 'failed').length, 0, 'and fails nothing');
+});
