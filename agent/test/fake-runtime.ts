@@ -14,6 +14,8 @@ export class FakeRuntime implements ContainerRuntime {
   /** The auth each pull carried, by image. */
   pullAuth = new Map<string, RegistryAuth | undefined>();
   removedImages: string[] = [];
+  /** When each pull started (epoch ms). */
+  pullTimes: number[] = [];
   down = false;
   private next = 1;
   private nextPort = 40000;
@@ -108,6 +110,7 @@ export class FakeRuntime implements ContainerRuntime {
   async pull(ref: string, opts: { auth?: RegistryAuth; signal?: AbortSignal; onProgress?: (p: PullBytes) => void } = {}): Promise<void> {
     this.check();
     this.calls.pull++;
+    this.pullTimes.push(Date.now());
     this.pullAuth.set(ref, opts.auth);
     const script = this.pullScript.get(ref) ?? {};
     const total = script.bytes ?? 1000;

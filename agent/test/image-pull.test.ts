@@ -23,7 +23,7 @@ const spec = (over: Partial<ServiceSpec> = {}): ServiceSpec => ({
   session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0 }, ...over,
 });
 
-async function until(fn: () => boolean, what: string, ms = 5000): Promise<void> {
+async function until(fn: () => boolean, what: string, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!fn()) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
@@ -72,20 +72,21 @@ t.test('one pull per image shared by every instance; pulling phase outside the b
   const g = gate();
   s.runtime.pullScript.set(IMAGE, { gate: g.promise, bytes: 4000 });
   // A boot timeout shorter than the pull: the pull must not count towards it.
-  await s.registry.putService(spec({ bootTimeoutSec: 0.5 }));
+  const pullStarted = Date.now();
+  await s.registry.putService(spec({ bootTimeoutSec: 2 }));
   await until(() => s.instances().filter((i) => i.state === 'pulling').length === 3, 'three instances pulling');
   const rec = s.instances()[0]!;
   t.same(rec.pull, { image: IMAGE, bytesDone: 2000, bytesTotal: 4000, percent: 50 }, 'bytes done / total and percent in the record');
   t.equal(s.runtime.calls.pull, 1, 'one pull for the three instances (and the pull ahead of need)');
   t.equal(s.runtime.byRole('app').length, 0, 'no container before the image is here');
   await until(() => s.hostImages()[IMAGE]?.state === 'pulling', 'host record shows the pull');
-  await new Promise((r) => setTimeout(r, 700)); // longer than the boot timeout
+  await until(() => Date.now() - pullStarted > 2500, 'the pull outlasting the boot timeout');
   t.equal(s.instances().filter((i) => i.state === 'failed').length, 0, 'no boot timeout while pulling');
   g.open();
   await until(() => s.instances().filter((i) => i.state === 'booting' && i.address).length === 3, 'booting after the pull');
   for (const i of s.instances()) {
     t.equal(i.pull ?? null, null, 'no pull progress once booting');
-    t.ok((i.stages?.pullMs ?? 0) >= 600, `pullMs measured (${i.stages?.pullMs})`);
+    t.ok((i.stages?.pullMs ?? 0) >= 2000, `pullMs measured (${i.stages?.pullMs})`);
   }
   for (const i of s.instances()) t.equal(await s.ready(i.id), 204);
   await until(() => s.instances().filter((i) => i.state === 'ready').length === 3, 'ready');
@@ -96,7 +97,7 @@ t.test('one pull per image shared by every instance; pulling phase outside the b
   let hostWrites = 0;
   s.cache.on('change', (c: { kind: string }) => { if (c.kind === 'hosts') hostWrites++; });
   const old = new Set(s.instances().map((i) => i.id));
-  await s.registry.putService(spec({ bootTimeoutSec: 0.5, env: { V: '2' } }));
+  await s.registry.putService(spec({ bootTimeoutSec: 60, env: { V: '2' } }));
   await until(() => s.instances().filter((i) => !old.has(i.id) && i.state === 'booting' && i.address).length === 3, 'three new instances booting');
   t.equal(s.runtime.calls.pull, 1, 'IfNotPresent: no pull for an image the host has');
   t.ok(s.instances().filter((i) => !old.has(i.id)).every((i) => i.stages?.pullMs === 0), 'pullMs 0 when the image was there');
@@ -115,14 +116,15 @@ t.test('a failed pull fails the instance with the registry\'s reason and backs o
   t.same(st.backoff, {}, 'the service\'s crash backoff is untouched');
   t.ok(st.imageBackoff[IMAGE], 'the image backs off');
   t.equal(s.hostImages()[IMAGE]?.state ?? 'failed', 'failed');
-  // Never a tight loop: with a 400 ms base (doubling), 1.5 s allows at most a handful of pulls.
-  const before = s.runtime.calls.pull;
-  await new Promise((r) => setTimeout(r, 1500));
-  t.ok(s.runtime.calls.pull - before <= 3, `pulls in 1.5 s: ${s.runtime.calls.pull - before}`);
+  // Never a tight loop: each retry waits at least the backoff (400 ms doubling, -20 % jitter).
+  await until(() => s.runtime.calls.pull >= 3, 'three pulls');
+  const gaps = s.runtime.pullTimes.slice(1, 3).map((at, i) => at - s.runtime.pullTimes[i]!);
+  t.ok(gaps[0]! >= 0.8 * 400 - 20 && gaps[1]! >= 0.8 * 800 - 20, `pulls spaced by the backoff (gaps ${gaps.join(', ')} ms)`);
+  t.equal(s.agent.status().imageBackoff[IMAGE]?.failures, s.runtime.calls.pull, 'every pull was one backoff step: no pull outside the backoff');
   t.equal(s.instances().filter((i) => i.state === 'failed').length, 1, 'one failed record per service');
   // The registry is fixed: the next attempt after the backoff succeeds.
   s.runtime.pullScript.delete(IMAGE);
-  await until(() => s.instances().some((i) => i.state === 'booting' && i.address), 'booting after the backoff', 8000);
+  await until(() => s.instances().some((i) => i.state === 'booting' && i.address), 'booting after the backoff', 20_000);
   const booting = s.instances().find((i) => i.state === 'booting')!;
   await s.ready(booting.id);
   await until(() => s.instances().length === 1 && s.instances()[0]!.state === 'ready', 'the failed record goes once ready');
