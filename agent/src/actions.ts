@@ -65,7 +65,7 @@ export class Actions {
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
       ...(inst.phase === 'pulling' ? { pull: inst.pull ?? null } : {}),
-      ...(inst.pullMs !== undefined ? { stages: { pullMs: inst.pullMs } } : {}),
+      ...(inst.stages ? { stages: { ...inst.stages } } : {}),
     };
   }
 

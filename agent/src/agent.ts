@@ -17,9 +17,9 @@ import { DEFAULT_TIMING, type AgentHandle, type AgentOptions, type AgentStatus, 
 import { Actions, type AgentContext } from './actions.js';
 import { adoptContainers } from './adoption.js';
 import { buildPlanInput } from './observe.js';
-import { ImagePuller } from './image-puller.js';
-import { ImageGc } from './image-gc.js';
-import { dockerConfigAuth } from './registry-auth.js';
+import type { ImagePuller } from './image-puller.js';
+import type { ImageGc } from './image-gc.js';
+import { createImageParts } from './agent-images.js';
 
 export * from './agent-options.js';
 
@@ -96,17 +96,10 @@ export class Agent implements AgentHandle, AgentContext {
       baseMs: this.timing.backoffBaseMs, maxMs: this.timing.backoffMaxMs, resetAfterMs: this.timing.backoffMaxMs * 2,
       now: this.clock.now, random: this.random,
     });
-    this.imageBackoff = new ServiceBackoff({
-      baseMs: this.timing.backoffBaseMs, maxMs: this.timing.backoffMaxMs, resetAfterMs: this.timing.backoffMaxMs * 2,
-      now: this.clock.now, random: this.random,
-    });
-    this.imageGc = new ImageGc({ runtime: this.runtime, clock: this.clock, log: this.log, runDir: opts.runDir, afterMs: this.timing.imageGcAfterMs });
-    this.images = new ImagePuller({
-      runtime: this.runtime, clock: this.clock, log: this.log, backoff: this.imageBackoff,
-      auth: dockerConfigAuth(opts.dockerConfigPath, (message) => this.log.warn(message)),
-      onChange: () => this.publishHostSoon(),
-      onPulled: (image) => this.imageGc.notePulled(image),
-    });
+    ({ images: this.images, imageBackoff: this.imageBackoff, imageGc: this.imageGc } = createImageParts({
+      runtime: this.runtime, clock: this.clock, log: this.log, random: this.random, runDir: opts.runDir,
+      dockerConfigPath: opts.dockerConfigPath, timing: this.timing, onChange: () => this.publishHostSoon(),
+    }));
     this.docker = new DockerWatch({
       runtime: this.runtime, labels: { [LABEL.cluster]: this.cluster }, clock: this.clock, log: this.log, retryMs: this.timing.dockerRetryMs,
       onEvent: (e) => this.onDockerEvent(e),

@@ -54,7 +54,7 @@ export async function waitForImage(
   inst.pull = null;
   if (waited) inst.phase = 'creating';
   if (!r.ok) {
-    inst.pullMs = null;
+    inst.stages = { ...inst.stages, pullMs: null };
     inst.dead = r.reason;
     inst.deadIsFailure = true;
     inst.pullFailed = true;
@@ -62,6 +62,6 @@ export async function waitForImage(
     inst.failureWhy = `${r.reason}; failed pull ${r.failures} in a row for this image, next attempt in ${(r.retryInMs / 1000).toFixed(1)} s`;
     return false;
   }
-  inst.pullMs = waited ? ctx.clock.now() - t0 : 0;
+  inst.stages = { ...inst.stages, pullMs: waited ? ctx.clock.now() - t0 : 0 };
   return true;
 }

@@ -1,4 +1,4 @@
-import type { PullProgress, ServiceSpec } from '@warmpool/registry';
+import type { InstanceStages, PullProgress, ServiceSpec } from '@warmpool/registry';
 
 /**
  * The agent's reconciler: a pure function from what should be (services in the registry)
@@ -43,8 +43,8 @@ export interface LocalInstance {
   deadIsFailure?: boolean;
   /** While pulling: the pull it waits for. */
   pull?: PullProgress | null;
-  /** How long it waited for its image (0 when the image was there); null before that is known. */
-  pullMs?: number | null;
+  /** How long each stage took (see InstanceStages). */
+  stages?: InstanceStages;
   /** The image pull failed: the failure is charged to the image's backoff, not the service's. */
   pullFailed?: boolean;
 }

@@ -32,6 +32,17 @@ export interface HostImageState {
   at: number;
 }
 
+/**
+ * How long each stage of an instance's start took, in ms (null: not reached or not measured).
+ * pullMs: the wait for the image (0 when the host had it).
+ */
+export interface InstanceStages {
+  pullMs?: number | null;
+  createMs?: number | null;
+  bootMs?: number | null;
+  warmupMs?: number | null;
+}
+
 /** Desired state of one service, written by `warmpool apply`. */
 export interface ServiceSpec {
   name: string;
@@ -104,8 +115,8 @@ export interface InstanceRecord {
   bootMs: number | null;
   /** While state is pulling: the image pull this instance waits for. */
   pull?: PullProgress | null;
-  /** Time spent in each stage of the instance's start, in ms (null: not reached or not timed). */
-  stages?: { pullMs?: number | null; createMs?: number | null; bootMs?: number | null; warmupMs?: number | null };
+  /** How long each stage took (see InstanceStages). */
+  stages?: InstanceStages;
   /**
    * A lease (TTL = the service's idle timeout) granted by the agent when the instance became
    * ready and kept alive by it until the instance is claimed: the claim attaches the session
