@@ -61,6 +61,13 @@ export const agentConfigSchema = z.object({
     /** Docker network the pods join (default: the engine's default bridge). */
     network: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Docker network name').optional(),
   }).strict().prefault({}),
+  /** Image pulls and clean-up (docs/images.md). */
+  images: z.object({
+    /** Docker config file holding registry credentials (`auths`); none: anonymous pulls. */
+    dockerConfig: z.string().min(1).optional(),
+    /** An image this agent pulled and no service has named for this long is removed (0 = never). */
+    gcAfterSec: z.number().min(0).default(3600),
+  }).strict().prefault({}),
   timing: z.object({
     resyncSec: z.number().positive().default(30),
     strayGraceSec: z.number().min(0).default(60),
@@ -105,6 +112,8 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: Settin
   { flag: 'cluster', env: 'WARMPOOL_CLUSTER', path: ['cluster'], type: 'string' },
   { flag: 'sidecar-image', env: 'WARMPOOL_SIDECAR_IMAGE', path: ['sidecar', 'image'], type: 'string' },
   { flag: 'sidecar-port', env: 'WARMPOOL_SIDECAR_PORT', path: ['sidecar', 'port'], type: 'number' },
+  { flag: 'docker-config', env: 'WARMPOOL_DOCKER_CONFIG', path: ['images', 'dockerConfig'], type: 'string' },
+  { flag: 'image-gc-after-sec', env: 'WARMPOOL_IMAGE_GC_AFTER_SEC', path: ['images', 'gcAfterSec'], type: 'number' },
   { flag: 'docker-socket', env: 'WARMPOOL_DOCKER_SOCKET', path: ['docker', 'socketPath'], type: 'string' },
   { flag: 'docker-network', env: 'WARMPOOL_DOCKER_NETWORK', path: ['docker', 'network'], type: 'string' },
   { flag: 'resync-sec', env: 'WARMPOOL_RESYNC_SEC', path: ['timing', 'resyncSec'], type: 'number' },

@@ -1,4 +1,4 @@
-import { placementAllows, type InstanceStages, type ServiceSpec } from '@warmpool/registry';
+import { placementAllows, type InstanceStages, type PullProgress, type ServiceSpec } from '@warmpool/registry';
 
 /**
  * The agent's reconciler: a pure function from what should be (services in the registry)
@@ -9,7 +9,8 @@ import { placementAllows, type InstanceStages, type ServiceSpec } from '@warmpoo
  */
 
 /** Where one of this host's instances is in its life (see docs/lifecycle-instance.md). */
-export type Phase = 'creating' | 'booting' | 'ready' | 'claimed';
+/** pulling: waiting for its image (before any container exists; the boot clock has not started). */
+export type Phase = 'creating' | 'pulling' | 'booting' | 'ready' | 'claimed';
 
 export interface LocalInstance {
   id: string;
@@ -52,6 +53,10 @@ export interface LocalInstance {
   exitExpected?: boolean;
   /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
   deadIsHostFault?: boolean;
+  /** While pulling: the pull it waits for. */
+  pull?: PullProgress | null;
+  /** The image pull failed: the failure is charged to the image's backoff, not the service's. */
+  pullFailed?: boolean;
 }
 
 export interface ServiceTarget {
@@ -206,7 +211,7 @@ export function plan(input: PlanInput): Plan {
       continue;
     }
 
-    if (inst.phase === 'creating') continue;
+    if (inst.phase === 'creating' || inst.phase === 'pulling') continue;
 
     // Containers missing or stopped, in a list taken after both were running.
     const c = input.containers;

@@ -1,7 +1,8 @@
 import type { RegistryCache } from './cache.js';
 import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
+import { serviceImageStatus, type ServiceImageStatus } from './image-status.js';
 
-export interface ServiceStatus {
+export interface ServiceStatus extends ServiceImageStatus {
   name: string;
   target: number;
   /** Instances starting (pulling, booting or warming up). */
@@ -43,6 +44,7 @@ export interface Status {
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
 export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains'>, now: number): Status {
   const services: ServiceStatus[] = [];
+  const hostRecords = [...cache.hosts.values()].map((v) => v.value);
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
@@ -67,6 +69,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
       failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
+      ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
   const hosts: HostStatus[] = [...cache.hosts.values()].map(({ value: h }) => ({

@@ -15,3 +15,4 @@ export * from './memory-kv.js';
 export * from './open-store.js';
 export * from './fleet-status.js';
 export * from './instance-stages.js';
+export * from './image-status.js';

@@ -82,6 +82,9 @@ export const serviceSpecSchema = z.object({
     gpus: gpusPerInstance,
   }).strict().prefault({}),
   ...containerOptionsShape,
+  // ---- images (docs/images.md) ----
+  pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent'),
+  pullTimeoutSec: z.number().positive().max(86_400).default(1800),
 }).strict().refine((s) => s.session.idleTimeoutSec <= s.session.maxLifetimeSec, {
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],

@@ -102,3 +102,18 @@ t.test('warm is sized for fleets: 20,000 accepted, above MAX_WARM refused with t
   t.notOk(bad.ok);
   if (!bad.ok) t.equal(bad.problems[0]?.path, 'warm');
 });
+
+t.test('services file: pullPolicy and pullTimeoutSec', async (t) => {
+  const ok = parseServicesFile({ services: [{ name: 'a', image: 'x' }, { name: 'b', image: 'y', pullPolicy: 'Always', pullTimeoutSec: 7200 }] });
+  t.ok(ok.ok);
+  if (ok.ok) {
+    t.match(ok.services[0], { pullPolicy: 'IfNotPresent', pullTimeoutSec: 1800 }, 'defaults');
+    t.match(ok.services[1], { pullPolicy: 'Always', pullTimeoutSec: 7200 });
+  }
+  const bad = parseServicesFile({ services: [{ name: 'a', image: 'x', pullPolicy: 'sometimes', pullTimeoutSec: 0 }] });
+  t.notOk(bad.ok);
+  if (!bad.ok) {
+    t.ok(bad.problems.some((p) => p.path === 'services[0].pullPolicy'), 'names the bad policy');
+    t.ok(bad.problems.some((p) => p.path === 'services[0].pullTimeoutSec'), 'names the bad timeout');
+  }
+});

@@ -7,7 +7,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Warmpool</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-  :root { --bg:#0f172a; --panel:#1e293b; --text:#e2e8f0; --muted:#94a3b8; --ready:#22c55e; --booting:#f59e0b; --warming:#eab308; --claimed:#3b82f6; --failed:#ef4444; --draining:#a855f7; }
+  :root { --bg:#0f172a; --panel:#1e293b; --text:#e2e8f0; --muted:#94a3b8; --ready:#22c55e; --booting:#f59e0b; --warming:#eab308; --claimed:#3b82f6; --failed:#ef4444; --draining:#a855f7; --pulling:#38bdf8; }
   * { box-sizing: border-box; }
   body { margin:0; font:14px/1.4 system-ui, sans-serif; background:var(--bg); color:var(--text); }
   header { display:flex; gap:24px; align-items:baseline; padding:16px 24px; border-bottom:1px solid #334155; }
@@ -22,6 +22,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .chip { min-width:120px; white-space:nowrap; font-family:ui-monospace, monospace; padding:6px 8px; border-radius:6px; font-size:12px; color:#0f172a; position:relative; overflow:hidden; }
   .chip .bar { position:absolute; left:0; bottom:0; height:3px; background:#0f172a55; }
   .ready { background:var(--ready); } .booting { background:var(--booting); } .warming { background:var(--warming); } .claimed { background:var(--claimed); color:white; }
+  .pulling { background:var(--pulling); }
   .failed { background:var(--failed); color:white; } .draining { background:var(--draining); color:white; }
   .legend span { display:inline-block; padding:1px 8px; border-radius:10px; margin-right:6px; font-size:12px; }
   #conn { margin-left:auto; font-size:12px; } .live { color:var(--ready); } .down { color:var(--failed); }
@@ -32,7 +33,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span class="kpi"><b id="k-sessions">-</b>sessions</span><span class="kpi"><b id="k-rate">-</b>claims/min</span>
   <span id="conn" class="down">connecting…</span></header>
 <main>
-  <section class="wide"><h2>Services</h2><div class="legend"><span class="ready">ready</span><span class="booting">booting</span><span class="warming">warming</span><span class="claimed">claimed</span><span class="failed">failed</span><span class="draining">draining</span></div><div id="services"></div></section>
+  <section class="wide"><h2>Services</h2><div class="legend"><span class="pulling">pulling</span><span class="ready">ready</span><span class="booting">booting</span><span class="warming">warming</span><span class="claimed">claimed</span><span class="failed">failed</span><span class="draining">draining</span></div><div id="services"></div></section>
   <section><h2>Hosts</h2><table id="hosts"></table></section>
   <section><h2>Sessions</h2><table id="sessions"></table></section>
 </main>
@@ -49,7 +50,7 @@ function render(s) {
   $('services').innerHTML = s.status.services.map((v) => {
     const chips = s.instances.filter((i) => i.service === v.name).map((i) => {
       const typical = v.typicalStages && v.typicalStages.startMs;
-      const p = (i.state === 'booting' || i.state === 'warming') && typical ? Math.min(99, Math.round(100 * i.ageMs / typical)) : null;
+      const p = i.state === 'pulling' ? (i.pullPercent ?? null) : (i.state === 'booting' || i.state === 'warming') && typical ? Math.min(99, Math.round(100 * i.ageMs / typical)) : null;
       return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + stageText(i.stages) + '">' + esc(i.id) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
     }).join('');
     return '<div data-service="' + esc(v.name) + '"><b>' + esc(v.name) + '</b> target ' + v.target + ' · ready <b class="n-ready">' + v.ready + '</b> · booting ' + v.booting + ' · claimed <b class="n-claimed">' + v.claimed + '</b> · failed ' + v.failed + (v.typicalStages && v.typicalStages.startMs ? ' · typical start ' + secs(v.typicalStages.startMs) + ' <span class="stages">(' + stageText(v.typicalStages).slice(2) + ')</span>' : v.typicalBootMs ? ' · typical boot ' + secs(v.typicalBootMs) : '') + '<div class="chips">' + chips + '</div></div>';

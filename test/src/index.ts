@@ -8,3 +8,4 @@ export * from './tcp-proxy.js';
 export * from './mesh.js';
 export * from './children.js';
 export * from './private-dockerd.js';
+export * from './image-registry.js';
