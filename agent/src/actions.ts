@@ -10,6 +10,8 @@ import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
 import { exitReason, hostFaultOf, withDeadline } from './engine-faults.js';
 import type { AgentOptions, AgentTiming } from './agent-options.js';
+import type { ImagePuller } from './image-puller.js';
+import { waitForImage } from './instance-pull.js';
 
 /** What the action executors need of the agent. */
 export interface AgentContext {
@@ -26,6 +28,7 @@ export interface AgentContext {
   readonly backoff: ServiceBackoff;
   /** Host faults (engine too slow, disk full): delays every service on this host, key '*'. */
   readonly hostBackoff: ServiceBackoff;
+  readonly images: ImagePuller;
   readonly local: Map<string, LocalInstance>;
   readonly busy: Set<string>;
   readonly starting: Set<string>;
@@ -48,7 +51,7 @@ export interface AgentContext {
 }
 
 /** How long a destroy waits for the exit an oom or kill event announced. */
-const EXIT_WAIT_MS = 3_000;
+const EXIT_WAIT_MS = 5_000;
 
 type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
 
@@ -59,6 +62,8 @@ type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays
  */
 export class Actions {
   private queues = new Map<string, Promise<void>>();
+  /** Instances waiting for their image -> stop that wait (the instance is not wanted any more). */
+  private readonly pullWaits = new Map<string, (reason: string) => void>();
 
   constructor(private readonly ctx: AgentContext) {}
 
@@ -70,6 +75,7 @@ export class Actions {
       address: inst.address ?? '', containerId: inst.appContainerId ?? '', slot: inst.slot,
       createdAt: inst.createdAt, readyAt: inst.readyAt, bootMs: inst.bootMs,
       ...(inst.gpus?.length ? { gpus: inst.gpus } : {}),
+      ...(inst.phase === 'pulling' ? { pull: inst.pull ?? null } : {}),
       ...(inst.stages ? { stages: { ...inst.stages } } : {}),
     };
   }
@@ -118,7 +124,7 @@ export class Actions {
     if (a.delayMs > 0) await sleep(ctx.clock, a.delayMs);
     if (ctx.isClosed() || ctx.draining()) return;
     const spec = ctx.cache.services.get(a.service)?.value;
-    const until = Math.max(ctx.backoff.until(a.service) ?? 0, ctx.hostBackoff.until('*') ?? 0);
+    const until = Math.max(ctx.backoff.until(a.service) ?? 0, ctx.hostBackoff.until('*') ?? 0, spec ? ctx.images.backoffUntil(spec.image) ?? 0 : 0);
     if (!spec || a.slot >= this.slotsOf(a.service) || until > ctx.clock.now()) return;
     if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
     const id = ctx.newInstanceId(a.service);
@@ -154,12 +160,18 @@ export class Actions {
    */
   private async launch(inst: LocalInstance, pod: PodInput): Promise<void> {
     const { ctx } = this;
-    const booting = this.writeRecord(inst);
-    const t0 = ctx.clock.now();
+    let booting: Promise<void> = Promise.resolve();
     const limit = ctx.timing.createTimeoutMs;
     // A container whose creation finished after its deadline belongs to nobody: remove it.
     const removeLate = (id: string): void => { void ctx.runtime.remove(id).catch(() => undefined); };
     try {
+      // The image first (pulling, when the host lacks it): no container, no boot clock yet.
+      const abandoned = new Promise<string>((resolve) => this.pullWaits.set(inst.id, resolve));
+      const ok = await waitForImage(ctx, inst, pod.spec, (i) => this.writeRecord(i), abandoned).finally(() => this.pullWaits.delete(inst.id));
+      if (!ok) return;
+      if (inst.dead) return;
+      booting = this.writeRecord(inst);
+      const t0 = ctx.clock.now();
       // Host paths, host IPC and secret files as this host's own config allows; the secret
       // values go into the container's env and nowhere else.
       const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
@@ -190,6 +202,8 @@ export class Actions {
       await booting.catch(() => undefined);
       if (inst.dead) return;
       inst.phase = 'booting';
+      // The engine works again: host faults no longer delay this host's starts.
+      ctx.hostBackoff.success('*');
       ctx.log.info({ instance: inst.id, service: inst.service, slot: inst.slot, address: inst.address, launchMs: ctx.clock.now() - t0 }, 'instance booting');
       if (inst.readyAt !== null) this.becameReady(inst);
       else await this.writeRecord(inst);
@@ -221,6 +235,20 @@ export class Actions {
     if (failed) {
       ctx.failedRecords.delete(inst.service);
       void this.enqueue(failed, () => ctx.host.deleteInstance(inst.service, failed)).catch(() => undefined);
+    }
+  }
+
+  /**
+   * An instance waiting for its image whose service was removed or changed stops waiting
+   * (a pull of many GB must not hold a warm slot the new spec needs).
+   */
+  abandonUnwantedPulls(): void {
+    for (const [id, abandon] of this.pullWaits) {
+      const inst = this.ctx.local.get(id);
+      if (!inst) continue;
+      const spec = this.ctx.cache.services.get(inst.service)?.value;
+      if (!spec) abandon('service removed');
+      else if (specHash(spec) !== inst.specHash) abandon('service spec changed');
     }
   }
 

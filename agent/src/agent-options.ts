@@ -1,4 +1,4 @@
-import type { GpuDevice, KvStore, Registry } from '@warmpool/registry';
+import type { GpuDevice, HostImageState, KvStore, Registry } from '@warmpool/registry';
 import type { ServiceBackoff } from './backoff.js';
 import type { Clock } from './clock.js';
 import type { ContainerRuntime } from './docker.js';
@@ -27,11 +27,16 @@ export interface AgentTiming {
    * too slow, which is reported as a host fault, not charged to the service's backoff.
    */
   createTimeoutMs: number;
+  /** Pull progress is written to the registry at most this often (per instance, and for the host record). */
+  pullProgressMs: number;
+  /** An image the agent pulled and no service has named for this long is removed (0 = never); docs/images.md. */
+  imageGcAfterMs: number;
 }
 
 export const DEFAULT_TIMING: AgentTiming = {
   resyncMs: 30_000, cacheResyncMs: 60_000, strayGraceMs: 60_000, spreadStepMs: 50, maxSpreadMs: 1_000,
-  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, createTimeoutMs: 120_000,
+  backoffBaseMs: 1_000, backoffMaxMs: 300_000, dockerRetryMs: 200, createTimeoutMs: 120_000, pullProgressMs: 1_000,
+  imageGcAfterMs: 3_600_000,
 };
 
 export interface AgentOptions {
@@ -58,6 +63,8 @@ export interface AgentOptions {
   sidecarPort?: number;
   /** Docker network pods join (default: the engine's default bridge). */
   network?: string;
+  /** Docker config file with registry credentials (`auths`, as `docker login` writes it); read at each pull. */
+  dockerConfigPath?: string;
   timing?: Partial<AgentTiming>;
   clock?: Clock;
   random?: () => number;
@@ -75,6 +82,9 @@ export interface AgentStatus {
   backoff: ReturnType<ServiceBackoff['snapshot']>;
   /** Backoff after host faults (engine too slow, disk full), for every service on this host (key '*'). */
   hostBackoff: ReturnType<ServiceBackoff['snapshot']>;
+  /** Images of the applied services on this host, and the per-image pull backoff. */
+  images: Record<string, HostImageState>;
+  imageBackoff: ReturnType<ServiceBackoff['snapshot']>;
   strays: string[];
   docker: 'connected' | 'reconnecting';
 }

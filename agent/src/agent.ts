@@ -17,6 +17,9 @@ import { DEFAULT_TIMING, type AgentHandle, type AgentOptions, type AgentStatus, 
 import { Actions, type AgentContext } from './actions.js';
 import { adoptContainers } from './adoption.js';
 import { buildPlanInput } from './observe.js';
+import type { ImagePuller } from './image-puller.js';
+import type { ImageGc } from './image-gc.js';
+import { createImageParts } from './agent-images.js';
 
 export * from './agent-options.js';
 
@@ -43,6 +46,10 @@ export class Agent implements AgentHandle, AgentContext {
   readonly timing: AgentTiming;
   readonly backoff: ServiceBackoff;
   readonly hostBackoff: ServiceBackoff;
+  /** Per image: failed pulls back off here, never in the services' crash backoff. */
+  readonly imageBackoff: ServiceBackoff;
+  readonly images: ImagePuller;
+  private readonly imageGc: ImageGc;
   readonly local = new Map<string, LocalInstance>();
   readonly busy = new Set<string>();
   readonly starting = new Set<string>();
@@ -68,6 +75,7 @@ export class Agent implements AgentHandle, AgentContext {
   private inflight = new Set<Promise<unknown>>();
   private retryDelays = new Map<string, number>();
   private hostDraining = false;
+  private cancelHostPublish: (() => void) | undefined;
   private readonly startedAt: number;
   private readonly random: () => number;
 
@@ -94,6 +102,10 @@ export class Agent implements AgentHandle, AgentContext {
       baseMs: this.timing.backoffBaseMs, maxMs: this.timing.backoffMaxMs, resetAfterMs: this.timing.backoffMaxMs * 2,
       now: this.clock.now, random: this.random,
     });
+    ({ images: this.images, imageBackoff: this.imageBackoff, imageGc: this.imageGc } = createImageParts({
+      runtime: this.runtime, clock: this.clock, log: this.log, random: this.random, runDir: opts.runDir,
+      dockerConfigPath: opts.dockerConfigPath, timing: this.timing, onChange: () => this.publishHostSoon(),
+    }));
     this.docker = new DockerWatch({
       runtime: this.runtime, labels: { [LABEL.cluster]: this.cluster }, clock: this.clock, log: this.log, retryMs: this.timing.dockerRetryMs,
       onEvent: (e) => this.onDockerEvent(e),
@@ -119,7 +131,18 @@ export class Agent implements AgentHandle, AgentContext {
       id: this.hostId, address: this.opts.address, capacity: { ...this.opts.capacity, gpus: this.opts.gpus?.length ?? 0 },
       gpus: this.opts.gpus ?? [], labels: this.opts.labels ?? {},
       draining: this.hostDraining, startedAt: this.startedAt, agentVersion: this.opts.version ?? '0.1.0',
+      images: Object.fromEntries(this.images.states),
     };
+  }
+
+  /** The host record carries image states and pull progress: rewritten at most every pullProgressMs. */
+  private publishHostSoon(): void {
+    if (this.cancelHostPublish || this.closed || !this.host) return;
+    this.cancelHostPublish = this.clock.setTimeout(() => {
+      this.cancelHostPublish = undefined;
+      if (this.closed) return;
+      void this.host.putHost(this.hostRecord()).catch((err: unknown) => this.log.warn({ err }, 'could not update the host record'));
+    }, this.timing.pullProgressMs);
   }
 
   async start(): Promise<void> {
@@ -173,6 +196,11 @@ export class Agent implements AgentHandle, AgentContext {
 
   private reconcile(): void {
     const input: PlanInput = buildPlanInput(this, this.containers);
+    const specs = [...this.cache.services.values()].map((v) => v.value);
+    // Ahead of need: a host that takes instances has every service's image before the first one boots.
+    if (!input.draining) this.images.prefetch(specs);
+    this.actions.abandonUnwantedPulls();
+    this.images.retain(new Set(specs.map((s) => s.image)));
     const result = plan(input);
     const full = this.fullCheck;
     this.fullCheck = false;
@@ -258,6 +286,8 @@ export class Agent implements AgentHandle, AgentContext {
     }
     this.fullCheck = true;
     this.kick();
+    const wanted = new Set([...this.cache.services.values()].map((v) => v.value.image));
+    await this.imageGc.sweep(wanted).catch((err: unknown) => this.log.warn({ err }, 'image garbage collection failed'));
   }
 
   /**
@@ -360,6 +390,9 @@ export class Agent implements AgentHandle, AgentContext {
     } else if (r.state === 'warming' && starting && inst.warmingSince === undefined) {
       this.applyWarming(inst, r.at);
     } else if (r.state === 'failed' || r.state === 'unhealthy') {
+      // A failing liveness probe is often the first sign of an app that is about to exit (an
+      // OOM kill thrashes first): the engine's exit state, if it comes, names the real cause.
+      if (r.state === 'unhealthy') inst.exitExpected = true;
       this.markDead(inst, `sidecar reports ${r.state}: ${r.reason ?? ''}`.trim(), true);
     }
     return { status: 204 };
@@ -387,6 +420,7 @@ export class Agent implements AgentHandle, AgentContext {
     return {
       hostId: this.hostId, cluster: this.cluster, draining: this.hostDraining, capacity: this.opts.capacity,
       instances: [...this.local.values()].map((i) => ({ ...i })), backoff: this.backoff.snapshot(), hostBackoff: this.hostBackoff.snapshot(),
+      images: Object.fromEntries(this.images.states), imageBackoff: this.imageBackoff.snapshot(),
       strays: this.containers?.strays.map((s) => s.id) ?? [], docker: this.docker.connected ? 'connected' : 'reconnecting',
     };
   }
@@ -396,6 +430,8 @@ export class Agent implements AgentHandle, AgentContext {
     this.closed = true;
     this.cancelWake?.();
     this.cancelResync?.();
+    this.cancelHostPublish?.();
+    this.images.close();
     this.docker.close();
     this.cache?.off('change', this.onCacheChange);
     // Let launches and destroys in flight finish, so no container is left half made.

@@ -61,6 +61,13 @@ export const agentConfigSchema = z.object({
     /** Docker network the pods join (default: the engine's default bridge). */
     network: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a Docker network name').optional(),
   }).strict().prefault({}),
+  /** Image pulls and clean-up (docs/images.md). */
+  images: z.object({
+    /** Docker config file holding registry credentials (`auths`); none: anonymous pulls. */
+    dockerConfig: z.string().min(1).optional(),
+    /** An image this agent pulled and no service has named for this long is removed (0 = never). */
+    gcAfterSec: z.number().min(0).default(3600),
+  }).strict().prefault({}),
   timing: z.object({
     resyncSec: z.number().positive().default(30),
     strayGraceSec: z.number().min(0).default(60),
@@ -68,6 +75,8 @@ export const agentConfigSchema = z.object({
     maxSpreadMs: z.number().min(0).default(1000),
     backoffBaseMs: z.number().positive().default(1000),
     backoffMaxMs: z.number().positive().default(300_000),
+    /** Each engine call of a launch (create, start) must finish within this; past it: a host fault. */
+    createTimeoutSec: z.number().positive().max(3600).default(120),
   }).strict().prefault({}),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
 }).strict();
@@ -103,6 +112,8 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: Settin
   { flag: 'cluster', env: 'WARMPOOL_CLUSTER', path: ['cluster'], type: 'string' },
   { flag: 'sidecar-image', env: 'WARMPOOL_SIDECAR_IMAGE', path: ['sidecar', 'image'], type: 'string' },
   { flag: 'sidecar-port', env: 'WARMPOOL_SIDECAR_PORT', path: ['sidecar', 'port'], type: 'number' },
+  { flag: 'docker-config', env: 'WARMPOOL_DOCKER_CONFIG', path: ['images', 'dockerConfig'], type: 'string' },
+  { flag: 'image-gc-after-sec', env: 'WARMPOOL_IMAGE_GC_AFTER_SEC', path: ['images', 'gcAfterSec'], type: 'number' },
   { flag: 'docker-socket', env: 'WARMPOOL_DOCKER_SOCKET', path: ['docker', 'socketPath'], type: 'string' },
   { flag: 'docker-network', env: 'WARMPOOL_DOCKER_NETWORK', path: ['docker', 'network'], type: 'string' },
   { flag: 'resync-sec', env: 'WARMPOOL_RESYNC_SEC', path: ['timing', 'resyncSec'], type: 'number' },
@@ -110,6 +121,7 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: Settin
   { flag: 'spread-step-ms', env: 'WARMPOOL_SPREAD_STEP_MS', path: ['timing', 'spreadStepMs'], type: 'number' },
   { flag: 'backoff-base-ms', env: 'WARMPOOL_BACKOFF_BASE_MS', path: ['timing', 'backoffBaseMs'], type: 'number' },
   { flag: 'backoff-max-ms', env: 'WARMPOOL_BACKOFF_MAX_MS', path: ['timing', 'backoffMaxMs'], type: 'number' },
+  { flag: 'create-timeout-sec', env: 'WARMPOOL_CREATE_TIMEOUT_SEC', path: ['timing', 'createTimeoutSec'], type: 'number' },
   { flag: 'log-level', env: 'WARMPOOL_LOG_LEVEL', path: ['logLevel'], type: 'string' },
 ];
 

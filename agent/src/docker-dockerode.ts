@@ -1,8 +1,12 @@
 import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
-import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from './docker.js';
-import { dockerCreateBody } from './docker-create-body.js';
+import type {
+  ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription, ImageSummary,
+  PullBytes, RegistryAuth,
+} from './docker.js';
 import { AgentError } from './errors.js';
+import { fromImage, parseImageRef, PullProgressCounter } from './image-ref.js';
+import { dockerCreateBody } from './docker-create-body.js';
 import { isolateNetns } from './netns-isolation.js';
 
 /** The container engine through dockerode (the only module that imports it). */
@@ -18,7 +22,7 @@ function statusOf(err: unknown): number | undefined {
 function mapError(err: unknown, what: string): Error {
   const status = statusOf(err);
   const msg = (err as { json?: { message?: string }; message?: string })?.json?.message ?? (err as Error)?.message ?? String(err);
-  if (status === 404 && /no such image/i.test(msg)) return new AgentError('WARMPOOL_IMAGE_MISSING', `${what}: image not found (${msg}); build it on this host, there is no registry to pull from`, { cause: err });
+  if (status === 404 && /no such image/i.test(msg)) return new AgentError('WARMPOOL_IMAGE_MISSING', `${what}: the image is not on this host (${msg})`, { cause: err });
   if (status === undefined) return new AgentError('WARMPOOL_DOCKER_UNAVAILABLE', `${what}: the Docker engine is unreachable: ${msg}`, { cause: err, retryable: true });
   return new AgentError('WARMPOOL_CONTAINER_FAILED', `${what}: ${msg}`, { cause: err, retryable: status >= 500 });
 }
@@ -150,4 +154,72 @@ export class DockerodeRuntime implements ContainerRuntime {
     stream.on('close', () => finish());
     return { close: () => { closed = true; stream.destroy(); } };
   }
+
+  async imagePresent(ref: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(ref).inspect();
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return false;
+      throw mapError(err, `inspect image ${ref}`);
+    }
+  }
+
+  async pull(ref: string, opts: { auth?: RegistryAuth; signal?: AbortSignal; onProgress?: (p: PullBytes) => void } = {}): Promise<void> {
+    const r = parseImageRef(ref);
+    let stream: Readable;
+    try {
+      // The credentials travel only in the X-Registry-Auth header of this one request.
+      stream = (await this.docker.createImage(opts.auth ?? {}, {
+        fromImage: fromImage(r), tag: r.tag, ...(opts.signal ? { abortSignal: opts.signal } : {}),
+      })) as unknown as Readable;
+    } catch (err) {
+      throw pullError(err, ref, opts.signal);
+    }
+    const counter = new PullProgressCounter();
+    await new Promise<void>((resolve, reject) => {
+      // The engine answers 200 and reports failures inside the stream ({"error": ...}).
+      this.docker.modem.followProgress(stream, (err: Error | null, out: { error?: string }[]) => {
+        const failed = opts.signal?.aborted ? new Error('aborted') : err ?? out.find((o) => o.error);
+        if (failed) reject(pullError(failed instanceof Error ? failed : new Error(failed.error), ref, opts.signal));
+        else resolve();
+      }, (e: { status?: string; id?: string; progressDetail?: { current?: number; total?: number } }) => {
+        if (counter.feed(e)) opts.onProgress?.(counter.bytes());
+      });
+      opts.signal?.addEventListener('abort', () => stream.destroy(), { once: true });
+    });
+  }
+
+  async listImages(): Promise<(ImageSummary & { containers: string[] })[]> {
+    try {
+      const [images, containers] = await Promise.all([this.docker.listImages({ all: false }), this.docker.listContainers({ all: true })]);
+      return images.map((i) => ({
+        id: i.Id,
+        tags: (i.RepoTags ?? []).filter((t) => t !== '<none>:<none>'),
+        containers: containers.filter((c) => c.ImageID === i.Id).map((c) => c.Id),
+      }));
+    } catch (err) {
+      throw mapError(err, 'list images');
+    }
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    try {
+      await this.docker.getImage(ref).remove({ force: false, noprune: false });
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw mapError(err, `remove image ${ref}`);
+    }
+  }
+}
+
+/** A pull failure with the registry's own words; never the request (it holds the credentials). */
+function pullError(err: unknown, ref: string, signal: AbortSignal | undefined): AgentError {
+  if (signal?.aborted) return new AgentError('WARMPOOL_PULL_FAILED', `pull of ${ref} stopped: ${String(signal.reason ?? 'aborted')}`);
+  const status = statusOf(err);
+  const msg = (err as { json?: { message?: string }; message?: string })?.json?.message ?? (err as Error)?.message ?? String(err);
+  if (status === undefined && /ECONNREFUSED|ENOENT|socket hang up|EPIPE/.test(msg) && !/registry|manifest|pull/i.test(msg)) {
+    return new AgentError('WARMPOOL_DOCKER_UNAVAILABLE', `pull ${ref}: the Docker engine is unreachable: ${msg}`, { retryable: true });
+  }
+  return new AgentError('WARMPOOL_PULL_FAILED', msg.replace(/^\(HTTP code \d+\) [a-z ]+ - /i, '').trim());
 }

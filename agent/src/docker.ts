@@ -74,6 +74,27 @@ export interface EventSubscription {
   close(): void;
 }
 
+/** Credentials for one registry, as the engine's X-Registry-Auth header carries them. */
+export interface RegistryAuth {
+  serveraddress: string;
+  username?: string;
+  password?: string;
+  identitytoken?: string;
+}
+
+/** Bytes of an image pull so far, summed over the layers the engine downloads. */
+export interface PullBytes {
+  done: number;
+  /** null until the engine has announced the size of at least one layer. */
+  total: number | null;
+}
+
+export interface ImageSummary {
+  id: string;
+  /** repo:tag references (none for a dangling image). */
+  tags: string[];
+}
+
 export interface ContainerRuntime {
   /** Every container (running or not) carrying all of these labels. */
   list(labels: Record<string, string>): Promise<ContainerSummary[]>;
@@ -95,4 +116,16 @@ export interface ContainerRuntime {
    * subscribes again.
    */
   subscribe(labels: Record<string, string>, onEvent: (e: ContainerEvent) => void, onClose: (err?: Error) => void): Promise<EventSubscription>;
+  /** Whether the engine holds the image (a reference: repo:tag or repo@digest). */
+  imagePresent(ref: string): Promise<boolean>;
+  /**
+   * Pulls the image; `onProgress` gets the bytes so far. Rejects with an AgentError
+   * WARMPOOL_PULL_FAILED whose message is the registry's own words (and `pullFailure`, the
+   * kind), or WARMPOOL_DOCKER_UNAVAILABLE. Aborting the signal stops the pull.
+   */
+  pull(ref: string, opts: { auth?: RegistryAuth; signal?: AbortSignal; onProgress?: (p: PullBytes) => void }): Promise<void>;
+  /** Every image the engine holds, with the ids of the containers (any state) created from it. */
+  listImages(): Promise<(ImageSummary & { containers: string[] })[]>;
+  /** Removes an image reference (never forced: an image a container uses stays). */
+  removeImage(ref: string): Promise<void>;
 }

@@ -5,6 +5,7 @@ export type AgentErrorCode =
   | 'WARMPOOL_INVALID_CONFIG'
   | 'WARMPOOL_DOCKER_UNAVAILABLE'
   | 'WARMPOOL_IMAGE_MISSING'
+  | 'WARMPOOL_PULL_FAILED'
   | 'WARMPOOL_CONTAINER_FAILED'
   /** A service asks what this host's config does not allow (host path, host IPC, secret file). */
   | 'WARMPOOL_NOT_ALLOWED'

@@ -98,8 +98,17 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
     busy: ctx.busy,
     starting: ctx.starting,
     startingGpus: ctx.startingGpus,
-    backoffUntil: backoffUntil(ctx, services.keys()),
+    backoffUntil: withImageBackoff(ctx, services, backoffUntil(ctx, services.keys())),
     containers,
     timing: { spreadStepMs: ctx.timing.spreadStepMs, maxSpreadMs: ctx.timing.maxSpreadMs, strayGraceMs: ctx.timing.strayGraceMs },
   };
+}
+
+/** A service whose image backs off (failed pulls) starts nothing either, until the image's backoff ends. */
+function withImageBackoff(ctx: AgentContext, services: ReadonlyMap<string, ServiceTarget>, out: Map<string, number>): Map<string, number> {
+  for (const [name, { spec }] of services) {
+    const until = ctx.images.backoffUntil(spec.image);
+    if (until !== undefined && until > (out.get(name) ?? 0)) out.set(name, until);
+  }
+  return out;
 }

@@ -1,4 +1,4 @@
-import { placementAllows, type InstanceStages, type ServiceSpec } from '@warmpool/registry';
+import { placementAllows, type InstanceStages, type PullProgress, type ServiceSpec } from '@warmpool/registry';
 
 /**
  * The agent's reconciler: a pure function from what should be (services in the registry)
@@ -9,7 +9,8 @@ import { placementAllows, type InstanceStages, type ServiceSpec } from '@warmpoo
  */
 
 /** Where one of this host's instances is in its life (see docs/lifecycle-instance.md). */
-export type Phase = 'creating' | 'booting' | 'ready' | 'claimed';
+/** pulling: waiting for its image (before any container exists; the boot clock has not started). */
+export type Phase = 'creating' | 'pulling' | 'booting' | 'ready' | 'claimed';
 
 export interface LocalInstance {
   id: string;
@@ -51,10 +52,14 @@ export interface LocalInstance {
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
   deadIsFailure?: boolean;
-  /** Death noticed from an engine event that precedes the exit (oom, kill): the exit is awaited briefly for its reason. */
+  /** Death noticed before the exit may be recorded (an oom or kill event, a failing liveness probe): the exit is awaited briefly for its reason. */
   exitExpected?: boolean;
   /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
   deadIsHostFault?: boolean;
+  /** While pulling: the pull it waits for. */
+  pull?: PullProgress | null;
+  /** The image pull failed: the failure is charged to the image's backoff, not the service's. */
+  pullFailed?: boolean;
 }
 
 export interface ServiceTarget {
@@ -243,7 +248,7 @@ export function plan(input: PlanInput): Plan {
       continue;
     }
 
-    if (inst.phase === 'creating') continue;
+    if (inst.phase === 'creating' || inst.phase === 'pulling') continue;
 
     // Containers missing or stopped, in a list taken after both were running.
     const c = input.containers;
@@ -281,6 +286,11 @@ export function plan(input: PlanInput): Plan {
 
     if (inst.specHash !== target.hash) {
       actions.push({ type: 'destroy', instanceId: inst.id, reason: 'service spec changed', failure: false });
+      continue;
+    }
+
+    if (!placementAllows(spec.placement ?? { hostLabels: {} }, input.hostLabels ?? {})) {
+      actions.push({ type: 'destroy', instanceId: inst.id, reason: 'placement: this host no longer has the labels the service asks for', failure: false });
       continue;
     }
 

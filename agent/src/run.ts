@@ -31,9 +31,12 @@ export async function runAgent(cfg: AgentConfig): Promise<RunningAgent> {
       capacity: cfg.capacity, labels: cfg.labels, allow: cfg.allow, gpus: gpus.devices, runDir: cfg.runDir, leaseTtlSec: cfg.leaseTtlSec,
       ...(cfg.cluster ? { cluster: cfg.cluster } : {}), sidecarImage: cfg.sidecar.image, sidecarPort: cfg.sidecar.port,
       ...(cfg.docker.network ? { network: cfg.docker.network } : {}),
+      ...(cfg.images.dockerConfig ? { dockerConfigPath: cfg.images.dockerConfig } : {}),
       timing: {
         resyncMs: cfg.timing.resyncSec * 1000, strayGraceMs: cfg.timing.strayGraceSec * 1000, spreadStepMs: cfg.timing.spreadStepMs,
         maxSpreadMs: cfg.timing.maxSpreadMs, backoffBaseMs: cfg.timing.backoffBaseMs, backoffMaxMs: cfg.timing.backoffMaxMs,
+        createTimeoutMs: cfg.timing.createTimeoutSec * 1000,
+        imageGcAfterMs: cfg.images.gcAfterSec * 1000,
       },
       logger: log,
     });

@@ -2,14 +2,14 @@
 // the socket, Docker events, an engine restart (event stream re-established, full re-list),
 // and the lease-loss edge case of the slot design.
 import t, { type Test } from 'tap';
-import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MemoryKvStore, Registry, instanceKey, type ServiceSpec } from '@warmpool/registry';
-import { REPORT_HEADER, reportPath, reportToken, type StateReport } from '@warmpool/sidecar/protocol';
+import { reportToken } from '@warmpool/sidecar/protocol';
 import { startAgent, type AgentHandle } from '../src/agent.js';
 import { FakeRuntime } from './fake-runtime.js';
+import { postReport } from './report-client.js';
 
 const PREFIX = '/unit/';
 const spec = (over: Partial<ServiceSpec> = {}): ServiceSpec => ({
@@ -26,16 +26,7 @@ async function until(fn: () => boolean | Promise<boolean>, what: string, ms = 50
   }
 }
 
-function post(socketPath: string, id: string, token: string, body: StateReport): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method: 'POST', path: reportPath(id), headers: { 'content-type': 'application/json', [REPORT_HEADER]: token } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
+const post = postReport;
 
 async function setup(t: Test) {
   const store = new MemoryKvStore();

@@ -1,4 +1,4 @@
-import type { ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from '../src/docker.js';
+import type { ImageSummary, PullBytes, RegistryAuth, ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from '../src/docker.js';
 
 interface FakeContainer { id: string; spec: ContainerCreateSpec; running: boolean; createdAt: number; port: number; exitCode?: number; oomKilled?: boolean }
 
@@ -6,7 +6,16 @@ interface FakeContainer { id: string; spec: ContainerCreateSpec; running: boolea
 export class FakeRuntime implements ContainerRuntime {
   containers = new Map<string, FakeContainer>();
   subscribers = new Set<{ labels: Record<string, string>; onEvent: (e: ContainerEvent) => void; onClose: (err?: Error) => void }>();
-  calls = { list: 0, create: 0, remove: 0, subscribe: 0 };
+  calls = { list: 0, create: 0, remove: 0, subscribe: 0, pull: 0 };
+  /** Images the engine holds; the default set holds what every test so far used. */
+  images = new Set<string>(['warmpool/chatbot-demo', 'warmpool/sidecar', 'img']);
+  /** Pulls as the tests script them: an error (the registry's words) or a gate to hold the pull open. */
+  pullScript = new Map<string, { error?: string; gate?: Promise<void>; bytes?: number }>();
+  /** The auth each pull carried, by image. */
+  pullAuth = new Map<string, RegistryAuth | undefined>();
+  removedImages: string[] = [];
+  /** When each pull started (epoch ms). */
+  pullTimes: number[] = [];
   down = false;
   /** A slow engine: create / start take this long (ms). */
   delays = { create: 0, start: 0 };
@@ -121,5 +130,41 @@ export class FakeRuntime implements ContainerRuntime {
 
   byRole(role: 'app' | 'sidecar'): FakeContainer[] {
     return [...this.containers.values()].filter((c) => c.spec.labels['warmpool.role'] === role);
+  }
+
+  async imagePresent(ref: string): Promise<boolean> {
+    this.check();
+    return this.images.has(ref);
+  }
+
+  async pull(ref: string, opts: { auth?: RegistryAuth; signal?: AbortSignal; onProgress?: (p: PullBytes) => void } = {}): Promise<void> {
+    this.check();
+    this.calls.pull++;
+    this.pullTimes.push(Date.now());
+    this.pullAuth.set(ref, opts.auth);
+    const script = this.pullScript.get(ref) ?? {};
+    const total = script.bytes ?? 1000;
+    opts.onProgress?.({ done: 0, total });
+    opts.onProgress?.({ done: Math.floor(total / 2), total });
+    if (script.gate) {
+      await Promise.race([script.gate, new Promise<void>((_, reject) => opts.signal?.addEventListener('abort', () => reject(new Error(`pull of ${ref} stopped: ${String(opts.signal?.reason)}`)), { once: true }))]);
+    }
+    if (script.error) throw Object.assign(new Error(script.error), { code: 'WARMPOOL_PULL_FAILED' });
+    opts.onProgress?.({ done: total, total });
+    this.images.add(ref);
+  }
+
+  async listImages(): Promise<(ImageSummary & { containers: string[] })[]> {
+    this.check();
+    return [...this.images].map((ref) => ({
+      id: `sha256:${ref}`, tags: [ref], containers: [...this.containers.values()].filter((c) => c.spec.image === ref).map((c) => c.id),
+    }));
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    this.check();
+    if ([...this.containers.values()].some((c) => c.spec.image === ref)) throw new Error(`conflict: image ${ref} is used by a container`);
+    this.images.delete(ref);
+    this.removedImages.push(ref);
   }
 }

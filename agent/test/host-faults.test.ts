@@ -3,15 +3,15 @@
 // creation has its own deadline; host faults are shown as such and never grow the service's
 // crash backoff; and a death is named by the engine's exit reason, not by the first symptom.
 import t, { type Test } from 'tap';
-import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MemoryKvStore, Registry, instanceKey, type InstanceRecord, type ServiceSpec } from '@warmpool/registry';
-import { REPORT_HEADER, reportPath, reportToken, type StateReport } from '@warmpool/sidecar/protocol';
+import { reportToken, type StateReport } from '@warmpool/sidecar/protocol';
 import { startAgent, type AgentHandle, type AgentTiming } from '../src/agent.js';
 import { AgentError } from '../src/errors.js';
 import { FakeRuntime } from './fake-runtime.js';
+import { postReport } from './report-client.js';
 
 const PREFIX = '/unit-faults/';
 const spec = (over: Partial<ServiceSpec> = {}): ServiceSpec => ({
@@ -30,16 +30,7 @@ async function until<T>(fn: () => T | undefined | false, what: string, ms = 5000
   }
 }
 
-function post(socketPath: string, id: string, token: string, body: StateReport): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath, method: 'POST', path: reportPath(id), headers: { 'content-type': 'application/json', [REPORT_HEADER]: token } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
+const post = postReport;
 
 async function setup(t: Test, runtime: FakeRuntime, timing: Partial<AgentTiming> = {}) {
   const store = new MemoryKvStore();
@@ -88,6 +79,7 @@ t.test('13.6 container creation has its own deadline: a hung engine is a host fa
   runtime.delays = { create: 0, start: 0 };
   await until(() => runtime.byRole('app').every((c) => c.running) && runtime.calls.remove >= 1, 'the late container removed', 8000);
   await until(() => s.instances().find((i) => i.state === 'ready' || (i.state === 'booting' && i.address)), 'a new attempt once the engine is fast again', 10_000);
+  await until(() => Object.keys(s.agent.status().hostBackoff).length === 0 || undefined, 'the host backoff reset by a successful launch');
 });
 
 t.test('13.6 a full disk is reported as a host fault and does not grow the service\'s backoff', async (t) => {

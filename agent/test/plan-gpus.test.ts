@@ -41,3 +41,12 @@ t.test('placement: only hosts whose labels match take the service; spread ignore
   const full = plan(input({ services: [g], gpuInventory: ['0', '1'], local: [inst('a', { gpus: ['0'] })], fleet: fleet({}, 0) }));
   t.equal(starts(full.actions)[0]?.delayMs, 0, 'an emptier host without a free GPU does not delay us');
 });
+
+t.test('placement changed: unclaimed instances on a host that no longer matches are retired, claimed ones finish', async (t) => {
+  const placed = spec({ placement: { hostLabels: { gpu: 'h100' } } });
+  const local = [inst('a', { slot: 0 }), inst('b', { phase: 'claimed', slot: null, sessionId: 's1' })];
+  const p = plan(input({ services: [placed], hostLabels: { gpu: 'a100' }, local, fleet: { slots: { chat: { 0: 'a' } }, claims: { b: 's1' } } }));
+  t.match(p.actions.filter((a) => a.type === 'destroy'), [{ instanceId: 'a', failure: false, reason: /placement/ }]);
+  t.same(starts(p.actions), [], 'and no replacement here');
+  t.same(plan(input({ services: [{ ...placed, warm: 1 }], hostLabels: { gpu: 'h100' }, local: [inst('a', { slot: 0 })], fleet: { slots: { chat: { 0: 'a' } } } })).actions, [], 'matching: kept');
+});

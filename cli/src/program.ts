@@ -104,10 +104,19 @@ export function buildProgram(): Command {
     .addOption(new Option('--router <url>', 'router base URL').env('WARMPOOL_ROUTER').default('http://127.0.0.1:8080'))
     .addOption(new Option('--wait <sec>', 'seconds to wait for a booting instance (the router caps it)').default('120'))
     .option('--quiet', 'print only the session id (SID=$(warmpool sessions create chatbot --quiet))')
-    .action((service: string, o: RegistryFlags & { router: string; wait: string; quiet?: boolean }) => {
+    .action(async (service: string, o: RegistryFlags & { router: string; wait: string; quiet?: boolean }) => {
       const waitSec = Number(o.wait);
       if (!Number.isFinite(waitSec) || waitSec < 0 || waitSec > 3600) throw new CliError(`--wait must be a number of seconds from 0 to 3600, got ${JSON.stringify(o.wait)}`);
-      return withStore(o, (s) => createSession(s, o.prefix, io, { service, router: o.router, waitSec, quiet: o.quiet, json: o.json }));
+      // The registry only feeds the progress lines: without one, the session is still opened.
+      const store = await reach(o).catch((err: unknown) => {
+        if (err instanceof Unreachable) return undefined;
+        throw err;
+      });
+      try {
+        await createSession(store, o.prefix, io, { service, router: o.router, waitSec, quiet: o.quiet, json: o.json });
+      } finally {
+        await store?.close();
+      }
     });
 
   addRegistryOptions(program.command('drain').description('start no new instances on HOST; claimed ones finish').argument('<host>'))
@@ -121,10 +130,34 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Run from the installed package (a sidecar bundle next to the CLI bundle), `warmpool agent`
+ * makes sure its sidecar image exists on this host before it starts, building it from the
+ * package when missing. Bad settings are left to the agent to report; a failed build is a
+ * warning (the agent then reports each instance it cannot start).
+ */
+async function ensurePackagedSidecarImage(args: string[], parse: (argv: string[]) => { sidecar: { image: string }; docker: { socketPath: string } } | 'help'): Promise<void> {
+  const { packagedSidecarBundle, ensureSidecarImage } = await import('./sidecar-image.js');
+  const bundle = packagedSidecarBundle(import.meta.url);
+  if (!bundle) return;
+  let cfg: ReturnType<typeof parse>;
+  try {
+    cfg = parse(args);
+  } catch {
+    return;
+  }
+  if (cfg === 'help') return;
+  const { default: Docker } = await import('dockerode');
+  const log = (msg: string): void => { process.stderr.write(`warmpool agent: ${msg}\n`); };
+  await ensureSidecarImage({ image: cfg.sidecar.image, bundle, docker: new Docker({ socketPath: cfg.docker.socketPath }), log })
+    .catch((err: unknown) => log(`warning: could not build the sidecar image ${cfg.sidecar.image}: ${(err as Error).message}`));
+}
+
 export async function main(argv: string[]): Promise<number> {
   // The agent and the sidecar parse their own settings (file < WARMPOOL_* env < flags).
   if (argv[2] === 'agent') {
-    const { agentMain } = await import('@warmpool/agent/run');
+    const { agentMain, agentConfigFromArgs } = await import('@warmpool/agent/run');
+    await ensurePackagedSidecarImage(argv.slice(3), agentConfigFromArgs);
     return agentMain(argv.slice(3));
   }
   if (argv[2] === 'sidecar') {

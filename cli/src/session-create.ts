@@ -19,20 +19,22 @@ export interface SessionCreateOptions {
  * `warmpool sessions create SERVICE --router URL`: POST /v1/sessions?wait=SEC to the router,
  * and while the router waits for an instance to finish booting, a progress line on stderr
  * every few seconds from the registry (ready / booting counts, the oldest boot's elapsed
- * time against the typical boot), so a wait is never silent. Prints the session (stdout).
+ * time against the typical boot), so a wait is never silent; with no registry (`store`
+ * undefined) the line says only how long it has waited. Prints the session (stdout).
  * Errors: the router's `{"error":{"code","message"}}` as a CliError; an unreachable router
  * names the URL.
  */
-export async function createSession(store: KvStore, prefix: string, io: Io, o: SessionCreateOptions): Promise<void> {
+export async function createSession(store: KvStore | undefined, prefix: string, io: Io, o: SessionCreateOptions): Promise<void> {
   let base: URL;
   try {
     base = new URL(o.router);
   } catch {
     throw new CliError(`--router must be a URL such as http://127.0.0.1:8080, got ${JSON.stringify(o.router)}`);
   }
-  const reg = new Registry(store, { prefix, cache: { resyncMs: 3_600_000 } });
+  const reg = store && new Registry(store, { prefix, cache: { resyncMs: 3_600_000 } });
   const started = Date.now();
   const progress = async (): Promise<void> => {
+    if (!reg) return io.err(`waiting ${formatDuration(Date.now() - started)} for an instance of ${o.service} (the router waits up to ${o.waitSec} s)`);
     const cache = await reg.cache();
     const s = computeStatus(cache, Date.now()).services.find((v) => v.name === o.service);
     const waited = formatDuration(Date.now() - started);
@@ -61,6 +63,6 @@ export async function createSession(store: KvStore, prefix: string, io: Io, o: S
     else io.out(`session ${body.sessionId} on instance ${body.instanceId} (after ${formatDuration(Date.now() - started)}; expires in ${formatDuration((body.expiresAt ?? Date.now()) - Date.now())})`);
   } finally {
     clearInterval(timer);
-    await reg.close();
+    await reg?.close();
   }
 }

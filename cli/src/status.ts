@@ -45,7 +45,14 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
     : '(none)');
   out.push('', 'SERVICES');
   out.push(s.services.length
-    ? table([['SERVICE', 'TARGET', 'WAITING', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT'], ...s.services.map((v) => [v.name, String(v.target), String(v.waiting), String(v.ready), String(v.booting), String(v.claimed), String(v.failed), v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`])])
+    ? table([
+      ['SERVICE', 'TARGET', 'WAITING', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT', 'PULLING', 'IMAGE ON'],
+      ...s.services.map((v) => [
+        v.name, String(v.target), String(v.waiting), String(v.ready), String(v.booting), String(v.claimed), String(v.failed),
+        v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`, String(v.pulling ?? 0),
+        v.imageHosts ? `${v.imagePresentOn}/${v.imageHosts.length} hosts` : '-',
+      ]),
+    ])
     : `(none${at ? ` under ${at}` : ''}: run warmpool apply -f services.yaml, or name your fleet's registry with --etcd / --prefix)`);
   if (s.services.length) {
     out.push('', 'POOLS');
@@ -74,6 +81,29 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
     out.push('', 'FAILED');
     out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'REASON'], ...failures.map((f) => [f.service, f.instance, f.host, f.reason])]));
   }
+  out.push(...renderImages(s));
   out.push('', `SESSIONS ${s.sessions}`);
   return out.join('\n');
+}
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+
+/** PULLING (instances waiting for their image), IMAGES (which hosts have each service's image), FAILED (with reasons). */
+function renderImages(s: Status): string[] {
+  const out: string[] = [];
+  const pulls = s.services.flatMap((v) => (v.pulls ?? []).map((p) => ({ ...p, service: v.name })));
+  if (pulls.length) {
+    out.push('', 'PULLING');
+    out.push(table([['SERVICE', 'INSTANCE', 'HOST', 'PROGRESS', 'BYTES'], ...pulls.map((p) => [
+      p.service, p.instance, p.host, p.percent === null ? '?' : `${p.percent}%`, `${mb(p.bytesDone)} / ${p.bytesTotal === null ? '?' : mb(p.bytesTotal)}`,
+    ])]));
+  }
+  const rows = s.services.flatMap((v) => (v.imageHosts ?? []).map((h) => [
+    v.name, v.image ?? '-', h.host,
+    h.state === 'pulling' ? `pulling ${h.percent === null ? '' : `${h.percent}%`}`.trim() : h.state === 'failed' ? `failed: ${h.reason ?? ''}` : h.state,
+  ]));
+  if (rows.length) out.push('', 'IMAGES', table([['SERVICE', 'IMAGE', 'HOST', 'STATE'], ...rows]));
+  const failures = s.services.flatMap((v) => (v.failures ?? []).map((f) => [v.name, f.instance, f.host, f.reason || '-']));
+  if (failures.length) out.push('', 'FAILED', table([['SERVICE', 'INSTANCE', 'HOST', 'REASON'], ...failures]));
+  return out;
 }

@@ -66,3 +66,31 @@ t.test('status shows the timed stages and warming instances (issue 16)', async (
   t.match(text, /STAGES[^\n]*\nSERVICE\s+PULL\s+CREATE\s+BOOT\s+WARM-UP\s+TO READY\nollama\s+-\s+3\.0s\s+4\.0s\s+32\.0s\s+39\.0s/);
   t.match(text, /ollama\s+c\s+h1\s+warming\s+20\.0s\s+51%/);
 });
+
+t.test('status shows pulls with bytes, which hosts have each image, and failure reasons', async (t) => {
+  const image = '127.0.0.1:5000/warmpool/chat:v1';
+  const inst = (id: string, state: string, extra: object = {}) => [id, v({ id, service: 'chat', host: 'h1', state, address: '', containerId: '', slot: null, createdAt: 0, readyAt: null, bootMs: null, ...extra })] as const;
+  const cache = {
+    services: new Map([['chat', v({ name: 'chat', warm: 2, image })]]),
+    hosts: new Map([
+      ['h1', v({ id: 'h1', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false, images: { [image]: { state: 'pulling', bytesDone: 5e6, bytesTotal: 2e7, percent: 25, at: 1 } } })],
+      ['h2', v({ id: 'h2', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false, images: { [image]: { state: 'present', at: 1 } } })],
+      ['h3', v({ id: 'h3', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false })],
+    ]),
+    instances: new Map([
+      inst('p1', 'pulling', { pull: { image, bytesDone: 5e6, bytesTotal: 2e7, percent: 25 } }),
+      inst('f1', 'failed', { host: 'h3', reason: `pull of ${image} failed (auth): unauthorized: authentication required` }),
+    ]),
+    claims: new Map(), sessions: new Map(), drains: new Set(),
+  };
+  const s = computeStatus(cache as never, 100_000);
+  t.match(s.services[0], { pulling: 1, imagePresentOn: 1, image });
+  t.same(s.services[0]!.imageHosts.map((h) => h.state), ['pulling', 'present', 'absent']);
+  const text = renderStatus(s);
+  t.match(text, /chat\s+2\s+0\s+0\s+0\s+1\s+-\s+1\s+1\/3 hosts/, 'PULLING and IMAGE ON columns');
+  t.match(text, /PULLING\n.*\nchat\s+p1\s+h1\s+25%\s+5\.0 MB \/ 20\.0 MB/);
+  t.match(text, /h1\s+pulling 25%/);
+  t.match(text, /h2\s+present/);
+  t.match(text, /h3\s+absent/);
+  t.match(text, /FAILED\n.*\nchat\s+f1\s+h3\s+pull of .* failed \(auth\): unauthorized: authentication required/);
+});

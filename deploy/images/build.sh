@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local container images (there is no registry to pull from).
+# Builds the local container images; pushes them to a registry when WARMPOOL_IMAGE_REGISTRY is set.
 # For every deploy/images/<name>/image.env (IMAGE=warmpool/<name>, ENTRY=<entry relative
 # to the repo root>; optional COPY="<src>:<dest in image> ..." for runtime files a bundle
 # cannot carry, ESBUILD_ARGS for extra esbuild flags): bundle ENTRY with esbuild, copy the
@@ -7,7 +7,7 @@
 # included) and build a `FROM scratch` image whose entrypoint is `/usr/bin/node /app/main.js`.
 # An image whose inputs (bundle, COPY files, node, libraries, this script) are unchanged is
 # not rebuilt: the inputs' hash is stored in the image label warmpool.build-hash.
-# Usage: deploy/images/build.sh [NAME...]   (default: every image dir)
+# Usage: [WARMPOOL_IMAGE_REGISTRY=HOST:PORT] deploy/images/build.sh [NAME...]   (default: every image dir)
 # Prints one line per image.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +15,8 @@ root=$(cd "$here/../.." && pwd)
 esbuild="$root/node_modules/.bin/esbuild"
 tsc="$root/node_modules/.bin/tsc"
 hash_label=warmpool.build-hash
+# shellcheck source=deploy/images/esbuild-node.sh
+source "$here/esbuild-node.sh"
 
 die() { echo "images: $*" >&2; exit 1; }
 command -v docker >/dev/null || die "docker is not installed (run: bash deploy/testbed/setup.sh)"
@@ -63,25 +65,10 @@ build_one() {
     typechecked=1
   fi
 
-  # Bundle as ESM. Bundled CommonJS code still calls require() for node builtins and reads
-  # __dirname/__filename: the banner provides them as globals (not declarations, so a module
-  # declaring its own `require` or `__dirname` cannot clash); __dirname is /app.
-  # Native addons (*.node) stay out: the ones in our dependency tree are optional (ssh2 and
-  # cpu-features under dockerode) and their loaders fall back when they are absent.
-  local bundle="$build/main.js" log="$build/esbuild.log"
+  local bundle="$build/main.js"
   echo "$name: bundling $ENTRY (esbuild)..."
-  local banner="import { createRequire as __wpCreateRequire } from 'node:module';"
-  banner+=" import { fileURLToPath as __wpFileURLToPath } from 'node:url';"
-  banner+=" import { dirname as __wpDirname } from 'node:path';"
-  banner+=" globalThis.require ??= __wpCreateRequire(import.meta.url);"
-  banner+=" globalThis.__filename ??= __wpFileURLToPath(import.meta.url);"
-  banner+=" globalThis.__dirname ??= __wpDirname(globalThis.__filename);"
   # shellcheck disable=SC2086
-  if ! "$esbuild" "$entry" --bundle --platform=node --format=esm --target=node20 --banner:js="$banner" \
-      --external:'*.node' --log-level=warning --outfile="$bundle" $ESBUILD_ARGS >"$log" 2>&1; then
-    cat "$log" >&2
-    die "$name: esbuild failed for $ENTRY"
-  fi
+  bundle_node "$entry" "$bundle" $ESBUILD_ARGS || die "$name: esbuild failed for $ENTRY"
 
   # Extra runtime files: "src:dest" pairs, src relative to the repo root (file or folder).
   local copies=() c src
@@ -158,3 +145,26 @@ else
 fi
 [ ${#dirs[@]} -gt 0 ] || die "no image.env found under $here"
 for d in "${dirs[@]}"; do build_one "$d"; done
+
+# With a registry configured (WARMPOOL_IMAGE_REGISTRY=HOST:PORT), every image is pushed there
+# as HOST:PORT/<IMAGE>:<WARMPOOL_IMAGE_TAG or latest>, with the docker CLI's own credentials
+# (`docker login HOST:PORT` first, or DOCKER_CONFIG=DIR). The pushed tag is removed again
+# from this engine; the local name stays.
+push_one() {
+  local dir=$1 IMAGE="" ENTRY="" ESBUILD_ARGS="" COPY=""
+  # shellcheck disable=SC1091
+  source "$dir/image.env"
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || { echo "$(basename "$dir"): not pushed, $IMAGE was not built"; return 0; }
+  local ref="$WARMPOOL_IMAGE_REGISTRY/$IMAGE:${WARMPOOL_IMAGE_TAG:-latest}" started=$SECONDS
+  docker tag "$IMAGE" "$ref"
+  if ! docker push -q "$ref" >"$dir/build/docker-push.log" 2>&1; then
+    docker rmi "$ref" >/dev/null 2>&1 || true
+    cat "$dir/build/docker-push.log" >&2
+    die "$(basename "$dir"): push of $ref failed (log in to the registry first: docker login $WARMPOOL_IMAGE_REGISTRY)"
+  fi
+  docker rmi "$ref" >/dev/null
+  echo "$(basename "$dir"): pushed $ref ($((SECONDS - started))s)"
+}
+if [ -n "${WARMPOOL_IMAGE_REGISTRY:-}" ]; then
+  for d in "${dirs[@]}"; do push_one "$d"; done
+fi

@@ -5,6 +5,8 @@
 #   - etcd 3.4 + etcdctl (Debian etcd-server, etcd-client); tests start private members
 #   - Consul 1.8 binary (Debian 11 package, unpacked under .testbed/consul)
 #   - dig, nginx, wrk for tests and benchmarks
+#   - docker-registry (distribution 2.8) + htpasswd (apache2-utils): tests start private
+#     registries with a login on 127.0.0.1 (test/src/image-registry.ts)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -24,11 +26,14 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ldd >/dev/null || need+=(libc-bin)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  # Wait for a dpkg lock held by another install instead of failing at once.
+  apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 # Consul: Debian 12 has no package; Debian 11 ships a self-contained 1.8 binary.

@@ -12,10 +12,10 @@ import { Etcd3, Range } from 'etcd3';
 import type { IKeyValue, IOptions, IRequestOp, ICompare } from 'etcd3';
 import type { KvCompare, KvEntry, KvOp, KvStore, KvTxnResult, KvWatch, KvWatchHandlers, LeaseHandle } from './kv.js';
 import { mapEtcdError } from './etcd-errors.js';
-import { EtcdKeptLease, closedError, keepAliveBatch } from './etcd-lease.js';
+import { EtcdKeptLease, KeptLeaseLoop, closedError, keepAliveBatch } from './etcd-lease.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { etcdFaultHandling } from './etcd-policy.js';
-import { RegistryError } from './errors.js';
+import { RegistryError, unavailable } from './errors.js';
 
 export interface EtcdKvOptions {
   /** Client URLs, e.g. ['http://127.0.0.1:2379']; https:// with `tls`. */
@@ -86,6 +86,7 @@ export class EtcdKvStore implements KvStore {
   private readonly pageSize: number;
   private closed = false;
   private readonly leases = new Set<EtcdKeptLease>();
+  private readonly keeper: KeptLeaseLoop;
   private readonly watches = new Set<EtcdWatch>();
 
   constructor(opts: EtcdKvOptions) {
@@ -127,6 +128,7 @@ export class EtcdKvStore implements KvStore {
     }
     if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
     this.client = new Etcd3(options);
+    this.keeper = new KeptLeaseLoop(this.client, this.timeoutMs);
   }
 
   private check(): void {
@@ -207,16 +209,29 @@ export class EtcdKvStore implements KvStore {
   async grantKeptLease(ttlSec: number): Promise<LeaseHandle> {
     this.check();
     const ttl = Math.max(1, Math.ceil(ttlSec));
-    const lease = this.client.lease(ttl, { autoKeepAlive: true });
+    const since = Date.now();
     let id: string;
     try {
-      id = await lease.grant();
+      id = String((await this.client.leaseClient.leaseGrant({ TTL: ttl })).ID);
     } catch (err) {
-      lease.release();
       throw mapEtcdError(err, 'grant kept lease');
     }
-    const handle = new EtcdKeptLease(lease, String(id), ttl, (l) => this.leases.delete(l));
+    return this.keep(id, ttl, since);
+  }
+
+  async resumeLease(leaseId: string, ttlSec: number): Promise<LeaseHandle | undefined> {
+    this.check();
+    const since = Date.now();
+    const ttl = await this.keeper.probe(leaseId);
+    if (ttl === undefined) throw unavailable(new Error(`keep-alive of lease ${leaseId} unanswered`));
+    if (ttl <= 0) return undefined;
+    return this.keep(leaseId, Math.max(1, Math.ceil(ttlSec)), since);
+  }
+
+  private keep(id: string, ttl: number, since: number): LeaseHandle {
+    const handle = new EtcdKeptLease(this.client, id, ttl, since, (l) => { this.leases.delete(l); this.keeper.delete(l); });
     this.leases.add(handle);
+    this.keeper.add(handle);
     return handle;
   }
 
@@ -262,6 +277,7 @@ export class EtcdKvStore implements KvStore {
     if (this.closed) return;
     this.closed = true;
     for (const l of [...this.leases]) l.release();
+    this.keeper.close();
     await Promise.all([...this.watches].map((w) => w.close()));
     this.client.close();
   }

@@ -2,8 +2,9 @@ import type { RegistryCache } from './cache.js';
 import { poolView, type PoolView } from './pool-view.js';
 import { poolCost, type PoolCost } from './pool-cost.js';
 import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
+import { serviceImageStatus, type ServiceImageStatus } from './image-status.js';
 
-export interface ServiceStatus {
+export interface ServiceStatus extends ServiceImageStatus {
   name: string;
   /** Pool size now: the static `warm`, or what the demand-driven policy asks for. */
   target: number;
@@ -57,6 +58,7 @@ export function computeStatus(
   const services: ServiceStatus[] = [];
   // Snapshots from older callers may lack the demand and tombstone maps: no waiters, no history.
   const history = { ...pick(cache), tombstones: cache.tombstones ?? new Map(), demand: cache.demand ?? new Map() };
+  const hostRecords = [...cache.hosts.values()].map((v) => v.value);
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
@@ -84,7 +86,8 @@ export function computeStatus(
         elapsedMs: now - i.createdAt,
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
-      failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
+      // failures: from serviceImageStatus.
+      ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
   const hosts: HostStatus[] = [...cache.hosts.values()].map(({ value: h }) => ({

@@ -1,7 +1,21 @@
 import { EventEmitter } from 'node:events';
-import type { KvStore, LeaseHandle } from './kv.js';
+import type { KvOp, KvStore, LeaseHandle } from './kv.js';
 import type { Keys } from './keys.js';
 import type { HostRecord, InstanceRecord, SlotRecord } from './types.js';
+
+/** Puts per transaction when records are put back after a lost lease. */
+const PUTS_PER_TXN = 64;
+/** Lease recoveries that may start per second in one process (simulated hosts share one). */
+const RECOVERIES_PER_SEC = 20;
+let nextRecoveryAt = 0;
+
+/** How long the next recovery of this process waits for its turn (ms); reserves that turn. */
+function paceRecovery(): number {
+  const now = Date.now();
+  const at = Math.max(now, nextRecoveryAt);
+  nextRecoveryAt = at + 1000 / RECOVERIES_PER_SEC;
+  return at - now;
+}
 
 /**
  * Everything one agent writes on its host lease: the host record, its instances and the
@@ -22,12 +36,14 @@ export class HostSession extends EventEmitter {
   private recovering: Promise<void> | undefined;
   /** recover() was asked for while a recovery ran (e.g. the new lease was lost too): run again after it. */
   private recoverAgain = false;
+  private readonly pauses = new Set<() => void>();
 
   constructor(
     private readonly store: KvStore,
     private readonly keys: Keys,
     private host: HostRecord,
     readonly ttlSec: number,
+    private readonly recovery: { random?: () => number; jitterMs?: number } = {},
   ) {
     super();
   }
@@ -40,10 +56,13 @@ export class HostSession extends EventEmitter {
   }
 
   private async grant(): Promise<void> {
-    const lease = await this.store.grantKeptLease(this.ttlSec);
+    this.attach(await this.store.grantKeptLease(this.ttlSec));
+  }
+
+  private attach(lease: LeaseHandle): void {
     // A lease replaced while still alive (recover() asked twice) stops being kept: the
     // records move to the new one right after.
-    this.lease?.release();
+    if (this.lease !== lease) this.lease?.release();
     this.lease = lease;
     lease.onLost((reason) => {
       if (this.closed || this.lease !== lease) return;
@@ -62,7 +81,34 @@ export class HostSession extends EventEmitter {
     }
     this.recoverAgain = false;
     this.recovering = (async () => {
-      let delay = 200;
+      // The lease may still be alive (declared lost because etcd answered late): if so,
+      // keep it, and every record on it stays where it is; nothing to write. Asked at once
+      // (a keep-alive is cheap, and it keeps the lease alive meanwhile), then every third of
+      // the TTL while etcd does not answer.
+      const old = this.lease;
+      if (old && this.store.resumeLease) {
+        let delay = 200;
+        while (!this.closed) {
+          try {
+            const resumed = await this.store.resumeLease(old.id, this.ttlSec);
+            if (resumed && !this.closed) {
+              this.attach(resumed);
+              this.emit('restored');
+              return;
+            }
+            break; // gone: grant a new one
+          } catch (err) {
+            if (this.listenerCount('error') > 0) this.emit('error', err);
+            await this.pause(delay * (0.5 + this.random()));
+            delay = Math.min(delay * 2, (this.ttlSec * 1000) / 3);
+          }
+        }
+      }
+      // Gone: spread a fleet that lost its leases together (etcd paused or partitioned).
+      // Each host waits a random part of its TTL, and the hosts of one process start at most
+      // RECOVERIES_PER_SEC recoveries a second between them.
+      await this.pause(this.random() * (this.recovery.jitterMs ?? Math.min(this.ttlSec * 500, 5_000)) + paceRecovery());
+      let delay = 500;
       while (!this.closed) {
         try {
           await this.grant();
@@ -97,26 +143,32 @@ export class HostSession extends EventEmitter {
             this.slotsHeld.delete(key);
             lostSlots.set(slot.instanceId, slot);
           }
-          for (const [key] of [...this.records]) {
-            // Read the map again for each key: a record deleted meanwhile (an instance the
-            // agent retired while the lease was away) must not come back.
-            const value = this.records.get(key);
-            if (value === undefined) continue;
-            let v = value;
+          for (const [key, value] of this.records) {
             const rec = this.keys.parse(key)?.kind === 'instances' ? (JSON.parse(value) as InstanceRecord) : undefined;
             if (rec && rec.slot !== null && (lostSlots.has(rec.id) || consumed.has(rec.id))) {
-              v = JSON.stringify({ ...rec, slot: null });
-              this.records.set(key, v);
+              this.records.set(key, JSON.stringify({ ...rec, slot: null }));
             }
-            await this.store.txn([], [{ type: 'put', key, value: v, lease: leaseId }]);
+          }
+          // The records in transactions of up to PUTS_PER_TXN puts (etcd's --max-txn-ops is
+          // 128 by default): a host with 100 instances costs 2 writes, not 101. The map is read
+          // again for each batch: a record deleted meanwhile must not come back.
+          const keys = [...this.records.keys()];
+          for (let i = 0; i < keys.length; i += PUTS_PER_TXN) {
+            const ops: KvOp[] = [];
+            for (const key of keys.slice(i, i + PUTS_PER_TXN)) {
+              const value = this.records.get(key);
+              if (value !== undefined) ops.push({ type: 'put', key, value, lease: leaseId });
+            }
+            if (ops.length) await this.store.txn([], ops);
           }
           for (const slot of lostSlots.values()) this.emit('slot-lost', slot.service, slot.slot, slot.instanceId);
           this.emit('restored');
           return;
         } catch (err) {
           if (this.listenerCount('error') > 0) this.emit('error', err);
-          await new Promise((r) => setTimeout(r, delay));
-          delay = Math.min(delay * 2, 5_000);
+          // A slow or absent etcd is given room: doubling, jittered delays up to 10 s.
+          await this.pause(delay * (0.5 + this.random()));
+          delay = Math.min(delay * 2, 10_000);
         }
       }
     })().finally(() => {
@@ -124,6 +176,19 @@ export class HostSession extends EventEmitter {
       if (this.recoverAgain && !this.closed) void this.recover();
     });
     return this.recovering;
+  }
+
+  private random(): number {
+    return (this.recovery.random ?? Math.random)();
+  }
+
+  /** Waits `ms`; close() ends the wait at once. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.pauses.delete(end); resolve(); }, ms);
+      const end = (): void => { clearTimeout(timer); resolve(); };
+      this.pauses.add(end);
+    });
   }
 
   private async put(key: string, value: string): Promise<void> {
@@ -255,6 +320,8 @@ export class HostSession extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    for (const end of this.pauses) end();
+    this.pauses.clear();
     if (opts.revoke) {
       await Promise.all([...this.sessionLeases.values()].map((l) => this.store.revokeLease(l.id).catch(() => undefined)));
     }

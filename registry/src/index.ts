@@ -19,3 +19,4 @@ export * from './pool-sizing.js';
 export * from './pool-view.js';
 export * from './pool-cost.js';
 export * from './instance-stages.js';
+export * from './image-status.js';

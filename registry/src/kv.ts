@@ -89,6 +89,11 @@ export interface KvStore {
   txn(compares: KvCompare[], ops: KvOp[], readOnFailure?: string[]): Promise<KvTxnResult>;
   /** A lease kept alive automatically until revoked or released (hosts, routers). */
   grantKeptLease(ttlSec: number): Promise<LeaseHandle>;
+  /**
+   * Keeps an existing lease alive again (a kept lease declared lost while etcd was slow or
+   * away): undefined when the store says it is gone. Optional: without it, owners re-grant.
+   */
+  resumeLease?(leaseId: string, ttlSec: number): Promise<LeaseHandle | undefined>;
   /** A lease without automatic keep-alive (sessions: refreshed by traffic). Returns its id. */
   grantLease(ttlSec: number): Promise<string>;
   /** One keep-alive for each lease id; returns the remaining TTL (s) per id, 0 if gone. */

@@ -1,5 +1,6 @@
 import type { RegistryCache } from './cache.js';
 import { gpusOf } from './pool-view.js';
+import { isStarting } from './instance-stages.js';
 import type { ServiceSpec } from './types.js';
 
 /**
@@ -57,7 +58,7 @@ export function instanceStates(cache: Pick<RegistryCache, 'instances' | 'claims'
     const claim = cache.claims.get(i.id);
     if ((claim && !claim.value.ended) || i.state === 'claimed') { c.busy++; c.busyGpus += gpus; }
     else if (i.state === 'ready' && !claim) { c.idle++; c.idleGpus += gpus; }
-    else if (i.state === 'booting') c.booting++;
+    else if (isStarting(i.state)) c.booting++;
   }
   return out;
 }

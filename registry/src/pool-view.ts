@@ -2,6 +2,7 @@ import type { RegistryCache } from './cache.js';
 import type { InstanceRecord, ServiceSpec } from './types.js';
 import { sizePool, type SizingResult } from './pool-sizing.js';
 import { warmPolicyOf } from './warm-policy.js';
+import { isStarting } from './instance-stages.js';
 
 /**
  * How many warm slots a service has now, derived from registry contents only, so every
@@ -153,7 +154,7 @@ export function poolView(cache: CacheView, spec: ServiceSpec, now: number, opts:
   for (const { value: i } of cache.instances.values()) {
     if (i.service !== spec.name) continue;
     instances.push(i);
-    if ((i.state === 'ready' || i.state === 'booting') && !cache.claims.has(i.id)) unclaimed++;
+    if ((i.state === 'ready' || isStarting(i.state)) && !cache.claims.has(i.id)) unclaimed++;
   }
   const waiting = waitingFor(cache, spec.name);
   const room = fleetRoom(cache, spec);

@@ -21,6 +21,11 @@ export interface RegistryOptions {
   /** How often due session keep-alives are collected and sent in one batch (ms, default 1000). */
   touchFlushMs?: number;
   leasePoolSize?: number;
+  /**
+   * Upper bound of the random wait before a lost host lease is recovered (ms; default half
+   * the host TTL, at most 5 s): spreads a fleet whose leases were lost together.
+   */
+  leaseRecoveryJitterMs?: number;
 }
 
 export interface ClaimRequest {
@@ -122,7 +127,10 @@ export class Registry {
   // ---- hosts ---------------------------------------------------------------------
 
   async openHost(rec: HostRecord, ttlSec = 10): Promise<HostSession> {
-    const s = new HostSession(this.store, this.keys, rec, ttlSec);
+    const s = new HostSession(this.store, this.keys, rec, ttlSec, {
+      ...(this.opts.random ? { random: this.opts.random } : {}),
+      ...(this.opts.leaseRecoveryJitterMs !== undefined ? { jitterMs: this.opts.leaseRecoveryJitterMs } : {}),
+    });
     await s.open();
     return s;
   }

@@ -4,6 +4,15 @@ import type { ServiceSpec } from './types.js';
 import { warmSchema } from './warm-policy.js';
 
 /**
+ * Largest `warm` of one service. Each warm instance holds a slot key (~250 bytes in etcd) and
+ * agents scan the slot numbers once per plan; 100,000 is 5x a 20,000-instance fleet, 25 MB
+ * of slot keys, well inside etcd's default 2 GB quota.
+ */
+export const MAX_WARM = 100_000;
+/** Largest `maxPerHost`: more instances than any one host can run. */
+export const MAX_PER_HOST = 10_000;
+
+/**
  * Why a service name is taken by infrastructure, or undefined. A service's instances are
  * registered in Consul under its name (`NAME.service.consul`), next to what is already
  * there: `consul` is Consul's own servers; `warmpool` and `warmpool-*` are Warmpool's own
@@ -43,8 +52,8 @@ export const serviceSpecSchema = z.object({
   name,
   image: z.string().min(1, 'an image name is required'),
   containerPort: z.number().int().min(1).max(65535).default(8000),
-  warm: warmSchema,
-  maxPerHost: z.number().int().min(1).max(10_000).default(16),
+  warm: warmSchema(MAX_WARM),
+  maxPerHost: z.number().int().min(1).max(MAX_PER_HOST).default(16),
   bootTimeoutSec: z.number().positive().max(86_400).default(600),
   // Health of the app (issue 16): readiness until ready, then liveness; optional warm-up.
   readiness: z.object({
@@ -74,6 +83,9 @@ export const serviceSpecSchema = z.object({
     gpus: gpusPerInstance,
   }).strict().prefault({}),
   ...containerOptionsShape,
+  // ---- images (docs/images.md) ----
+  pullPolicy: z.enum(['IfNotPresent', 'Always', 'Never']).default('IfNotPresent'),
+  pullTimeoutSec: z.number().positive().max(86_400).default(1800),
 }).strict().refine((s) => s.session.idleTimeoutSec <= s.session.maxLifetimeSec, {
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],

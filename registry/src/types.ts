@@ -5,8 +5,11 @@
 
 import type { VolumeSpec } from './container-options.js';
 
-/** warming: ready to the readiness probe, the sidecar is sending the warm-up requests. */
-export type InstanceState = 'booting' | 'warming' | 'ready' | 'claimed' | 'draining' | 'failed';
+/**
+ * `pulling`: waiting for its image on the host; the boot clock has not started (docs/images.md).
+ * `warming`: ready to the readiness probe, the sidecar is sending the warm-up requests.
+ */
+export type InstanceState = 'pulling' | 'booting' | 'warming' | 'ready' | 'claimed' | 'draining' | 'failed';
 
 /** One warm-up request (see ServiceSpec.warmup). */
 export interface WarmupRequest {
@@ -32,11 +35,37 @@ export interface ProbeSpec {
   failureThreshold: number;
 }
 
+/** When the agent pulls a service's image (Docker / Compose / Kubernetes names). */
+export type PullPolicy = 'IfNotPresent' | 'Always' | 'Never';
+
+/** Progress of an image pull, summed over the image's layers as the engine reports them. */
+export interface PullProgress {
+  image: string;
+  /** Bytes downloaded so far. */
+  bytesDone: number;
+  /** Sum of the sizes of the layers the engine downloads (null until the engine announces them). */
+  bytesTotal: number | null;
+  /** 0-100, from bytesDone / bytesTotal (null while bytesTotal is unknown). */
+  percent: number | null;
+}
+
+/** How one image stands on one host (HostRecord.images). */
+export interface HostImageState {
+  state: 'present' | 'pulling' | 'failed';
+  bytesDone?: number;
+  bytesTotal?: number | null;
+  percent?: number | null;
+  /** The registry's (or engine's) own words when state is failed. */
+  reason?: string;
+  /** Epoch ms of the last change. */
+  at: number;
+}
+
 /**
  * How long each stage of an instance's start took, in ms (null: not reached or not measured).
- * pullMs: image pull; createMs: container creation until the app container runs (engine's
- * StartedAt); bootMs: app start to the first successful readiness probe; warmupMs: the
- * warm-up requests.
+ * pullMs: the wait for the image (0 when the host had it); createMs: container creation
+ * until the app container runs (engine's StartedAt); bootMs: app start to the first
+ * successful readiness probe; warmupMs: the warm-up requests.
  */
 export interface InstanceStages {
   pullMs?: number | null;
@@ -86,6 +115,11 @@ export interface ServiceSpec {
     /** GPUs per instance, exclusively its own (default 0 = none). */
     gpus?: number;
   };
+  // ---- images (docs/images.md); optional: specs written before these fields mean the defaults ----
+  /** IfNotPresent (default): pull when the host lacks the image; Always: pull before every instance; Never: only local images. */
+  pullPolicy?: PullPolicy;
+  /** A pull that takes longer fails (default 1800; its own clock, never part of bootTimeoutSec). */
+  pullTimeoutSec?: number;
   // ---- model-server container options (registry/src/container-options.ts); optional in
   // this type (the schema fills the defaults) so specs written before them still type-check.
   command?: string[];
@@ -170,6 +204,8 @@ export interface HostRecord {
   draining: boolean;
   startedAt: number;
   agentVersion: string;
+  /** Images of the applied services as they stand on this host (pulled ahead of need), by image reference. */
+  images?: Record<string, HostImageState>;
 }
 
 /** An instance, owned by the agent of its host (the sidecar reports through the agent). */
@@ -187,7 +223,9 @@ export interface InstanceRecord {
   readyAt: number | null;
   /** Measured from container start to the first successful readiness probe (= stages.bootMs). */
   bootMs: number | null;
-  /** How long each stage took (absent on records written by older agents). */
+  /** While state is pulling: the image pull this instance waits for. */
+  pull?: PullProgress | null;
+  /** How long each stage took (see InstanceStages). */
   stages?: InstanceStages;
   /**
    * A lease (TTL = the service's idle timeout) granted by the agent when the instance became

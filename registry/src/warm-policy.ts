@@ -13,8 +13,8 @@ function knownZone(tz: string): boolean {
   }
 }
 
-/** Largest pool a policy may ask for (the static `warm` number has its own bound). */
-export const MAX_POLICY_INSTANCES = 10_000;
+/** Largest pool a policy may ask for (the static `warm` number has its own bound, MAX_WARM). */
+export const MAX_POLICY_INSTANCES = 100_000;
 
 /**
  * Claims older than this are not kept in the registry (ended claims live on the tombstone
@@ -70,14 +70,13 @@ export function warmPolicyOf(spec: Pick<ServiceSpec, 'warm'>): WarmPolicy | unde
 
 const INVALID_POLICY: WarmPolicy = { min: 0, max: 0, target: 0.5, windowSec: 300, cooldownSec: 0, windows: [] };
 
-const warmCount = z.number().int().min(0).max(10_000);
-
 /**
  * `warm`: a number (static pool) or a policy object. Not a plain union: a union reports an
  * object with one bad field as "invalid input" for the whole field; this picks the schema
  * by the value's type, so problems name the exact field (warm.windows[0].days[0]).
  */
-export const warmSchema = z.unknown().optional().transform((v, ctx): number | WarmPolicy => {
+export const warmSchema = (maxWarm: number) => z.unknown().optional().transform((v, ctx): number | WarmPolicy => {
+  const warmCount = z.number().int().min(0).max(maxWarm);
   const r = typeof v === 'object' && v !== null ? warmPolicySchema.safeParse(v) : warmCount.safeParse(v === undefined ? 1 : v);
   if (r.success) return r.data;
   for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });

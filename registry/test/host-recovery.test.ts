@@ -51,7 +51,7 @@ class ControlledStore extends MemoryKvStore {
 
 t.test('a lease lost while its host was recovering is recovered again, not swallowed', async (t) => {
   const store = new ControlledStore();
-  const reg = new Registry(store, { prefix: '/rec/' });
+  const reg = new Registry(store, { prefix: '/rec/', leaseRecoveryJitterMs: 0 });
   t.teardown(async () => { await reg.close(); await store.close(); });
   const spec = parseServiceSpec({ name: 'chatbot', image: 'x', warm: 1 });
   if (!spec.ok) throw new Error('spec');

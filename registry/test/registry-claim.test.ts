@@ -35,7 +35,7 @@ class LaggingStore extends MemoryKvStore {
 
 async function setup<S extends MemoryKvStore = MemoryKvStore>(t: { teardown: (fn: () => Promise<void>) => void }, mk?: () => S) {
   const store = (mk ? mk() : new MemoryKvStore()) as S;
-  const reg = new Registry(store, { prefix: '/wp-test/' });
+  const reg = new Registry(store, { prefix: '/wp-test/', leaseRecoveryJitterMs: 0 });
   t.teardown(async () => { await reg.close(); await store.close(); });
   await reg.putService(spec());
   const cache = await reg.cache();

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parseServicesFile } from '../src/service-spec.js';
+import { MAX_WARM, parseServiceSpec, parseServicesFile } from '../src/service-spec.js';
 import { verifyCredential, sessionCredential, instanceKey, newSessionId, isValidSessionId } from '../src/credentials.js';
 import { Keys } from '../src/keys.js';
 
@@ -92,5 +92,28 @@ t.test('services file: liveness, probe timeouts and warm-up (issue 16)', async (
       t.ok(paths.includes(p), `names ${p}`);
     }
     t.ok(paths.some((p) => p.startsWith('services[0].warmup[0].headers')), `names the bad header: ${paths.join(', ')}`);
+  }
+});
+
+t.test('warm is sized for fleets: 20,000 accepted, above MAX_WARM refused with the field named', async (t) => {
+  const ok = parseServiceSpec({ name: 'big', image: 'x', warm: 20_000 });
+  t.ok(ok.ok, 'warm 20,000 (a 20,000-instance fleet) is valid');
+  const bad = parseServiceSpec({ name: 'big', image: 'x', warm: MAX_WARM + 1 });
+  t.notOk(bad.ok);
+  if (!bad.ok) t.equal(bad.problems[0]?.path, 'warm');
+});
+
+t.test('services file: pullPolicy and pullTimeoutSec', async (t) => {
+  const ok = parseServicesFile({ services: [{ name: 'a', image: 'x' }, { name: 'b', image: 'y', pullPolicy: 'Always', pullTimeoutSec: 7200 }] });
+  t.ok(ok.ok);
+  if (ok.ok) {
+    t.match(ok.services[0], { pullPolicy: 'IfNotPresent', pullTimeoutSec: 1800 }, 'defaults');
+    t.match(ok.services[1], { pullPolicy: 'Always', pullTimeoutSec: 7200 });
+  }
+  const bad = parseServicesFile({ services: [{ name: 'a', image: 'x', pullPolicy: 'sometimes', pullTimeoutSec: 0 }] });
+  t.notOk(bad.ok);
+  if (!bad.ok) {
+    t.ok(bad.problems.some((p) => p.path === 'services[0].pullPolicy'), 'names the bad policy');
+    t.ok(bad.problems.some((p) => p.path === 'services[0].pullTimeoutSec'), 'names the bad timeout');
   }
 });

@@ -12,7 +12,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/dashboard/uplot.min.css"><script src="/dashboard/uplot.min.js"></script>
 <style>
-  :root { --bg:#0f172a; --panel:#1e293b; --text:#e2e8f0; --muted:#94a3b8; --ready:#22c55e; --booting:#f59e0b; --warming:#eab308; --claimed:#3b82f6; --failed:#ef4444; --draining:#a855f7; }
+  :root { --bg:#0f172a; --panel:#1e293b; --text:#e2e8f0; --muted:#94a3b8; --ready:#22c55e; --booting:#f59e0b; --warming:#eab308; --claimed:#3b82f6; --failed:#ef4444; --draining:#a855f7; --pulling:#38bdf8; }
   * { box-sizing: border-box; }
   body { margin:0; font:14px/1.4 system-ui, sans-serif; background:var(--bg); color:var(--text); }
   header { display:flex; gap:24px; align-items:baseline; padding:16px 24px; border-bottom:1px solid #334155; }
@@ -27,6 +27,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   .chip { min-width:120px; white-space:nowrap; font-family:ui-monospace, monospace; padding:6px 8px; border-radius:6px; font-size:12px; color:#0f172a; position:relative; overflow:hidden; }
   .chip .bar { position:absolute; left:0; bottom:0; height:3px; background:#0f172a55; }
   .ready { background:var(--ready); } .booting { background:var(--booting); } .warming { background:var(--warming); } .claimed { background:var(--claimed); color:white; }
+  .pulling { background:var(--pulling); }
   .failed { background:var(--failed); color:white; } .draining { background:var(--draining); color:white; }
   .legend span { display:inline-block; padding:1px 8px; border-radius:10px; margin-right:6px; font-size:12px; }
   .pool { color:var(--muted); font-size:12px; margin:2px 0 6px; } .plot { background:#fff; border-radius:6px; margin:6px 0 12px; color:#0f172a; }
@@ -39,7 +40,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span id="conn" class="down">connecting…</span></header>
 <main>
   <section class="wide"><h2>Pools over the last hour</h2><div id="plots"></div></section>
-  <section class="wide"><h2>Services</h2><div class="legend"><span class="ready">ready</span><span class="booting">booting</span><span class="warming">warming</span><span class="claimed">claimed</span><span class="failed">failed</span><span class="draining">draining</span></div><div id="services"></div></section>
+  <section class="wide"><h2>Services</h2><div class="legend"><span class="pulling">pulling</span><span class="ready">ready</span><span class="booting">booting</span><span class="warming">warming</span><span class="claimed">claimed</span><span class="failed">failed</span><span class="draining">draining</span></div><div id="services"></div></section>
   <section><h2>Hosts</h2><table id="hosts"></table></section>
   <section><h2>Sessions</h2><table id="sessions"></table></section>
 </main>
@@ -56,7 +57,7 @@ function render(s) {
   $('services').innerHTML = s.status.services.map((v) => {
     const chips = s.instances.filter((i) => i.service === v.name).map((i) => {
       const typical = v.typicalStages && v.typicalStages.startMs;
-      const p = (i.state === 'booting' || i.state === 'warming') && typical ? Math.min(99, Math.round(100 * i.ageMs / typical)) : null;
+      const p = i.state === 'pulling' ? (i.pullPercent ?? null) : (i.state === 'booting' || i.state === 'warming') && typical ? Math.min(99, Math.round(100 * i.ageMs / typical)) : null;
       return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + stageText(i.stages) + '">' + esc(i.id) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
     }).join('');
     const p = v.pool, z = p.sizing, c = v.cost;

@@ -20,7 +20,7 @@ const UPLOT = {
 export interface DashboardState {
   at: number;
   status: ReturnType<typeof computeStatus>;
-  instances: { id: string; service: string; host: string; state: string; claimed: boolean; ageMs: number; bootMs: number | null; stages: InstanceStages | null }[];
+  instances: { id: string; service: string; host: string; state: string; claimed: boolean; ageMs: number; bootMs: number | null; stages: InstanceStages | null; pullPercent?: number | null }[];
   sessions: { id: string; service: string; instance: string; host: string; ageMs: number; expiresInMs: number }[];
   /** Claims seen in the last minute (from the registry watch: all routers' claims). */
   claimsPerMin: number;
@@ -39,6 +39,7 @@ export function dashboardState(cache: RegistryCache, pools: PoolMonitor, now: nu
   const instances = [...cache.instances.values()].map(({ value: i }) => ({
     id: i.id, service: i.service, host: i.host, state: cache.claims.has(i.id) && i.state === 'ready' ? 'claimed' : i.state,
     claimed: cache.claims.has(i.id), ageMs: now - i.createdAt, bootMs: i.bootMs, stages: i.stages ?? null,
+    ...(i.state === 'pulling' ? { pullPercent: i.pull?.percent ?? null } : {}),
   })).sort((a, b) => (a.service + a.host + a.id < b.service + b.host + b.id ? -1 : 1));
   const sessions = [...cache.sessions.values()].map(({ value: s }) => ({
     id: `${s.id.slice(0, 6)}…`, service: s.service, instance: s.instanceId, host: s.host, ageMs: now - s.createdAt, expiresInMs: s.expiresAt - now,

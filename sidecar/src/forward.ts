@@ -44,6 +44,9 @@ export interface ForwarderOptions {
   port: number;
   /** Upper bound of idle keep-alive sockets to the app. */
   maxFreeSockets?: number;
+  /** An open tunnel counts as busy only this long after its last byte (default 30 s): an idle WebSocket is no work. */
+  tunnelBusyMs?: number;
+  now?: () => number;
   /**
    * An idle kept-alive connection to the app is closed after this long, or sooner when the
    * app's `Keep-Alive: timeout=N` says so (Node's agent then waits N-1 s). Default
@@ -99,9 +102,17 @@ export class Forwarder {
       : this.fresh;
   }
 
-  /** Requests and tunnels in flight: a busy app may answer its health endpoint slowly. */
+  /** Epoch ms of the last byte through any tunnel. */
+  private tunnelActivity = 0;
+
+  /**
+   * Work in flight: HTTP exchanges under way, plus open tunnels that carried a byte within
+   * tunnelBusyMs (a busy app may answer its health endpoint slowly; an idle WebSocket is no work).
+   */
   inFlight(): number {
-    return this.active + this.tunnels.size;
+    const now = (this.opts.now ?? Date.now)();
+    const busyTunnels = now - this.tunnelActivity < (this.opts.tunnelBusyMs ?? 30_000) ? this.tunnels.size : 0;
+    return this.active + busyTunnels;
   }
 
   /**
@@ -159,11 +170,16 @@ export class Forwarder {
       lines.push(`${raw[i]}: ${raw[i + 1]}`);
     }
     app.setNoDelay(true);
+    const touch = (): void => { this.tunnelActivity = (this.opts.now ?? Date.now)(); };
+    touch();
     app.on('connect', () => {
       app.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (head.length) app.write(head);
       app.pipe(socket);
       socket.pipe(app);
+      // After the pipes: a listener attached earlier would consume bytes before they are piped.
+      app.on('data', touch);
+      socket.on('data', touch);
     });
     this.tunnels.add(socket);
     const done = (): void => { this.tunnels.delete(socket); app.destroy(); socket.destroy(); };

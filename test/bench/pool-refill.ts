@@ -7,21 +7,27 @@ import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { DockerodeRuntime, clusterFromPrefix, startAgent, type AgentHandle, type ContainerEvent } from '@warmpool/agent';
 import { eventually, removeContainersByLabel, startEtcd } from '../src/index.js';
 import { emit, round, summarize } from './stats.js';
+import { coldHost } from './pool-refill-cold.js';
 
 /**
  * pool-refill: how fast the warm pool refills after a claim, with a real agent, etcd and
  * Docker. For each claim (one at a time, as soon as a ready instance exists): the time from
- * the claim transaction to the replacement's app container being created (Docker's own
- * `create` event), and from that creation to the replacement showing as ready in the
+ * the claim transaction to the replacement's first container being created (Docker's own
+ * `create` event; the sidecar, which owns the pod's network namespace, comes first), and from that creation to the replacement showing as ready in the
  * registry, minus BOOT_SECONDS (the app's own load time). Baseline in the same run: a bare
  * `docker create` of the same image through the same client (what any launcher pays).
  *
- * args: [claims=50] [warm=3] [bootSeconds=1]
+ * Then the cold-host figure (pool-refill-cold.ts): the image absent from the host's engine
+ * and pulled from a registry with a login on 127.0.0.1; pull and boot ms apart, next to a
+ * bare `docker pull` of the same image in the same run.
+ *
+ * args: [claims=50] [warm=3] [bootSeconds=1] [coldRounds=2] (0 skips the cold host)
  */
 export async function run(args: string[]): Promise<void> {
   const claims = Math.max(1, Number(args[0] ?? 50));
   const warm = Math.max(1, Number(args[1] ?? 3));
   const bootSeconds = Number(args[2] ?? 1);
+  const coldRounds = Math.max(0, Number(args[3] ?? 2));
   const etcd = await startEtcd();
   const prefix = `/bench-refill-${randomBytes(4).toString('hex')}/`;
   const cluster = clusterFromPrefix(prefix);
@@ -31,10 +37,10 @@ export async function run(args: string[]): Promise<void> {
   const registry = new Registry(store, { prefix });
   const runDir = mkdtempSync(path.join(tmpdir(), 'wp-bench-'));
   let agent: AgentHandle | undefined;
-  const created = new Map<string, number>(); // instance id -> app container created (ms)
+  const created = new Map<string, number>(); // instance id -> its first container created (ms)
   const createdOrder: { id: string; at: number }[] = [];
   const readySeen = new Map<string, number>(); // instance id -> ready in the registry (ms)
-  const sub = await runtime.subscribe({ 'warmpool.cluster': cluster, 'warmpool.role': 'app' }, (e: ContainerEvent) => {
+  const sub = await runtime.subscribe({ 'warmpool.cluster': cluster }, (e: ContainerEvent) => {
     if (e.action !== 'create') return;
     const id = e.labels['warmpool.instance'];
     if (!id || created.has(id)) return;
@@ -87,12 +93,14 @@ export async function run(args: string[]): Promise<void> {
     }
     const c = summarize(createdMs);
     const rdy = summarize(readyOverBootMs);
+    const cold = coldRounds > 0 ? await coldHost({ etcdEndpoints: etcd.endpoints, rounds: coldRounds, bootSeconds }) : undefined;
     emit({
       bench: 'pool-refill', claims, warm, bootSeconds,
       createdP50Ms: round(c.p50Ms, 1), createdP99Ms: round(c.p99Ms, 1), createdMeanMs: round(c.meanMs, 1),
       readyOverBootP50Ms: round(rdy.p50Ms, 1), readyOverBootP99Ms: round(rdy.p99Ms, 1),
       baselineDockerCreateP50Ms: baseline.p50Ms, ratioCreatedToDockerCreate: round(c.p50Ms / baseline.p50Ms, 2),
       targetCreatedP50Ms: 250, meetsTarget: c.p50Ms <= 250,
+      ...(cold ? { coldHost: cold } : {}),
     });
   } finally {
     sub.close();

@@ -9,7 +9,7 @@ import { emit, round } from './stats.js';
 import { cpuMs, startNginx, startServer, wrk, type Child, type WrkResult } from './router-servers.js';
 
 /** Starts `warmpool router` (router/dist/src/main.js) as its own process; resolves when /readyz is 200. */
-export async function startRouterProcess(endpoints: string[], prefix: string, env: Record<string, string> = {}): Promise<Child> {
+export async function startRouterProcess(endpoints: string[], prefix: string, env: Record<string, string> = {}, readyTimeoutMs = 20_000): Promise<Child> {
   const port = await freePort();
   const proc = spawn(process.execPath, [path.join(repoRoot, 'router/dist/src/main.js')], {
     env: {
@@ -30,7 +30,7 @@ export async function startRouterProcess(endpoints: string[], prefix: string, en
     await eventually(async () => {
       if (proc.exitCode !== null) throw new Error(`router exited: ${err}`);
       return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
-    }, { timeoutMs: 20_000, intervalMs: 50, what: 'router ready' });
+    }, { timeoutMs: readyTimeoutMs, intervalMs: 50, what: 'router ready' });
   } catch (e) {
     await stop();
     throw e;

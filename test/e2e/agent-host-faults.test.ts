@@ -36,7 +36,7 @@ t.test('host faults and causes of death on the real engine', { skip: infraSkip('
     const agent = await h.startAgent('host-a', { runtime: new SlowEngine({ create: 3000, start: 0 }), timing: { createTimeoutMs: 1000, backoffBaseMs: 2000, backoffMaxMs: 4000 } });
     await h.putService(chatSpec({ name: 'chat', warm: 1 }));
     const failed = await eventually(() => h.instances().find((i) => i.state === 'failed') ?? false, { timeoutMs: 30_000, what: 'a failed record' });
-    t.match(failed.reason, /^host fault \(engine too slow\): create the app container: the Docker engine did not finish within 1 s/, String(failed.reason));
+    t.match(failed.reason, /^host fault \(engine too slow\): create the (app|sidecar) container: the Docker engine did not finish within 1 s/, String(failed.reason));
     t.same(agent.status().backoff, {}, 'the service\'s crash backoff is untouched');
     t.ok(agent.status().hostBackoff['*'], 'the host backs off');
     // The container the engine created after the deadline is removed, never orphaned.

@@ -94,6 +94,15 @@ t.test('sessions create prints progress while the pool boots, then the session i
   const got = await fetch(`${url}/v1/sessions/${sid}`);
   t.equal(got.status, 200, 'the router knows the session');
 
+  // No registry reachable: the session is still opened; the progress says how long it waited.
+  const inst2 = { ...inst, id: 'chatbot-booting-2', address: '127.0.0.1:45002', createdAt: Date.now() };
+  await host.putInstance(inst2);
+  const blind = start(['sessions', 'create', 'chatbot', '--router', url, '--etcd', `http://127.0.0.1:${await freePort()}`]);
+  await eventually(() => /waiting \S+ for an instance of chatbot \(the router waits up to 120 s\)/.test(blind.stderr()), { timeoutMs: 20_000, what: 'a progress line without a registry' });
+  await host.putInstance({ ...inst2, state: 'ready', readyAt: Date.now(), bootMs: 1_000 });
+  t.equal(await blind.code, 0, blind.stderr());
+  t.match(blind.stdout(), /^session \S+ on instance chatbot-booting-2 \(after \S+; expires in \S+\)/, 'the session, described');
+
   const noRouter = await warmpool(['sessions', 'create', 'chatbot', '--router', `http://127.0.0.1:${await freePort()}`], { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix });
   t.equal(noRouter.code, 1);
   t.match(noRouter.stderr, /cannot reach the router at http:\/\/127\.0\.0\.1:\d+/, 'an unreachable router is named');

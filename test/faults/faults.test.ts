@@ -1,13 +1,15 @@
 import t from 'tap';
-import { infraSkip, inCI } from '../src/index.js';
+import { infraSkip, inCI, slowness } from '../src/index.js';
 import { cleanupAll, defaultLogDir, runScenario } from './harness.js';
 import { netnsAvailable } from './netns.js';
 import { SCENARIOS } from './scenarios.js';
 
 // The short form of the fault suite (`npm run faults -- --short`), one subtest per scenario,
 // one fresh mesh each. About 4 minutes on a 2-core machine; the file asks tap for more time
-// than its default per-file timeout.
-t.setTimeout(12 * 60_000);
+// than its default per-file timeout, stretched (as every wait of the harness) by the
+// machine's slowness at the start.
+const slow = slowness();
+t.setTimeout(12 * 60_000 * slow);
 
 const skip = infraSkip('etcd', 'docker');
 const netnsWhy = skip ? undefined : await netnsAvailable();
@@ -22,7 +24,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
 
 for (const sc of SCENARIOS.filter((s) => s.short)) {
   const why = skip || (sc.netns && netnsWhy ? netnsWhy : false);
-  t.test(`fault ${sc.name}: ${sc.summary}`, { skip: why, timeout: 4 * 60_000 }, async (t) => {
+  t.test(`fault ${sc.name}: ${sc.summary}`, { skip: why, timeout: 4 * 60_000 * slow }, async (t) => {
     const r = await runScenario(sc, { profile: 'short', logDir: defaultLogDir, log: (m) => t.comment(m) });
     t.comment(JSON.stringify(r));
     t.notOk(r.error, 'the scenario ran to the end', { error: r.error });

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { Mesh } from '../src/index.js';
+import { slowness, type Mesh } from '../src/index.js';
 import type { RegistryMonitor } from './monitor.js';
 import type { NetnsHost } from './netns.js';
 
@@ -64,17 +64,34 @@ async function pickVictims(ctx: ScenarioContext): Promise<{ claimed?: string; re
   }
 }
 
+/**
+ * docker kill the `role` container of a claimed and a ready instance. The victims are
+ * picked from the registry and their containers listed right before the kill; an instance
+ * whose containers went in between (its session ended, it was replaced) is not a failure of
+ * the mesh: pick again, until at least one container was killed or the pick deadline
+ * (60 s of work, stretched by the machine's slowness) passes.
+ */
 function dockerKillScenario(role: 'app' | 'sidecar'): Scenario['inject'] {
   return async (ctx) => {
-    const v = await pickVictims(ctx);
-    const targets = [v.claimed, v.ready].filter((x): x is string => !!x);
-    const ids = (await Promise.all(targets.map((i) => containersOf(ctx.mesh.cluster, i, role)))).flat();
-    if (!ids.length) throw new Error(`no ${role} container to kill`);
-    await exec('docker', ['kill', ...ids]);
-    ctx.injected();
-    ctx.healed();
-    ctx.note('killed', { claimed: v.claimed ?? null, ready: v.ready ?? null, role });
-    ctx.log(`docker kill ${role} of claimed ${v.claimed ?? '-'} and ready ${v.ready ?? '-'}`);
+    const deadline = Date.now() + 60_000 * slowness();
+    let tries = 0;
+    for (;;) {
+      tries++;
+      const v = await pickVictims(ctx);
+      const targets = [v.claimed, v.ready].filter((x): x is string => !!x);
+      const ids = (await Promise.all(targets.map((i) => containersOf(ctx.mesh.cluster, i, role)))).flat();
+      // One at a time: `docker kill A B` fails as a whole when A is already gone.
+      const killed = (await Promise.all(ids.map((id) => exec('docker', ['kill', id]).then(() => id, () => undefined)))).filter(Boolean);
+      if (killed.length) {
+        ctx.injected();
+        ctx.healed();
+        ctx.note('killed', { claimed: v.claimed ?? null, ready: v.ready ?? null, role, containers: killed.length, picks: tries });
+        ctx.log(`docker kill ${role} of claimed ${v.claimed ?? '-'} and ready ${v.ready ?? '-'} (${killed.length} container(s), pick ${tries})`);
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`no ${role} container to kill: ${tries} picks of a claimed and a ready instance found none running`);
+      await ctx.sleep(200);
+    }
   };
 }
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { freePorts } from './ports.js';
 import { eventually } from './eventually.js';
 import { consulBin } from './infra.js';
-import { killOnExit } from './children.js';
+import { killOnExit, removeOnExit } from './children.js';
 
 export interface ConsulAgent {
   httpPort: number;
@@ -20,6 +20,7 @@ export interface ConsulAgent {
 export async function startConsul(): Promise<ConsulAgent> {
   const [http, dns, serfLan, serfWan, server, grpc] = (await freePorts(6)) as [number, number, number, number, number, number];
   const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-consul-'));
+  removeOnExit(dir); // also when the test fails before its teardown stops this agent
   const args = [
     'agent', '-dev',
     '-bind', '127.0.0.1',

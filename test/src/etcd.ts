@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePorts } from './ports.js';
 import { eventually } from './eventually.js';
-import { killOnExit } from './children.js';
+import { killOnExit, removeOnExit } from './children.js';
 
 export interface EtcdMember {
   name: string;
@@ -56,6 +56,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdCluster> {
   const scheme = opts.clientScheme ?? 'http';
   const ports = await freePorts(n * 2);
   const base = mkdtempSync(path.join(tmpdir(), 'warmpool-etcd-'));
+  removeOnExit(base); // also when the test fails before its teardown stops this etcd
   const token = path.basename(base);
   const members: EtcdMember[] = [];
   for (let i = 0; i < n; i++) {

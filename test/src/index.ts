@@ -10,3 +10,4 @@ export * from './children.js';
 export * from './private-dockerd.js';
 export * from './chromium.js';
 export * from './cli.js';
+export * from './image-registry.js';

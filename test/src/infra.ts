@@ -17,7 +17,7 @@ function has(cmd: string, args: string[]): boolean {
   }
 }
 
-export type Infra = 'etcd' | 'docker' | 'consul' | 'dig' | 'nginx';
+export type Infra = 'etcd' | 'docker' | 'consul' | 'dig' | 'nginx' | 'registry';
 
 export function infraMissing(what: Infra): string | undefined {
   switch (what) {
@@ -31,6 +31,9 @@ export function infraMissing(what: Infra): string | undefined {
       return has('dig', ['-v']) ? undefined : 'dig is not installed (run npm run testbed)';
     case 'nginx':
       return has('nginx', ['-v']) ? undefined : 'nginx is not installed (run npm run testbed)';
+    case 'registry':
+      return has('docker-registry', ['--version']) && has('sh', ['-c', 'command -v htpasswd'])
+        ? undefined : 'docker-registry or htpasswd is not installed (run npm run testbed)';
   }
 }
 

@@ -7,7 +7,7 @@ import { startEtcd, type EtcdCluster, type EtcdMember } from './etcd.js';
 import { startConsul, type ConsulAgent } from './consul.js';
 import { removeContainersByLabel } from './docker.js';
 import { repoRoot } from './infra.js';
-import { killOnExit } from './children.js';
+import { killOnExit, removeOnExit } from './children.js';
 
 const warmpoolBin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
 
@@ -111,6 +111,7 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const step = opts.onStep ?? ((): void => undefined);
   const cluster = `wp-${id}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-mesh-'));
+  removeOnExit(dir);
   step(`starting etcd (${opts.etcdMembers ?? 1} member${(opts.etcdMembers ?? 1) > 1 ? 's' : ''})...`);
   const etcd = await startEtcd({ members: opts.etcdMembers ?? 1, ...(opts.etcdExtraArgs ? { extraArgs: opts.etcdExtraArgs } : {}) });
   let consul: ConsulAgent | undefined;

@@ -1,0 +1,192 @@
+import http from 'node:http';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { Registry, newSessionId, parseServiceSpec } from '@warmpool/registry';
+import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
+import { eventually, startEtcd } from '../src/index.js';
+import { emit, load, round, summarize } from './stats.js';
+import { cpuMs, startServer, type Child } from './router-servers.js';
+import { startRouterProcess } from './router-proxy.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const INSTANCES_PER_HOST = 40;
+const HOST_PROCESSES = 4;
+const CLAIMED = 0.7;
+const ACTIVE_WINDOW_MS = 30_000;
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? round(Number(m[1]) / 1024, 1) : NaN;
+}
+
+/** A process of simulated hosts; `losses()` is the last lease-loss count it printed. */
+async function startHosts(endpoints: string[], prefix: string, first: number, count: number, upstream: string): Promise<{ proc: ChildProcess; losses(): number; stop(): void }> {
+  const proc = spawn(process.execPath, [path.join(here, 'fleet-hosts.js'), endpoints.join(','), prefix, String(first), String(count), String(INSTANCES_PER_HOST), upstream], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let ready = false;
+  let losses = 0;
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => { if (err.length < 20_000) err += d.toString(); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    for (const line of d.toString().split('\n')) {
+      if (line.startsWith('listening')) ready = true;
+      else if (line.startsWith('{')) losses = (JSON.parse(line) as { losses: number }).losses;
+    }
+  });
+  await eventually(() => {
+    if (proc.exitCode !== null) throw new Error(`fleet-hosts exited: ${err}`);
+    return ready;
+  }, { timeoutMs: 600_000, intervalMs: 100, what: 'simulated hosts registered' });
+  return { proc, losses: () => losses, stop: () => { proc.kill('SIGKILL'); } };
+}
+
+function request(agent: http.Agent, port: number, method: string, p: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, agent, headers: body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {} }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function etcdMetric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+/** One fleet size: etcd, simulated hosts in several processes, one router, 70% claimed. */
+async function measure(instances: number): Promise<Record<string, number>> {
+  const etcd = await startEtcd();
+  const etcdPid = etcd.members[0]!.proc!.pid!;
+  const prefix = `/fleet-${randomBytes(3).toString('hex')}/`;
+  const store = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const elsewhere = new Registry(store, { prefix });
+  const children: { stop(): unknown }[] = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  try {
+    const upstream: Child = await startServer('upstream');
+    children.push(upstream);
+    const spec = parseServiceSpec({ name: 'chatbot', image: 'warmpool/chatbot-demo', warm: 0, session: { idleTimeoutSec: 600, maxLifetimeSec: 3600 } });
+    if (!spec.ok) throw new Error('bad spec');
+    await elsewhere.putService(spec.spec);
+    await elsewhere.clusterSecret();
+    const hostsTotal = Math.max(1, Math.round(instances / INSTANCES_PER_HOST));
+    const procs = Math.min(HOST_PROCESSES, hostsTotal);
+    const setupStart = Date.now();
+    const hostProcs = await Promise.all(Array.from({ length: procs }, (_, p) => {
+      const first = Math.floor((hostsTotal * p) / procs);
+      const count = Math.floor((hostsTotal * (p + 1)) / procs) - first;
+      return startHosts(etcd.endpoints, prefix, first, count, `127.0.0.1:${upstream.port}`);
+    }));
+    children.push(...hostProcs);
+    const registered = hostsTotal * INSTANCES_PER_HOST;
+    emit({ bench: 'fleet-scale', phase: 'setup', instances: registered, hosts: hostsTotal, hostProcesses: procs, setupSec: round((Date.now() - setupStart) / 1000, 1) });
+
+    // Router start: wall time and CPU to /readyz over the whole fleet.
+    const t0 = Date.now();
+    const router = await startRouterProcess(etcd.endpoints, prefix, {}, 300_000);
+    children.push(router);
+    const routerReadyWallSec = round((Date.now() - t0) / 1000, 2);
+    const routerReadyCpuSec = round(cpuMs(router.proc.pid!) / 1000, 2);
+
+    // 70% claimed through the router.
+    const nClaims = Math.floor(registered * CLAIMED);
+    const sessions: string[] = [];
+    const claims = await load(async () => {
+      const r = await request(agent, router.port, 'POST', '/v1/sessions', '{"service":"chatbot"}');
+      if (r.status !== 201) throw new Error(`claim ${r.status}`);
+      sessions.push((JSON.parse(r.body) as { sessionId: string }).sessionId);
+    }, nClaims, 16);
+    const claim = summarize(claims.latencies);
+    emit({ bench: 'fleet-scale', phase: 'claims', instances: registered, claims: claim, perSec: claims.perSec, errors: claims.errors });
+
+    // Every session active: one request each (its first keep-alive from this router), then
+    // a window of steady traffic spread over all sessions, etcd's CPU measured over it.
+    await load(async (i) => {
+      const r = await request(agent, router.port, 'GET', `/v1/sessions/${sessions[i]}/proxy/x`);
+      if (r.status !== 200) throw new Error(`proxy ${r.status}`);
+    }, sessions.length, 16);
+    const renewed0 = await etcdMetric(etcd.endpoints[0]!, 'etcd_debugging_lease_renewed_total');
+    const etcdCpu0 = cpuMs(etcdPid);
+    const windowStart = Date.now();
+    const proxied: number[] = [];
+    let k = 0;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (Date.now() - windowStart < ACTIVE_WINDOW_MS) {
+        const s = performance.now();
+        const r = await request(agent, router.port, 'GET', `/v1/sessions/${sessions[k++ % sessions.length]}/proxy/x`);
+        if (r.status === 200) proxied.push(performance.now() - s);
+      }
+    }));
+    const windowSec = (Date.now() - windowStart) / 1000;
+    const etcdCpuPerSec = round((cpuMs(etcdPid) - etcdCpu0) / 1000 / windowSec, 4);
+    const leaseRenewalsPerSec = round(((await etcdMetric(etcd.endpoints[0]!, 'etcd_debugging_lease_renewed_total')) - renewed0) / windowSec, 1);
+    const proxy = summarize(proxied);
+
+    // Router follow: CPU of the router per claim made through another registry client.
+    // The router's own idle CPU (timers) over 2 s first, subtracted below.
+    const idle0 = cpuMs(router.proc.pid!);
+    await new Promise((r) => setTimeout(r, 2000));
+    const idleMsPerMs = (cpuMs(router.proc.pid!) - idle0) / 2000;
+    const follow = Math.min(1000, registered - nClaims - 10);
+    const routerCpu0 = cpuMs(router.proc.pid!);
+    const followStart = Date.now();
+    const elsewhereClaims = await load(async () => {
+      const r = await elsewhere.claim({ service: 'chatbot', sessionId: newSessionId() });
+      if (!r.ok) throw new Error(r.reason);
+    }, follow, 8);
+    await new Promise((r) => setTimeout(r, 2000)); // the router's watch catches up
+    const followCpu = cpuMs(router.proc.pid!) - routerCpu0 - idleMsPerMs * (Date.now() - followStart);
+    const routerFollowMsPerClaim = round(followCpu / Math.max(1, follow - elsewhereClaims.errors), 3);
+
+    const keys = await store.count!(prefix);
+    const dbSizeMb = round((await etcdMetric(etcd.endpoints[0]!, 'etcd_mvcc_db_total_size_in_bytes')) / 1024 / 1024, 1);
+    const leaseLosses = hostProcs.reduce((a, h) => a + h.losses(), 0);
+    const row = {
+      instances: registered, hosts: hostsTotal, sessions: sessions.length, leaseLosses, etcdCpuPerSec, leaseRenewalsPerSec,
+      routerRssMb: rssMb(router.proc.pid!), routerReadyCpuSec, routerReadyWallSec,
+      claimP50Ms: claim.p50Ms, claimP99Ms: claim.p99Ms, proxyP50Ms: proxy.p50Ms, proxyP99Ms: proxy.p99Ms,
+      routerFollowMsPerClaim, keys, dbSizeMb,
+    };
+    emit({ bench: 'fleet-scale', phase: 'size', ...row });
+    return row;
+  } finally {
+    agent.destroy();
+    for (const c of children.reverse()) await c.stop();
+    await elsewhere.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    await etcd.stop();
+  }
+}
+
+/**
+ * fleet-scale: a real etcd, one real router process, and simulated hosts (host lease,
+ * instances with pre-granted session leases, a registry watch per process) in 4 processes;
+ * 70% of instances claimed through POST /v1/sessions. Per size: lease losses, etcd CPU per
+ * second with all sessions active (and lease renewals/s etcd saw), router CPU and wall time
+ * to /readyz, router RSS, claim and proxied-request p50/p99, router CPU per claim made
+ * elsewhere, keys and db size. The summary compares the largest size with the first one,
+ * measured in the same run.
+ * Args: [sizes (1000,5000,20000)]
+ */
+export async function run(args: string[]): Promise<void> {
+  const sizes = (args[0] ?? '1000,5000,20000').split(',').map(Number).filter((n) => n > 0);
+  const rows: Record<string, number>[] = [];
+  for (const n of sizes) rows.push(await measure(n));
+  const base = rows[0]!;
+  const last = rows[rows.length - 1]!;
+  emit({
+    bench: 'fleet-scale', summary: true, sizes: rows.map((r) => r.instances),
+    instances: last.instances, leaseLosses: last.leaseLosses, etcdCpuPerSec: last.etcdCpuPerSec,
+    routerRssMb: last.routerRssMb, routerReadyCpuSec: last.routerReadyCpuSec, claimP99Ms: last.claimP99Ms,
+    baselineInstances: base.instances, baselineClaimP99Ms: base.claimP99Ms,
+    claimP99RatioVs1k: round(last.claimP99Ms! / base.claimP99Ms!, 2), routerFollowMsPerClaim: last.routerFollowMsPerClaim,
+  });
+}
