@@ -69,7 +69,7 @@ t.test('launch, report ready, events and an engine restart', async (t) => {
   // From the app container's start (the engine's, here the fake's) to the sidecar's ready report.
   const boot = s.cache.instances.get(a!.id)?.value;
   t.ok(typeof boot?.bootMs === 'number' && boot.bootMs >= 0 && boot.bootMs < 5000, `boot time measured: ${boot?.bootMs} ms`);
-  t.same(boot?.stages, { createMs: boot?.stages?.createMs, bootMs: boot?.bootMs, warmupMs: null }, 'stages recorded');
+  t.same(boot?.stages, { pullMs: 0, createMs: boot?.stages?.createMs, bootMs: boot?.bootMs, warmupMs: null }, 'stages recorded (the image was on the host: no pull)');
 
   // A die event: out of the ready set at once, destroyed, replaced.
   const victimApp = s.runtime.byRole('app').find((c) => c.spec.labels['warmpool.instance'] === a!.id)!;

@@ -87,7 +87,7 @@ t.test('status shows pulls with bytes, which hosts have each image, and failure 
   t.match(s.services[0], { pulling: 1, imagePresentOn: 1, image });
   t.same(s.services[0]!.imageHosts.map((h) => h.state), ['pulling', 'present', 'absent']);
   const text = renderStatus(s);
-  t.match(text, /chat\s+2\s+0\s+0\s+0\s+1\s+-\s+1\s+1\/3 hosts/, 'PULLING and IMAGE ON columns');
+  t.match(text, /chat\s+2\s+0\s+0\s+1\s+0\s+1\s+-\s+1\s+1\/3 hosts/, 'PULLING and IMAGE ON columns (a pulling instance counts as starting, BOOTING)');
   t.match(text, /PULLING\n.*\nchat\s+p1\s+h1\s+25%\s+5\.0 MB \/ 20\.0 MB/);
   t.match(text, /h1\s+pulling 25%/);
   t.match(text, /h2\s+present/);

@@ -86,7 +86,6 @@ export function computeStatus(
         elapsedMs: now - i.createdAt,
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
-      // failures: from serviceImageStatus.
       ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
