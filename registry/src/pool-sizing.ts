@@ -32,7 +32,12 @@ export interface SizingInput {
   /** Claim times of the service's sessions (epoch ms, any order). */
   arrivals: readonly number[];
   /** Measured boot durations of recent instances (ms), pull + boot + warm-up where known. */
-  bootsMs: readonly number[];
+  bootsMs?: readonly number[];
+  /**
+   * The same with when each was measured (epoch ms): the size at a past moment of the
+   * cool-down uses the boots known then, so a new measurement never rewrites the past.
+   */
+  boots?: readonly { at: number; ms: number }[];
   now: number;
   /** Also compute `next` (look-ahead: costs ~60 sizings; agents skip it). */
   explain?: boolean;
@@ -132,7 +137,24 @@ export function floorAt(policy: WarmPolicy, t: number): number {
 
 interface Moment { model: number; size: number; rate: number }
 
-function sizeAt(policy: WarmPolicy, sorted: readonly number[], bootMs: number, t: number): Moment {
+/** Boot samples in time order; the boot time at t is the median of the newest ones known at t. */
+type BootAt = (t: number) => number;
+const RECENT_BOOTS = 20;
+
+function bootClock(input: SizingInput, fallbackMs: number): BootAt {
+  const timed = [...(input.boots ?? [])].filter((b) => b.ms > 0).sort((a, b) => a.at - b.at);
+  if (!timed.length) return () => fallbackMs;
+  return (t) => {
+    let end = timed.length;
+    while (end > 0 && timed[end - 1]!.at > t) end--;
+    // Before the first measurement: the boot time known now (never the 30 s default).
+    if (end === 0) return fallbackMs;
+    return median(timed.slice(Math.max(0, end - RECENT_BOOTS), end).map((b) => b.ms))!;
+  };
+}
+
+function sizeAt(policy: WarmPolicy, sorted: readonly number[], bootAt: BootAt, t: number): Moment {
+  const bootMs = bootAt(t);
   const windowMs = policy.windowSec * 1000;
   const shortMs = Math.min(SHORT_WINDOW_SEC * 1000, windowMs);
   const rate = Math.max(countSince(sorted, t - shortMs, t) / (shortMs / 1000), countSince(sorted, t - windowMs, t) / policy.windowSec);
@@ -141,7 +163,7 @@ function sizeAt(policy: WarmPolicy, sorted: readonly number[], bootMs: number, t
 }
 
 /** The largest size over the cool-down ending at `t` (grid points plus `t` itself). */
-function heldSize(policy: WarmPolicy, sorted: readonly number[], bootMs: number, t: number): number {
+function heldSize(policy: WarmPolicy, sorted: readonly number[], bootMs: BootAt, t: number): number {
   let size = sizeAt(policy, sorted, bootMs, t).size;
   const from = t - policy.cooldownSec * 1000;
   for (let g = Math.floor(t / SIZING_STEP_MS) * SIZING_STEP_MS; g > from; g -= SIZING_STEP_MS) {
@@ -155,10 +177,12 @@ function heldSize(policy: WarmPolicy, sorted: readonly number[], bootMs: number,
 export function sizePool(input: SizingInput): SizingResult {
   const { policy, now } = input;
   const sorted = input.arrivals.filter((a) => a <= now).sort((a, b) => a - b);
-  const measured = median(input.bootsMs.filter((b) => b > 0));
+  const all = [...(input.bootsMs ?? []), ...(input.boots ?? []).filter((b) => b.at <= now).slice(-RECENT_BOOTS).map((b) => b.ms)];
+  const measured = median(all.filter((b) => b > 0));
   const bootMs = measured ?? DEFAULT_BOOT_MS;
-  const here = sizeAt(policy, sorted, bootMs, now);
-  const size = heldSize(policy, sorted, bootMs, now);
+  const bootAt = input.boots?.length ? bootClock(input, bootMs) : () => bootMs;
+  const here = sizeAt(policy, sorted, bootAt, now);
+  const size = heldSize(policy, sorted, bootAt, now);
   const floor = floorAt(policy, now);
 
   let reason: string;
@@ -173,7 +197,7 @@ export function sizePool(input: SizingInput): SizingResult {
   if (!input.explain) return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next };
   const horizon = now + (policy.windowSec + policy.cooldownSec) * 1000 + SIZING_STEP_MS;
   for (let t = Math.floor(now / SIZING_STEP_MS) * SIZING_STEP_MS + SIZING_STEP_MS; t <= horizon; t += SIZING_STEP_MS) {
-    const s = heldSize(policy, sorted, bootMs, t);
+    const s = heldSize(policy, sorted, bootAt, t);
     if (s !== size) { next = { at: t, size: s }; break; }
   }
   return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next };

@@ -72,7 +72,7 @@ export function recentBootsOf(instances: readonly InstanceRecord[]): number[] {
  * instances its sessions claimed (claims and tombstones keep the claimed instance's boot
  * time), so the figure does not jump when instances come and go.
  */
-export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, instances: readonly InstanceRecord[], service: string): number[] {
+export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, instances: readonly InstanceRecord[], service: string): { at: number; ms: number }[] {
   const samples: { at: number; ms: number }[] = [];
   const seen = new Set<string>();
   for (const i of instances) {
@@ -91,7 +91,7 @@ export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, i
     seen.add(t.instanceId);
     samples.push({ at: t.claimedAt ?? t.endedAt, ms: t.bootMs });
   }
-  return samples.sort((a, b) => b.at - a.at).slice(0, RECENT_BOOTS).map((s) => s.ms);
+  return samples.sort((a, b) => a.at - b.at);
 }
 
 /** Sessions waiting for an instance of the service in every router's queue. */
@@ -161,7 +161,7 @@ export function poolView(cache: CacheView, spec: ServiceSpec, now: number, opts:
   let size: number;
   let sizing: SizingResult | undefined;
   if (policy) {
-    sizing = sizePool({ policy, arrivals: arrivalsOf(cache, spec.name), bootsMs: bootHistoryOf(cache, instances, spec.name), now, explain: opts.explain ?? false });
+    sizing = sizePool({ policy, arrivals: arrivalsOf(cache, spec.name), boots: bootHistoryOf(cache, instances, spec.name), now, explain: opts.explain ?? false });
     size = sizing.size;
   } else {
     size = spec.warm as number;

@@ -119,3 +119,13 @@ t.test('bad policies are refused with the field path and the reason', async (t) 
   t.match(problems({ max: 2, target: 0.9, windowSec: 1500, cooldownSec: 600 }), [/warm\.cooldownSec: windowSec \+ cooldownSec/]);
   t.match(problems({ max: 2, target: 0.9, surprise: 1 }), [/warm: .*surprise/]);
 });
+
+t.test('regression: a new, shorter boot measurement does not shrink the pool before the cool-down ends', async (t) => {
+  const p = policy({ windowSec: 60, cooldownSec: 120 });
+  const arrivals = spread(30, 60);
+  const before = sizePool({ policy: p, arrivals, bootsMs: [], boots: [{ at: NOW - 50_000, ms: 20_000 }], now: NOW });
+  // A much faster boot is measured right now: the model gives less, the held size does not drop.
+  const after = sizePool({ policy: p, arrivals, boots: [{ at: NOW - 50_000, ms: 20_000 }, { at: NOW + 500, ms: 1_000 }, { at: NOW + 500, ms: 1_000 }], now: NOW + 1_000 });
+  t.ok(after.modelSize < before.size, `the model now asks for ${after.modelSize} (was ${before.size})`);
+  t.equal(after.size, before.size, 'held for the cool-down');
+});
