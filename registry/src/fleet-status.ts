@@ -68,6 +68,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         elapsedMs: now - i.createdAt,
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
+      failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
       ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
