@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import {
-  Registry, instanceKey, type CacheChange, type HostRecord, type HostSession, type RegistryCache,
+  Registry, instanceKey, placementAllows, type CacheChange, type ServiceSpec, type HostRecord, type HostSession, type RegistryCache,
 } from '@warmpool/registry';
 import { reportToken, STATUS_PATH, type SidecarStatus, type StateReport } from '@warmpool/sidecar/protocol';
 import { sleep, systemClock, type Clock } from './clock.js';
@@ -194,11 +194,18 @@ export class Agent implements AgentHandle, AgentContext {
     });
   }
 
+  /** Whether this host could ever run an instance of the service (placement labels, GPU inventory). */
+  private mayHost(spec: ServiceSpec): boolean {
+    if (spec.placement && !placementAllows(spec.placement, this.opts.labels ?? {})) return false;
+    return (spec.resources.gpus ?? 0) <= (this.opts.gpus ?? []).length;
+  }
+
   private reconcile(): void {
     const input: PlanInput = buildPlanInput(this, this.containers);
     const specs = [...this.cache.services.values()].map((v) => v.value);
-    // Ahead of need: a host that takes instances has every service's image before the first one boots.
-    if (!input.draining) this.images.prefetch(specs);
+    // Ahead of need: a host that takes instances has the image of every service it may run
+    // (placement labels match, enough GPUs in its inventory) before the first one boots.
+    if (!input.draining) this.images.prefetch(specs.filter((s) => this.mayHost(s)));
     this.actions.abandonUnwantedPulls();
     this.images.retain(new Set(specs.map((s) => s.image)));
     const result = plan(input);

@@ -172,6 +172,19 @@ t.test('ahead of need: a service with no instance here still gets its image', as
   await until(() => s.hostImages()[IMAGE] === undefined, 'image out of the host record');
 });
 
+t.test('ahead of need: only the images of services this host may run (placement labels, GPUs)', async (t) => {
+  const s = await setup(t);
+  const other = '127.0.0.1:5999/warmpool/other:v1';
+  const gpu = '127.0.0.1:5999/warmpool/gpu:v1';
+  await s.registry.putService({ ...spec({ name: 'elsewhere', image: other, warm: 0 }), placement: { hostLabels: { gpu: 'h100' } } });
+  await s.registry.putService(spec({ name: 'needs-gpus', image: gpu, warm: 0, resources: { memoryMb: 0, cpus: 0, gpus: 2 } }));
+  await s.registry.putService(spec({ warm: 0 }));
+  await until(() => s.hostImages()[IMAGE]?.state === 'present', 'the image of the service this host may run');
+  t.equal(s.hostImages()[other], undefined, 'no pull for a service placed on hosts labelled otherwise');
+  t.equal(s.hostImages()[gpu], undefined, 'no pull for a service needing more GPUs than the host has');
+  t.equal(s.runtime.calls.pull, 1);
+});
+
 t.test('a service changed during a long pull: the waiting instances go at once, the unused pull stops', async (t) => {
   const s = await setup(t);
   s.runtime.pullScript.set(IMAGE, { gate: new Promise(() => undefined) }); // a pull that never ends by itself

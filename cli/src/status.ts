@@ -88,7 +88,7 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
 
 const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
-/** PULLING (instances waiting for their image), IMAGES (which hosts have each service's image), FAILED (with reasons). */
+/** PULLING (instances waiting for their image), IMAGES (which hosts have each service's image; a failed pull with its reason). */
 function renderImages(s: Status): string[] {
   const out: string[] = [];
   const pulls = s.services.flatMap((v) => (v.pulls ?? []).map((p) => ({ ...p, service: v.name })));
@@ -103,7 +103,5 @@ function renderImages(s: Status): string[] {
     h.state === 'pulling' ? `pulling ${h.percent === null ? '' : `${h.percent}%`}`.trim() : h.state === 'failed' ? `failed: ${h.reason ?? ''}` : h.state,
   ]));
   if (rows.length) out.push('', 'IMAGES', table([['SERVICE', 'IMAGE', 'HOST', 'STATE'], ...rows]));
-  const failures = s.services.flatMap((v) => (v.failures ?? []).map((f) => [v.name, f.instance, f.host, f.reason || '-']));
-  if (failures.length) out.push('', 'FAILED', table([['SERVICE', 'INSTANCE', 'HOST', 'REASON'], ...failures]));
   return out;
 }

@@ -76,6 +76,7 @@ t.test('status shows pulls with bytes, which hosts have each image, and failure 
       ['h1', v({ id: 'h1', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false, images: { [image]: { state: 'pulling', bytesDone: 5e6, bytesTotal: 2e7, percent: 25, at: 1 } } })],
       ['h2', v({ id: 'h2', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false, images: { [image]: { state: 'present', at: 1 } } })],
       ['h3', v({ id: 'h3', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false })],
+      ['h4', v({ id: 'h4', address: '127.0.0.1', capacity: { instances: 8, memoryMb: 0 }, draining: false, images: { [image]: { state: 'failed', reason: `pull of ${image} failed (auth): unauthorized: authentication required`, at: 1 } } })],
     ]),
     instances: new Map([
       inst('p1', 'pulling', { pull: { image, bytesDone: 5e6, bytesTotal: 2e7, percent: 25 } }),
@@ -85,12 +86,12 @@ t.test('status shows pulls with bytes, which hosts have each image, and failure 
   };
   const s = computeStatus(cache as never, 100_000);
   t.match(s.services[0], { pulling: 1, imagePresentOn: 1, image });
-  t.same(s.services[0]!.imageHosts.map((h) => h.state), ['pulling', 'present', 'absent']);
+  t.same(s.services[0]!.imageHosts.map((h) => h.state), ['pulling', 'present', 'absent', 'failed']);
   const text = renderStatus(s);
-  t.match(text, /chat\s+2\s+0\s+0\s+1\s+0\s+1\s+-\s+1\s+1\/3 hosts/, 'PULLING and IMAGE ON columns (a pulling instance counts as starting, BOOTING)');
+  t.match(text, /chat\s+2\s+0\s+0\s+1\s+0\s+1\s+-\s+1\s+1\/4 hosts/, 'PULLING and IMAGE ON columns (a pulling instance counts as starting, BOOTING)');
   t.match(text, /PULLING\n.*\nchat\s+p1\s+h1\s+25%\s+5\.0 MB \/ 20\.0 MB/);
   t.match(text, /h1\s+pulling 25%/);
   t.match(text, /h2\s+present/);
   t.match(text, /h3\s+absent/);
-  t.match(text, /FAILED\n.*\nchat\s+f1\s+h3\s+pull of .* failed \(auth\): unauthorized: authentication required/);
+  t.match(text, /h4\s+failed: pull of .* failed \(auth\): unauthorized: authentication required/, 'a failed pull with the registry\'s reason');
 });

@@ -86,6 +86,7 @@ export function computeStatus(
         elapsedMs: now - i.createdAt,
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
+      failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
       ...serviceImageStatus(spec, insts, hostRecords),
     });
   }

@@ -10,8 +10,6 @@ export interface ServiceImageStatus {
   imageHosts: { host: string; state: HostImageState['state'] | 'absent'; percent: number | null; reason: string | null }[];
   /** Hosts that have the image. */
   imagePresentOn: number;
-  /** Failed instances with their reason (a failed pull's reason is the registry's own words). */
-  failures: { instance: string; host: string; reason: string }[];
 }
 
 /** Pure: computed from records in the cache (warmpool status, the dashboard). */
@@ -30,6 +28,5 @@ export function serviceImageStatus(spec: ServiceSpec, insts: readonly InstanceRe
     })),
     imageHosts,
     imagePresentOn: imageHosts.filter((h) => h.state === 'present').length,
-    failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
   };
 }

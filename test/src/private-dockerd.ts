@@ -112,7 +112,8 @@ export async function startPrivateDockerd(opts: { images: string[] }): Promise<P
     const p = proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
     p.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 40_000))]);
+    // unref: a timer left running would keep the test process alive 40 s after the engine stopped.
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 40_000).unref())]);
     if (p.exitCode === null && p.signalCode === null) {
       p.kill('SIGKILL');
       await exited;
