@@ -359,7 +359,7 @@ export class Actions {
         await ctx.registry.recordExpired({
           sessionId: tombstoneFor, service: inst.service, instanceId: id, reason: 'expired', endedAt: ctx.clock.now(),
           ...(inst.claimedAt !== undefined ? { claimedAt: inst.claimedAt } : {}), ...(inst.waitedMs !== undefined ? { waitedMs: inst.waitedMs } : {}),
-          ...(inst.bootMs !== null ? { bootMs: inst.bootMs } : {}),
+          ...(inst.bootMs !== null ? { bootMs: inst.bootMs } : {}), ...(inst.readyAt !== null ? { readyAt: inst.readyAt } : {}),
         })
           .catch((err: unknown) => ctx.log.warn({ err, session: tombstoneFor }, 'could not record the expired session'));
       }

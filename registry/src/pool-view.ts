@@ -84,12 +84,13 @@ export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, i
   for (const { value: c } of cache.claims.values()) {
     if (c.service !== service || c.bootMs === undefined || seen.has(c.instanceId)) continue;
     seen.add(c.instanceId);
-    samples.push({ at: c.claimedAt, ms: c.bootMs });
+    // When the boot ended (as the instance record said), so the sample keeps its time when the instance goes.
+    samples.push({ at: c.readyAt ?? c.claimedAt, ms: c.bootMs });
   }
   for (const { value: t } of cache.tombstones.values()) {
     if (t.service !== service || t.bootMs === undefined || seen.has(t.instanceId)) continue;
     seen.add(t.instanceId);
-    samples.push({ at: t.claimedAt ?? t.endedAt, ms: t.bootMs });
+    samples.push({ at: t.readyAt ?? t.claimedAt ?? t.endedAt, ms: t.bootMs });
   }
   return samples.sort((a, b) => a.at - b.at);
 }

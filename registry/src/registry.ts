@@ -193,6 +193,7 @@ export class Registry {
           sessionId: req.sessionId, service: req.service, instanceId: inst.id, claimedAt: at,
           ...(req.waitedMs !== undefined ? { waitedMs: Math.max(0, Math.round(req.waitedMs)) } : {}),
           ...(bootDurationMs(inst) !== null ? { bootMs: bootDurationMs(inst)! } : {}),
+          ...(typeof inst.readyAt === 'number' ? { readyAt: inst.readyAt } : {}),
         };
         const claimKey = this.keys.claim(req.service, inst.id);
         const instKey = this.keys.instance(req.service, inst.id);
@@ -326,6 +327,7 @@ export class Registry {
     const history = {
       ...(held?.waitedMs !== undefined ? { waitedMs: held.waitedMs } : {}),
       ...(held?.bootMs !== undefined ? { bootMs: held.bootMs } : {}),
+      ...(held?.readyAt !== undefined ? { readyAt: held.readyAt } : {}),
     };
     const tomb: TombstoneRecord = {
       sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now(), claimedAt: s.createdAt, ...history,

@@ -264,8 +264,9 @@ export interface ClaimRecord {
   claimedAt: number;
   /** How long the session's request waited for an instance (0: one was ready). */
   waitedMs?: number;
-  /** The claimed instance's measured boot time (ms): the boot history outlives the instance. */
+  /** The claimed instance's measured boot time (ms) and when it became ready: the boot history outlives the instance. */
   bootMs?: number;
+  readyAt?: number;
   /**
    * Set when the session was ended: the claim stays (on the tombstone lease) so the used
    * instance can never be claimed again, even before its agent has marked or destroyed it.
@@ -285,6 +286,7 @@ export interface TombstoneRecord {
   claimedAt?: number;
   waitedMs?: number;
   bootMs?: number;
+  readyAt?: number;
 }
 
 /** Holder of a warm slot. */
