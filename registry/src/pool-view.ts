@@ -31,8 +31,13 @@ type CacheView = Pick<RegistryCache, 'services' | 'hosts' | 'drains' | 'instance
 /** Boots of this many most recent ready instances count towards the boot time. */
 const RECENT_BOOTS = 20;
 
-/** An instance's boot time: its timed stages summed when its agent records them, else bootMs. */
+/**
+ * An instance's boot time: its timed stages summed when its agent records them, else bootMs;
+ * null until the instance was ready (a starting instance's stages hold only what it has done
+ * so far: counted, they would pull the median down while it starts and up once it is ready).
+ */
 export function bootDurationMs(i: InstanceRecord): number | null {
+  if (i.readyAt === null || i.readyAt === undefined) return null;
   const stages = (i as { stages?: Partial<Record<'pullMs' | 'createMs' | 'bootMs' | 'warmupMs', number | null>> }).stages;
   if (stages) {
     const sum = (stages.pullMs ?? 0) + (stages.createMs ?? 0) + (stages.bootMs ?? 0) + (stages.warmupMs ?? 0);

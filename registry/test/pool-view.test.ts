@@ -70,3 +70,10 @@ t.test('a policy written into the registry by hand that apply would refuse never
     t.match(p, { static: false, size: 0, waiting: 2, slots: 2 }, JSON.stringify(warm));
   }
 });
+
+t.test('a starting instance is no boot sample: its partial stages would pull the boot time down until it is ready (flap)', async (t) => {
+  const ready = inst('a', { stages: { pullMs: 0, createMs: 500, bootMs: 20_000, warmupMs: null } });
+  const starting = inst('b', { state: 'booting', readyAt: null, bootMs: null, createdAt: NOW - 1_000, stages: { pullMs: 0, createMs: 400 } });
+  const history = bootHistoryOf(cache({}), [ready, starting], 'chat');
+  t.same(history.map((h) => h.ms), [20_500], 'only the ready instance\'s whole start counts');
+});
