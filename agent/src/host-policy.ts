@@ -46,10 +46,28 @@ export function isUnder(p: string, prefix: string): boolean {
   return b === '/' || a === b || a.startsWith(`${b}/`);
 }
 
-/** Allowed when both the path as written and, if it exists, its real path (symlinks resolved) are under a prefix. */
+/**
+ * The real path of `p` (symlinks resolved); for a missing path, the real path of its nearest
+ * existing ancestor with the missing tail appended, since the engine creates a missing bind
+ * source through whatever symlink that ancestor is.
+ */
+function realOrAncestor(p: string, files: HostFiles): string {
+  const tail: string[] = [];
+  let at = path.posix.normalize(p);
+  for (;;) {
+    const real = files.realpath(at);
+    if (real !== undefined) return path.posix.join(real, ...tail);
+    const up = path.posix.dirname(at);
+    if (up === at) return path.posix.join('/', ...tail);
+    tail.unshift(path.posix.basename(at));
+    at = up;
+  }
+}
+
+/** Allowed when both the path as written and its real path (symlinks resolved, see realOrAncestor) are under a prefix. */
 function allowedPath(p: string, prefixes: readonly string[], files: HostFiles): boolean {
-  const real = files.realpath(p);
-  return prefixes.some((x) => isUnder(p, x)) && (real === undefined || prefixes.some((x) => isUnder(real, files.realpath(x) ?? x)));
+  const real = realOrAncestor(p, files);
+  return prefixes.some((x) => isUnder(p, x)) && prefixes.some((x) => isUnder(real, files.realpath(x) ?? x));
 }
 
 /**
