@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { ServiceSpec } from '@warmpool/registry';
-import { grantHostOptions, isUnder, type HostFiles } from '../src/host-policy.js';
+import { grantHostOptions, isUnder, namedVolumeRefusal, type HostFiles } from '../src/host-policy.js';
 
 const base = {
   name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
@@ -50,4 +50,16 @@ t.test('secret files: read at creation, trailing newline dropped, a missing file
   t.notMatch(JSON.stringify(missing), SECRET);
   const outside = grantHostOptions({ ...base, secretEnv: { X: '/etc/shadow' } }, allow, files);
   t.match(outside, { ok: false, reason: /secretEnv\.X: \/etc\/shadow is not under a secret directory/ }, 'any host file is not a secret');
+});
+
+t.test('existing named volumes: binds of host paths pass allow.hostPaths, other devices and drivers are refused', async (t) => {
+  const bind = (device: string) => ({ driver: 'local', options: { type: 'none', o: 'bind', device } });
+  t.equal(namedVolumeRefusal(0, 'hf', { driver: 'local', options: {} }, allow, files), undefined, 'a plain local volume');
+  t.equal(namedVolumeRefusal(0, 'm', bind('/data/models/llama'), allow, files), undefined, 'a bind under the prefix');
+  t.equal(namedVolumeRefusal(2, 'root', bind('/'), allow, files),
+    'volumes[2]: named volume root binds host path /, which is not allowed on this host (agent allow.hostPaths: /data/models)');
+  t.match(namedVolumeRefusal(0, 'esc', bind('/data/models/escape'), allow, files), /binds host path \/data\/models\/escape, which is not allowed/, 'through a symlink');
+  t.equal(namedVolumeRefusal(0, 't', { driver: 'local', options: { type: 'tmpfs', device: 'tmpfs', o: 'size=100m' } }, allow, files), undefined, 'tmpfs');
+  t.match(namedVolumeRefusal(0, 'disk', { driver: 'local', options: { type: 'ext4', device: '/dev/sda1' } }, allow, files), /mounts device \/dev\/sda1 \(type ext4\)/);
+  t.match(namedVolumeRefusal(0, 'p', { driver: 'rexray', options: {} }, allow, files), /uses volume driver rexray; only local volumes/);
 });
