@@ -1,6 +1,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import type { ServiceSpec, VolumeSpec } from '@warmpool/registry';
+import { z } from 'zod';
+import { containerOptionsShape, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
 import type { VolumeInfo } from './docker.js';
 
 /**
@@ -39,6 +40,9 @@ export interface HostGrant {
 }
 
 export type PolicyResult = { ok: true; grant: HostGrant } | { ok: false; reason: string };
+
+/** The container options of a stored spec, as a services file must write them (extra fields ignored). */
+const storedOptions = z.object(containerOptionsShape);
 
 /** `p` is `prefix` or below it (path segments, not string prefixes: /models2 is not under /models). */
 export function isUnder(p: string, prefix: string): boolean {
@@ -96,8 +100,17 @@ export function namedVolumeRefusal(i: number, name: string, info: VolumeInfo, al
  * files. A refusal's reason names the field and the path, never a secret's value (a read
  * error's message names the file only).
  */
-export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files: HostFiles = nodeFiles): PolicyResult {
-  for (const [i, v] of (spec.volumes ?? []).entries()) {
+export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, files: HostFiles = nodeFiles): PolicyResult {
+  // The registry's JSON is whatever its writer put there (`warmpool apply` validates, a raw
+  // write does not): the options are checked again here, by the services file's own schema.
+  const checked = storedOptions.safeParse(stored);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    const at = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
+    return { ok: false, reason: `${at || 'spec'}: ${issue.message}` };
+  }
+  const spec = checked.data;
+  for (const [i, v] of spec.volumes.entries()) {
     if (!v.source.startsWith('/')) continue; // a named volume
     if (!allowedPath(v.source, allow.hostPaths, files)) {
       return {
@@ -108,7 +121,7 @@ export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files:
   }
   if (spec.ipc === 'host' && !allow.ipcHost) return { ok: false, reason: 'ipc: host is not allowed on this host (agent allow.ipcHost is false)' };
   const secretEnv: Record<string, string> = {};
-  for (const [name, file] of Object.entries(spec.secretEnv ?? {})) {
+  for (const [name, file] of Object.entries(spec.secretEnv)) {
     if (!allowedPath(file, allow.secretDirs, files)) {
       return { ok: false, reason: `secretEnv.${name}: ${file} is not under a secret directory of this host (agent allow.secretDirs: ${allow.secretDirs.join(', ') || 'none'})` };
     }
@@ -122,5 +135,5 @@ export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files:
     // A trailing newline (echo > file) is not part of the secret.
     secretEnv[name] = value.replace(/\r?\n$/, '');
   }
-  return { ok: true, grant: { volumes: spec.volumes ?? [], secretEnv } };
+  return { ok: true, grant: { volumes: spec.volumes, secretEnv } };
 }
