@@ -1,4 +1,4 @@
-import { readFileSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { containerOptionsShape, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
@@ -27,9 +27,32 @@ export interface HostFiles {
   readFile(p: string): string;
 }
 
+/**
+ * Largest secret file read: Linux caps one env string at 128 KiB (MAX_ARG_STRLEN), and no
+ * token is near 64 KiB.
+ */
+export const MAX_SECRET_BYTES = 65_536;
+
+/**
+ * Reads a secret file: only a regular file of at most MAX_SECRET_BYTES, opened without
+ * blocking (a FIFO would otherwise stall the agent until someone writes to it). Errors carry
+ * a `code` that names the reason, never the content.
+ */
+function readSecretFile(p: string): string {
+  const fd = openSync(p, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw Object.assign(new Error(`${p} is not a regular file`), { code: st.isDirectory() ? 'EISDIR' : 'not a regular file' });
+    if (st.size > MAX_SECRET_BYTES) throw Object.assign(new Error(`${p} is too large`), { code: `larger than ${MAX_SECRET_BYTES} bytes` });
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export const nodeFiles: HostFiles = {
   realpath: (p) => { try { return realpathSync(p); } catch { return undefined; } },
-  readFile: (p) => readFileSync(p, 'utf8'),
+  readFile: readSecretFile,
 };
 
 /** The host-dependent part of an app container, once allowed. */
