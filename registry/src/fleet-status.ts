@@ -1,4 +1,6 @@
 import type { RegistryCache } from './cache.js';
+import { placementAllows } from './container-options.js';
+import type { HostRecord, ServiceSpec } from './types.js';
 import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
 import { serviceImageStatus, type ServiceImageStatus } from './image-status.js';
 
@@ -21,6 +23,8 @@ export interface ServiceStatus extends ServiceImageStatus {
   boots: { instance: string; host: string; state: string; elapsedMs: number; progress: number | null }[];
   /** Failed instances still shown, with why (e.g. a host path the host does not allow). */
   failures: { instance: string; host: string; reason: string }[];
+  /** Why no registered host can take an instance (GPUs per instance, placement labels), or null. */
+  unplaceable: string | null;
 }
 
 export interface HostStatus {
@@ -39,6 +43,17 @@ export interface Status {
   gpuInstances: { instance: string; service: string; host: string; gpus: string[] }[];
   services: ServiceStatus[];
   sessions: number;
+}
+
+/** Why none of `hosts` can run an instance of `spec` (the planner's GPU and label rules), or null. */
+function unplaceable(spec: ServiceSpec, hosts: readonly HostRecord[]): string | null {
+  if (!spec.warm || !hosts.length) return null;
+  const want = spec.placement?.hostLabels ?? {};
+  const labelled = hosts.filter((h) => placementAllows({ hostLabels: want }, h.labels ?? {}));
+  if (!labelled.length) return `no host has the labels ${Object.entries(want).map(([k, x]) => `${k}=${x}`).join(',')}`;
+  const gpus = spec.resources?.gpus ?? 0;
+  const most = Math.max(...labelled.map((h) => h.capacity.gpus ?? 0));
+  return gpus > most ? `needs ${gpus} GPUs per instance; the largest host${Object.keys(want).length ? ' with its labels' : ''} has ${most}` : null;
 }
 
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
@@ -69,6 +84,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
       failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
+      unplaceable: unplaceable(spec, hostRecords),
       ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
