@@ -3,13 +3,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type { ServiceSpec } from '@warmpool/registry';
+import { baseSpec } from './spec-fixture.js';
 import { grantHostOptions, nodeFiles } from '../src/host-policy.js';
 
-const base = {
-  name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
-  readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
-  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0, gpus: 0 },
-} satisfies ServiceSpec;
+const base = baseSpec;
 
 // A container with a writable bind mount of an allowed prefix can plant a symlink there
 // pointing out of it; a path BELOW that symlink that does not exist yet has no real path,

@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { ServiceSpec } from '@warmpool/registry';
+import { baseSpec } from './spec-fixture.js';
 import { grantHostOptions, type HostFiles } from '../src/host-policy.js';
 
 // Whoever can write the registry bypasses `warmpool apply`'s validation: the agent reads the
@@ -7,11 +8,7 @@ import { grantHostOptions, type HostFiles } from '../src/host-policy.js';
 // namespace, shared memory included, of another session's container), a bind mode smuggled
 // into a target, or fields of the wrong type; each is a refusal naming the field, never a grant
 // and never a thrown TypeError.
-const base = {
-  name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
-  readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
-  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0, gpus: 0 },
-} satisfies ServiceSpec;
+const base = baseSpec;
 const allow = { hostPaths: ['/data/models'], ipcHost: true, secretDirs: ['/etc/warmpool/secrets'] };
 const files: HostFiles = { realpath: (p) => p, readFile: () => 'v' };
 const raw = (extra: Record<string, unknown>): ServiceSpec => ({ ...base, ...extra }) as unknown as ServiceSpec;

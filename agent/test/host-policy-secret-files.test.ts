@@ -3,18 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import type { ServiceSpec } from '@warmpool/registry';
+import { baseSpec } from './spec-fixture.js';
 import { grantHostOptions, nodeFiles } from '../src/host-policy.js';
 
 // A secret file is read synchronously by the agent: a FIFO in a secret directory would block
 // its event loop for good (every pool of the host stuck), a huge file would fill its memory
 // (and could never be an env value: Linux caps one at 128 KiB). Only regular files up to
 // 64 KiB are read; anything else is a refusal naming the file.
-const base = {
-  name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
-  readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
-  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0, gpus: 0 },
-} satisfies ServiceSpec;
+const base = baseSpec;
 
 t.test('secret files: FIFOs and huge files are refused, not read (real files)', { timeout: 20_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'wp-secrets-'));

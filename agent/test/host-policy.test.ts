@@ -1,12 +1,8 @@
 import t from 'tap';
-import type { ServiceSpec } from '@warmpool/registry';
+import { baseSpec } from './spec-fixture.js';
 import { grantHostOptions, isUnder, namedVolumeRefusal, type HostFiles } from '../src/host-policy.js';
 
-const base = {
-  name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
-  readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
-  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0, gpus: 0 },
-} satisfies ServiceSpec;
+const base = baseSpec;
 const allow = { hostPaths: ['/data/models'], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] };
 const SECRET = 'hf_SUPERSECRETVALUE';
 /** A host with one secret file and a symlink under the allowed prefix that points at /. */
