@@ -1,4 +1,4 @@
-import { WarmpoolError, type HostSession, type InstanceRecord, type Registry, type RegistryCache } from '@warmpool/registry';
+import { WarmpoolError, poolView, type HostSession, type InstanceRecord, type Registry, type RegistryCache } from '@warmpool/registry';
 import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
@@ -101,6 +101,12 @@ export class Actions {
     return next;
   }
 
+  /** Warm slots of the service now, from the registry as this agent sees it (pool-view.ts). */
+  slotsOf(service: string): number {
+    const spec = this.ctx.cache.services.get(service)?.value;
+    return spec ? poolView(this.ctx.cache, spec, this.ctx.clock.now()).slots : 0;
+  }
+
   run(a: InstanceAction): Promise<void> {
     switch (a.type) {
       case 'mark-claimed': return this.markClaimed(a.instanceId, a.sessionId);
@@ -119,7 +125,7 @@ export class Actions {
     if (ctx.isClosed() || ctx.draining()) return;
     const spec = ctx.cache.services.get(a.service)?.value;
     const until = Math.max(ctx.backoff.until(a.service) ?? 0, ctx.hostBackoff.until('*') ?? 0, spec ? ctx.images.backoffUntil(spec.image) ?? 0 : 0);
-    if (!spec || a.slot >= spec.warm || until > ctx.clock.now()) return;
+    if (!spec || a.slot >= this.slotsOf(a.service) || until > ctx.clock.now()) return;
     if (ctx.cache.slots.has(ctx.cache.keys.slot(a.service, a.slot))) return; // someone was faster
     const id = ctx.newInstanceId(a.service);
     if (!(await ctx.host.takeSlot(a.service, a.slot, id))) {
@@ -264,6 +270,8 @@ export class Actions {
     inst.slot = null;
     inst.phase = 'claimed';
     inst.sessionId = sessionId;
+    const claim = this.ctx.cache.claims.get(id)?.value;
+    if (claim) { inst.claimedAt = claim.claimedAt; if (claim.waitedMs !== undefined) inst.waitedMs = claim.waitedMs; }
     this.ctx.backoff.success(inst.service);
     this.ctx.log.info({ instance: id, service: inst.service, session: sessionId }, 'instance claimed');
     await this.writeRecord(inst);
@@ -354,7 +362,11 @@ export class Actions {
         ctx.log.info({ instance: id, service: inst.service, reason }, 'instance retired');
       }
       if (tombstoneFor) {
-        await ctx.registry.recordExpired({ sessionId: tombstoneFor, service: inst.service, instanceId: id, reason: 'expired', endedAt: ctx.clock.now() })
+        await ctx.registry.recordExpired({
+          sessionId: tombstoneFor, service: inst.service, instanceId: id, reason: 'expired', endedAt: ctx.clock.now(),
+          ...(inst.claimedAt !== undefined ? { claimedAt: inst.claimedAt } : {}), ...(inst.waitedMs !== undefined ? { waitedMs: inst.waitedMs } : {}),
+          ...(inst.bootMs !== null ? { bootMs: inst.bootMs } : {}), ...(inst.readyAt !== null ? { readyAt: inst.readyAt } : {}),
+        })
           .catch((err: unknown) => ctx.log.warn({ err, session: tombstoneFor }, 'could not record the expired session'));
       }
       await this.removeContainers(inst);

@@ -1,4 +1,4 @@
-import type { ServiceSpec } from '@warmpool/registry';
+import { poolView, type ServiceSpec } from '@warmpool/registry';
 import { specHash } from './container-spec.js';
 import type { AgentContext } from './actions.js';
 import type { ContainerView, HostLoad, PlanInput, ServiceTarget } from './plan.js';
@@ -26,7 +26,11 @@ function backoffUntil(ctx: AgentContext, names: Iterable<string>): Map<string, n
 export function buildPlanInput(ctx: AgentContext, containers: ContainerView | undefined): PlanInput {
   const cache = ctx.cache;
   const services = new Map<string, ServiceTarget>();
-  for (const [name, v] of cache.services) services.set(name, { spec: v.value, hash: hashOf(v.value) });
+  const now = ctx.clock.now();
+  for (const [name, v] of cache.services) {
+    const pool = poolView(cache, v.value, now);
+    services.set(name, { spec: v.value, hash: hashOf(v.value), pool: { slots: pool.slots, static: pool.static, waiting: pool.waiting } });
+  }
 
   const slots = new Map<string, Map<number, string>>();
   for (const v of cache.slots.values()) {
@@ -82,7 +86,7 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
   }
 
   return {
-    now: ctx.clock.now(),
+    now,
     hostId: ctx.hostId,
     capacity: ctx.opts.capacity,
     gpuInventory: (ctx.opts.gpus ?? []).map((g) => g.id),

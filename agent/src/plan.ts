@@ -45,6 +45,9 @@ export interface LocalInstance {
   /** host:port of the sidecar. */
   address?: string;
   sessionId?: string;
+  /** When the session claimed it and how long its request had waited (for the expiry tombstone). */
+  claimedAt?: number;
+  waitedMs?: number;
   /** Why the instance must go (container died, sidecar reported failure...). */
   dead?: string;
   /** The death is the image's fault (counts towards the service's backoff). */
@@ -62,6 +65,39 @@ export interface LocalInstance {
 export interface ServiceTarget {
   spec: ServiceSpec;
   hash: string;
+  /**
+   * Warm slots of the service now (registry/src/pool-view.ts: pool size + waiting sessions,
+   * capped by the fleet's room) and whether its `warm` is a static number. Absent: the
+   * static `warm` number, no waiting sessions.
+   */
+  pool?: { slots: number; static: boolean; waiting: number };
+}
+
+/** Warm slots of a service: its pool's, else the static `warm` (0 for a policy with no view). */
+function slotsOf(t: ServiceTarget): number {
+  return t.pool?.slots ?? (typeof t.spec.warm === 'number' ? t.spec.warm : 0);
+}
+
+/**
+ * Instances to retire because the pool holds more slots than it has now: the holders of
+ * the highest slots at or above the count, as many as the surplus. Every agent computes the
+ * same set from the same slot map; each acts on its own instances only. A holder above the
+ * count that is not surplus keeps its slot (it fills a hole a claim left below the count).
+ */
+function surplusHolders(input: PlanInput): Set<string> {
+  const out = new Set<string>();
+  for (const [name, target] of input.services) {
+    const count = slotsOf(target);
+    const held = new Map<number, string>(input.fleet.slots.get(name) ?? []);
+    for (const i of input.local.values()) if (i.service === name && i.slot !== null && !held.has(i.slot)) held.set(i.slot, i.id);
+    let surplus = held.size - count;
+    if (surplus <= 0) continue;
+    for (const n of [...held.keys()].filter((k) => k >= count).sort((a, b) => b - a)) {
+      if (surplus-- <= 0) break;
+      out.add(held.get(n)!);
+    }
+  }
+  return out;
 }
 
 /** A host as other agents see it in the registry (used to spread instances). */
@@ -166,6 +202,7 @@ export function plan(input: PlanInput): Plan {
   let wakeAt: number | undefined;
   const wake = (t: number): void => { if (wakeAt === undefined || t < wakeAt) wakeAt = t; };
   const { now, fleet, local, services } = input;
+  const surplus = surplusHolders(input);
 
   // Ready instances of ours without a slot, per service (drain hand-over).
   const unslottedReady = new Map<string, number>();
@@ -263,8 +300,13 @@ export function plan(input: PlanInput): Plan {
         // The claim that deletes a slot writes the claim in the same transaction, and no claim
         // is here: the slot went with a lost lease, or a claim came and went unseen.
         actions.push({ type: 'destroy', instanceId: inst.id, reason: 'warm slot lost', failure: false });
-      } else if (inst.slot >= spec.warm) {
-        actions.push({ type: 'destroy', instanceId: inst.id, reason: 'warm count lowered', failure: false });
+      } else if (surplus.has(inst.id)) {
+        // A static pool with nobody waiting retires its surplus at once (as ever); a
+        // demand-driven one never destroys a boot to shrink: it retires the instance once ready.
+        const exact = target.pool === undefined || (target.pool.static && target.pool.waiting === 0);
+        if (exact || inst.phase === 'ready') {
+          actions.push({ type: 'destroy', instanceId: inst.id, reason: exact ? 'warm count lowered' : 'pool shrunk', failure: false });
+        }
       } else if (input.draining) {
         actions.push({ type: 'release-slot', instanceId: inst.id });
       }
@@ -278,7 +320,7 @@ export function plan(input: PlanInput): Plan {
       actions.push({ type: 'destroy', instanceId: inst.id, reason: 'host draining', failure: false });
     } else {
       const elsewhere = (fleet.readyUnclaimed.get(inst.service) ?? 0) - (unslottedReady.get(inst.service) ?? 0);
-      if (elsewhere >= spec.warm) {
+      if (elsewhere >= slotsOf(target)) {
         actions.push({ type: 'destroy', instanceId: inst.id, reason: 'host draining: replaced elsewhere', failure: false });
         unslottedReady.set(inst.service, (unslottedReady.get(inst.service) ?? 1) - 1);
       }
@@ -322,16 +364,22 @@ function planStarts(input: PlanInput, actions: Action[], wake: (t: number) => vo
 
   const names = [...input.services.keys()].sort();
   for (const name of names) {
-    const { spec } = input.services.get(name)!;
-    if (spec.warm <= 0 || input.starting.has(name)) continue;
+    const target = input.services.get(name)!;
+    const { spec } = target;
+    const slots = slotsOf(target);
+    if (slots <= 0 || input.starting.has(name)) continue;
     const placement = spec.placement ?? { hostLabels: {} };
     if (!placementAllows(placement, input.hostLabels ?? {})) continue;
     const until = input.backoffUntil.get(name);
     if (until !== undefined && until > now) { wake(until); continue; }
     const held = fleet.slots.get(name);
     const mine = localSlots.get(name);
+    let holders = held?.size ?? 0;
+    for (const n of mine ?? []) if (!held?.has(n)) holders++;
+    // Holders above the count (kept, see surplusHolders) fill the holes below it.
+    if (holders >= slots) continue;
     const free: number[] = [];
-    for (let n = 0; n < spec.warm; n++) if (!held?.has(n) && !mine?.has(n)) free.push(n);
+    for (let n = 0; n < slots; n++) if (!held?.has(n) && !mine?.has(n)) free.push(n);
     if (!free.length) continue;
     if (count >= input.capacity.instances) return;
     if (input.capacity.memoryMb > 0 && memory + spec.resources.memoryMb > input.capacity.memoryMb) continue;

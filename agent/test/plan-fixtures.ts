@@ -34,8 +34,12 @@ export function input(o: {
   local?: LocalInstance[]; services?: ServiceSpec[]; fleet?: Fleet; draining?: boolean; busy?: string[]; starting?: string[];
   backoff?: Record<string, number>; capacity?: { instances: number; memoryMb: number }; containers?: PlanInput['containers']; hostId?: string;
   gpuInventory?: string[]; hostLabels?: Record<string, string>; startingGpus?: Record<string, string[]>;
+  /** service -> its pool now (slots, static, waiting); absent: the static warm number. */
+  pools?: Record<string, NonNullable<ServiceTarget['pool']>>;
 } = {}): PlanInput {
-  const services = new Map<string, ServiceTarget>((o.services ?? [spec()]).map((s) => [s.name, { spec: s, hash: 'h1' }]));
+  const services = new Map<string, ServiceTarget>((o.services ?? [spec()]).map((s) => [s.name, {
+    spec: s, hash: 'h1', ...(o.pools?.[s.name] ? { pool: o.pools[s.name] } : {}),
+  }]));
   const f = o.fleet ?? {};
   const slots = new Map(Object.entries(f.slots ?? {}).map(([svc, m]) => [svc, new Map(Object.entries(m).map(([n, id]) => [Number(n), id]))]));
   return {

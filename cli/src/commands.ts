@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { parseServicesFile, Registry, type KvStore, type ServiceSpec } from '@warmpool/registry';
-import { computeStatus } from '@warmpool/registry';
+import { computeStatus, poolCost, poolView } from '@warmpool/registry';
 import { renderStatus } from './status.js';
 import { formatDuration } from './durations.js';
 
@@ -122,7 +122,12 @@ export async function inspect(store: KvStore, prefix: string, io: Io, opts: { ki
     const c = await reg.cache();
     let v: unknown;
     switch (opts.kind) {
-      case 'service': v = c.services.get(opts.id)?.value; break;
+      case 'service': {
+        const spec = c.services.get(opts.id)?.value;
+        // The spec, and the pool's decision with what it rests on (docs/pool-sizing.md).
+        v = spec && { ...spec, pool: poolView(c, spec, Date.now(), { explain: true }), cost: poolCost(c, spec) };
+        break;
+      }
       case 'host': v = c.hosts.get(opts.id)?.value; break;
       case 'instance': {
         const i = c.instances.get(opts.id)?.value;

@@ -1,4 +1,4 @@
-import type { Status } from '@warmpool/registry';
+import type { ServiceStatus, Status } from '@warmpool/registry';
 import { formatDuration } from './durations.js';
 
 export { computeStatus, type Status, type ServiceStatus, type HostStatus } from '@warmpool/registry';
@@ -6,6 +6,28 @@ export { computeStatus, type Status, type ServiceStatus, type HostStatus } from 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
+}
+
+const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
+const pct = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFixed(1)}%`);
+
+/** One service's pool: its size and why, the measured rate and boot time, the next change, its cost. */
+export function renderPool(v: ServiceStatus): string {
+  const p = v.pool;
+  const lines: string[] = [];
+  const slots = `${p.slots} slots = ${p.size} pool + ${p.waiting} waiting${p.slots < p.size + p.waiting ? ` (capped: the fleet has room for ${p.room} more)` : ''}`;
+  if (p.static) {
+    lines.push(`${v.name}: static warm ${p.size}; ${slots}`);
+  } else {
+    const z = p.sizing!;
+    lines.push(`${v.name}: target ${p.size}; ${slots}`);
+    lines.push(`  why: ${z.reason}`);
+    lines.push(`  measured: ${(z.ratePerSec * 60).toFixed(2)} claims/min, boot ${secs(z.bootMs)}${z.bootMeasured ? '' : ' (none measured yet: default)'}; minimum now ${z.floor}`);
+    lines.push(`  next: ${z.next ? `${z.next.size} at ${new Date(z.next.at).toISOString()} if no session arrives` : 'no change expected'}`);
+  }
+  const c = v.cost;
+  lines.push(`  cost: hit ratio ${pct(c.hitRatio)} of ${c.sessions} sessions; ${c.waits.count} waited (p50 ${c.waits.p50Ms === null ? '-' : secs(c.waits.p50Ms)}, p95 ${c.waits.p95Ms === null ? '-' : secs(c.waits.p95Ms)}); now ${c.now.idle} idle, ${c.now.busy} busy${c.now.idleGpus || c.now.busyGpus ? ` (${c.now.idleGpus} idle GPUs, ${c.now.busyGpus} busy)` : ''}`);
+  return lines.join('\n');
 }
 
 /**
@@ -24,14 +46,18 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
   out.push('', 'SERVICES');
   out.push(s.services.length
     ? table([
-      ['SERVICE', 'TARGET', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT', 'PULLING', 'IMAGE ON'],
+      ['SERVICE', 'TARGET', 'WAITING', 'READY', 'BOOTING', 'CLAIMED', 'FAILED', 'TYPICAL BOOT', 'PULLING', 'IMAGE ON'],
       ...s.services.map((v) => [
-        v.name, String(v.target), String(v.ready), String(v.booting), String(v.claimed), String(v.failed),
+        v.name, String(v.target), String(v.waiting), String(v.ready), String(v.booting), String(v.claimed), String(v.failed),
         v.typicalBootMs === null ? '-' : `${(v.typicalBootMs / 1000).toFixed(1)}s`, String(v.pulling ?? 0),
         v.imageHosts ? `${v.imagePresentOn}/${v.imageHosts.length} hosts` : '-',
       ]),
     ])
     : `(none${at ? ` under ${at}` : ''}: run warmpool apply -f services.yaml, or name your fleet's registry with --etcd / --prefix)`);
+  if (s.services.length) {
+    out.push('', 'POOLS');
+    out.push(s.services.map(renderPool).join('\n'));
+  }
   const timed = s.services.filter((v) => v.typicalStages.startMs !== null);
   if (timed.length) {
     const secs = (ms: number | null): string => (ms === null ? '-' : ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : formatDuration(ms));

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { KvEntry, KvEvent, KvStore, KvWatch } from './kv.js';
 import type { Keys} from './keys.js';
 import { type KeyKind } from './keys.js';
-import type { ClaimRecord, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, SlotRecord, TombstoneRecord } from './types.js';
+import type { ClaimRecord, DemandRecord, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, SlotRecord, TombstoneRecord } from './types.js';
 import { ReadyIndex } from './ready-index.js';
 
 export interface Versioned<T> { value: T; modRevision: string; lease?: string }
@@ -17,7 +17,7 @@ export interface CacheChange {
 export type CacheState = 'idle' | 'syncing' | 'live' | 'closed';
 
 /** Every kind a cache can follow; idempotency keys are only ever read by key, never cached. */
-export const CACHED_KINDS: readonly KeyKind[] = ['services', 'hosts', 'drain', 'instances', 'claims', 'sessions', 'slots', 'tombstones', 'cluster'];
+export const CACHED_KINDS: readonly KeyKind[] = ['services', 'hosts', 'drain', 'instances', 'claims', 'sessions', 'slots', 'tombstones', 'cluster', 'demand'];
 
 export interface CacheOptions {
   /**
@@ -75,6 +75,8 @@ export class RegistryCache extends EventEmitter {
   sessions = new Map<string, Versioned<SessionRecord>>();
   slots = new Map<string, Versioned<SlotRecord>>();
   tombstones = new Map<string, Versioned<TombstoneRecord>>();
+  /** Waiting sessions per router, keyed by the full key ({p}demand/{service}/{router}). */
+  demand = new Map<string, Versioned<DemandRecord>>();
   cluster: { secret: string } | undefined;
   readonly ready = new ReadyIndex();
   /** The highest revision any followed prefix reached. */
@@ -299,6 +301,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': for (const [n] of this.sessions) yield k.session(n); return;
       case 'slots': for (const [key] of this.slots) yield key; return;
       case 'tombstones': for (const [n] of this.tombstones) yield k.tombstone(n); return;
+      case 'demand': for (const [key] of this.demand) yield key; return;
       case 'cluster': if (this.cluster) yield k.cluster(); return;
       default: return;
     }
@@ -315,6 +318,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': return this.sessions.get(p.parts[0]!)?.modRevision;
       case 'slots': return this.slots.get(key)?.modRevision;
       case 'tombstones': return this.tombstones.get(p.parts[0]!)?.modRevision;
+      case 'demand': return this.demand.get(key)?.modRevision;
       default: return undefined;
     }
   }
@@ -341,6 +345,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': this.sessions.set(p.parts[0]!, v(value)); break;
       case 'slots': this.slots.set(key, v(value)); break;
       case 'tombstones': this.tombstones.set(p.parts[0]!, v(value)); break;
+      case 'demand': this.demand.set(key, v(value)); break;
       case 'cluster': this.cluster = value as { secret: string }; break;
       case 'idempotency': return;
     }
@@ -361,6 +366,7 @@ export class RegistryCache extends EventEmitter {
       case 'sessions': had = this.sessions.delete(p.parts[0]!); break;
       case 'slots': had = this.slots.delete(key); break;
       case 'tombstones': had = this.tombstones.delete(p.parts[0]!); break;
+      case 'demand': had = this.demand.delete(key); break;
       case 'cluster': had = this.cluster !== undefined; this.cluster = undefined; break;
       case 'idempotency': return;
     }

@@ -1,12 +1,21 @@
 import type { RegistryCache } from './cache.js';
 import { placementAllows } from './container-options.js';
 import type { HostRecord, ServiceSpec } from './types.js';
+import { poolView, type PoolView } from './pool-view.js';
+import { poolCost, type PoolCost } from './pool-cost.js';
 import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
 import { serviceImageStatus, type ServiceImageStatus } from './image-status.js';
 
 export interface ServiceStatus extends ServiceImageStatus {
   name: string;
+  /** Pool size now: the static `warm`, or what the demand-driven policy asks for. */
   target: number;
+  /** Sessions waiting in routers' queues (they add boots on top of the target). */
+  waiting: number;
+  /** The pool's sizing and its explanation (docs/pool-sizing.md). */
+  pool: PoolView;
+  /** Hit ratio, waits and idle/busy instances (docs/pool-sizing.md#cost). */
+  cost: PoolCost;
   /** Instances starting (pulling, booting or warming up). */
   booting: number;
   /** Of those, the ones sending their warm-up requests. */
@@ -45,9 +54,9 @@ export interface Status {
   sessions: number;
 }
 
-/** Why none of `hosts` can run an instance of `spec` (the planner's GPU and label rules), or null. */
-function unplaceable(spec: ServiceSpec, hosts: readonly HostRecord[]): string | null {
-  if (!spec.warm || !hosts.length) return null;
+/** Why none of `hosts` can run an instance of `spec` (the planner's GPU and label rules), or null; null when the pool is empty (`target` 0). */
+function unplaceable(spec: ServiceSpec, target: number, hosts: readonly HostRecord[]): string | null {
+  if (!target || !hosts.length) return null;
   const want = spec.placement?.hostLabels ?? {};
   const labelled = hosts.filter((h) => placementAllows({ hostLabels: want }, h.labels ?? {}));
   if (!labelled.length) return `no host has the labels ${Object.entries(want).map(([k, x]) => `${k}=${x}`).join(',')}`;
@@ -57,17 +66,26 @@ function unplaceable(spec: ServiceSpec, hosts: readonly HostRecord[]): string | 
 }
 
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
-export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains'>, now: number): Status {
+export function computeStatus(
+  cache: Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'sessions' | 'drains' | 'tombstones' | 'demand'>,
+  now: number,
+): Status {
   const services: ServiceStatus[] = [];
+  // Snapshots from older callers may lack the demand and tombstone maps: no waiters, no history.
+  const history = { ...pick(cache), tombstones: cache.tombstones ?? new Map(), demand: cache.demand ?? new Map() };
   const hostRecords = [...cache.hosts.values()].map((v) => v.value);
   for (const [name, { value: spec }] of cache.services) {
     const insts = [...cache.instances.values()].map((v) => v.value).filter((i) => i.service === name);
     const claimed = insts.filter((i) => cache.claims.has(i.id) || i.state === 'claimed');
     const typical = typicalStages(insts.filter((i) => startMs(i) !== null));
     const starting = insts.filter((i) => isStarting(i.state));
+    const pool = poolView(history, spec, now, { explain: true });
     services.push({
       name,
-      target: spec.warm,
+      target: pool.size,
+      waiting: pool.waiting,
+      pool,
+      cost: poolCost(history, spec),
       booting: starting.length,
       warming: starting.filter((i) => i.state === 'warming').length,
       ready: insts.filter((i) => i.state === 'ready' && !cache.claims.has(i.id)).length,
@@ -84,7 +102,7 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
       failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
-      unplaceable: unplaceable(spec, hostRecords),
+      unplaceable: unplaceable(spec, pool.size, hostRecords),
       ...serviceImageStatus(spec, insts, hostRecords),
     });
   }
@@ -102,4 +120,8 @@ export function computeStatus(cache: Pick<RegistryCache, 'services' | 'hosts' | 
   const gpuInstances = [...cache.instances.values()].map((v) => v.value).filter((i) => i.gpus?.length && i.state !== 'failed')
     .map((i) => ({ instance: i.id, service: i.service, host: i.host, gpus: i.gpus! }));
   return { hosts, gpuInstances, services, sessions: cache.sessions.size };
+}
+
+function pick<T extends Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'drains'>>(c: T) {
+  return { services: c.services, hosts: c.hosts, instances: c.instances, claims: c.claims, drains: c.drains };
 }

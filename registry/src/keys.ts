@@ -11,11 +11,12 @@
  *   {p}sessions/{session}                 SessionRecord          session lease
  *   {p}idempotency/{service}/{key}        {"sessionId"}          session lease
  *   {p}tombstones/{session}               TombstoneRecord        shared tombstone lease
+ *   {p}demand/{service}/{router}          DemandRecord           router lease (waiting sessions)
  *   {p}cluster                            {"secret"}             created once (credential key)
  */
 export const DEFAULT_PREFIX = '/warmpool/';
 
-export type KeyKind = 'services' | 'hosts' | 'drain' | 'instances' | 'slots' | 'claims' | 'sessions' | 'idempotency' | 'tombstones' | 'cluster';
+export type KeyKind = 'services' | 'hosts' | 'drain' | 'instances' | 'slots' | 'claims' | 'sessions' | 'idempotency' | 'tombstones' | 'cluster' | 'demand';
 
 export class Keys {
   constructor(readonly prefix: string = DEFAULT_PREFIX) {
@@ -33,6 +34,7 @@ export class Keys {
   idempotency(service: string, key: string): string { return `${this.prefix}idempotency/${service}/${encodeURIComponent(key)}`; }
   tombstone(id: string): string { return `${this.prefix}tombstones/${id}`; }
   cluster(): string { return `${this.prefix}cluster`; }
+  demand(service: string, router: string): string { return `${this.prefix}demand/${service}/${router}`; }
   kindPrefix(kind: KeyKind): string { return `${this.prefix}${kind}/`; }
 
   /** Splits a full key into its kind and path parts; undefined for keys outside the layout. */
@@ -44,7 +46,7 @@ export class Keys {
     switch (kind) {
       case 'services': case 'hosts': case 'drain': case 'sessions': case 'tombstones':
         return parts.length === 1 && parts[0] ? { kind, parts } : undefined;
-      case 'instances': case 'slots': case 'claims': case 'idempotency':
+      case 'instances': case 'slots': case 'claims': case 'idempotency': case 'demand':
         return parts.length === 2 && parts[0] && parts[1] ? { kind, parts } : undefined;
       default:
         return undefined;

@@ -6,6 +6,7 @@ import { HostSession } from './host-session.js';
 import { SessionKeeper } from './session-keeper.js';
 import { newClusterSecret } from './credentials.js';
 import { RegistryError } from './errors.js';
+import { bootDurationMs } from './pool-view.js';
 import type { ClaimRecord, ClaimResult, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, TombstoneRecord } from './types.js';
 
 export interface RegistryOptions {
@@ -33,6 +34,14 @@ export interface ClaimRequest {
   idempotencyKey?: string;
   /** Attempts against other instances when a concurrent claimer wins the race. */
   maxAttempts?: number;
+  /** How long the request waited for an instance (kept in the claim: hit ratio, pool sizing). */
+  waitedMs?: number;
+  /**
+   * Writes that go in the claim's own transaction: a router's updated demand record
+   * (its queue minus this waiter), so agents see the waiter leave and its instance taken
+   * at once and never boot for a waiter that is already served.
+   */
+  alsoWrite?: () => KvOp[];
 }
 
 export type SessionLookup =
@@ -148,6 +157,8 @@ export class Registry {
     // The instance's current version when a txn lost only because its record changed
     // (an agent rewrote it, say after renewing its host lease) and it is still claimable.
     let fresh: Versioned<InstanceRecord> | undefined;
+    // Dropped after a "lease not found": the extra writes may hang on a lease that is gone too.
+    let alsoWrite = req.alsoWrite;
     for (let i = 0; i < attempts; i++) {
       let picked = fresh;
       fresh = undefined;
@@ -178,7 +189,12 @@ export class Registry {
           createdAt: at, expiresAt: at + spec.session.maxLifetimeSec * 1000, idleTimeoutSec: ttl, lease,
           ...(req.idempotencyKey ? { idempotencyKey: req.idempotencyKey } : {}),
         };
-        const claim: ClaimRecord = { sessionId: req.sessionId, service: req.service, instanceId: inst.id, claimedAt: at };
+        const claim: ClaimRecord = {
+          sessionId: req.sessionId, service: req.service, instanceId: inst.id, claimedAt: at,
+          ...(req.waitedMs !== undefined ? { waitedMs: Math.max(0, Math.round(req.waitedMs)) } : {}),
+          ...(bootDurationMs(inst) !== null ? { bootMs: bootDurationMs(inst)! } : {}),
+          ...(typeof inst.readyAt === 'number' ? { readyAt: inst.readyAt } : {}),
+        };
         const claimKey = this.keys.claim(req.service, inst.id);
         const instKey = this.keys.instance(req.service, inst.id);
         const ops: KvOp[] = [
@@ -187,6 +203,7 @@ export class Registry {
         ];
         if (idemKey) ops.push({ type: 'put', key: idemKey, value: JSON.stringify({ sessionId: req.sessionId }), lease });
         if (inst.slot !== null) ops.push({ type: 'delete', key: this.keys.slot(req.service, inst.slot) });
+        if (alsoWrite) ops.push(...alsoWrite());
         const compares = [
           { key: instKey, op: 'modRevision' as const, equals: picked.modRevision },
           { key: claimKey, op: 'absent' as const },
@@ -218,6 +235,11 @@ export class Registry {
       } catch (err) {
         // The instance's own lease expired (its agent stopped refreshing it): retry this
         // instance with a pooled lease on the next attempt.
+        if (isLeaseNotFound(err) && alsoWrite) {
+          alsoWrite = undefined;
+          tried.delete(inst.id);
+          continue;
+        }
         if (!pooled && isLeaseNotFound(err)) {
           tried.delete(inst.id);
           ownLeaseGone.add(inst.id);
@@ -300,11 +322,22 @@ export class Registry {
     const cur = await this.store.get(key);
     if (!cur) return false;
     const s = JSON.parse(cur.value) as SessionRecord;
-    const tomb: TombstoneRecord = { sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now() };
+    const held = this.cacheObj?.claims.get(s.instanceId)?.value;
+    // Pool-sizing history the ended claim and the tombstone keep (docs/pool-sizing.md).
+    const history = {
+      ...(held?.waitedMs !== undefined ? { waitedMs: held.waitedMs } : {}),
+      ...(held?.bootMs !== undefined ? { bootMs: held.bootMs } : {}),
+      ...(held?.readyAt !== undefined ? { readyAt: held.readyAt } : {}),
+    };
+    const tomb: TombstoneRecord = {
+      sessionId: id, service: s.service, instanceId: s.instanceId, reason, endedAt: this.now(), claimedAt: s.createdAt, ...history,
+    };
     const tombLease = await this.tombstoneLeaseId();
     // The claim is not deleted but marked ended: an instance serves one session, and a
     // missing claim key would make it look claimable until its agent catches up.
-    const ended: ClaimRecord = { sessionId: id, service: s.service, instanceId: s.instanceId, claimedAt: s.createdAt, ended: true, endedAt: tomb.endedAt };
+    const ended: ClaimRecord = {
+      sessionId: id, service: s.service, instanceId: s.instanceId, claimedAt: s.createdAt, ended: true, endedAt: tomb.endedAt, ...history,
+    };
     const ops: KvOp[] = [
       { type: 'delete', key },
       { type: 'put', key: this.keys.claim(s.service, s.instanceId), value: JSON.stringify(ended), lease: tombLease },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { containerOptionsShape, gpusPerInstance } from './container-options.js';
 import type { ServiceSpec } from './types.js';
+import { warmSchema } from './warm-policy.js';
 
 /**
  * Largest `warm` of one service. Each warm instance holds a slot key (~250 bytes in etcd) and
@@ -60,7 +61,7 @@ export const serviceSpecSchema = z.object({
   name,
   image: z.string().min(1, 'an image name is required'),
   containerPort: z.number().int().min(1).max(65535).default(8000),
-  warm: z.number().int().min(0).max(MAX_WARM).default(1),
+  warm: warmSchema(MAX_WARM),
   maxPerHost: z.number().int().min(1).max(MAX_PER_HOST).default(16),
   bootTimeoutSec: z.number().positive().max(86_400).default(600),
   // Health of the app (issue 16): readiness until ready, then liveness; optional warm-up.

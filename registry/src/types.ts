@@ -80,8 +80,12 @@ export interface ServiceSpec {
   image: string;
   /** Port the app listens on inside its container (never published). */
   containerPort: number;
-  /** Ready-and-unclaimed instances kept across the whole fleet. */
-  warm: number;
+  /**
+   * Ready-or-booting unclaimed instances kept across the whole fleet: a number (a static
+   * pool) or a demand-driven policy (docs/pool-sizing.md). Either way, sessions waiting in
+   * routers' queues add instances on top (DemandRecord).
+   */
+  warm: number | WarmPolicy;
   /** Upper bound of instances of this service on one host. */
   maxPerHost: number;
   /** An instance not ready within this many seconds is destroyed and replaced. */
@@ -138,6 +142,52 @@ export interface GpuDevice {
   uuid?: string;
   name?: string;
   memoryMb?: number;
+}
+
+/**
+ * A demand-driven pool (docs/pool-sizing.md): enough instances that a new session finds one
+ * ready with probability `target`, from the claim rate and the boot time the registry shows.
+ */
+export interface WarmPolicy {
+  /** Never fewer ready-or-booting instances than this (0: scale to zero). */
+  min: number;
+  /** Never more than this (waiting sessions may still add their own boots on top). */
+  max: number;
+  /** Probability, in (0, 1), that a new session finds a ready instance. */
+  target: number;
+  /** Seconds of claims the rate is measured over (default 300). */
+  windowSec: number;
+  /** Seconds the pool stays at a size before it may shrink (default 300). */
+  cooldownSec: number;
+  /** Known demand: during each window the pool keeps at least its `min`. */
+  windows: WarmWindow[];
+}
+
+/** A recurring time window with its own minimum, e.g. weekdays 08:00-18:00 in Europe/Paris. */
+export interface WarmWindow {
+  /** Days the window starts on (mon..sun); all days when empty. */
+  days: ('mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun')[];
+  /** Local start time "HH:MM". */
+  start: string;
+  /** Local end time "HH:MM"; before `start`: the window runs past midnight. */
+  end: string;
+  /** IANA time zone the times are in (default UTC). */
+  timezone: string;
+  min: number;
+}
+
+/**
+ * Sessions waiting in one router's FIFO queue for an instance of a service, published by
+ * that router on its own lease (gone with the router). Agents add every router's `waiting`
+ * to the pool size, so a burst boots one instance per waiter at once.
+ */
+export interface DemandRecord {
+  service: string;
+  router: string;
+  waiting: number;
+  /** When the oldest of these requests started waiting (epoch ms). */
+  oldestSince: number;
+  at: number;
 }
 
 /** A host, written by its agent on the host lease. */
@@ -212,6 +262,11 @@ export interface ClaimRecord {
   service: string;
   instanceId: string;
   claimedAt: number;
+  /** How long the session's request waited for an instance (0: one was ready). */
+  waitedMs?: number;
+  /** The claimed instance's measured boot time (ms) and when it became ready: the boot history outlives the instance. */
+  bootMs?: number;
+  readyAt?: number;
   /**
    * Set when the session was ended: the claim stays (on the tombstone lease) so the used
    * instance can never be claimed again, even before its agent has marked or destroyed it.
@@ -227,6 +282,11 @@ export interface TombstoneRecord {
   instanceId: string;
   reason: 'ended' | 'expired' | 'instance-gone';
   endedAt: number;
+  /** When the session was claimed, and how long its request waited (arrival history, pool sizing). */
+  claimedAt?: number;
+  waitedMs?: number;
+  bootMs?: number;
+  readyAt?: number;
 }
 
 /** Holder of a warm slot. */

@@ -16,6 +16,7 @@ import { adminRoutes, opsRoutes } from './routes-admin.js';
 import { proxyRoutes, upgradeHandler } from './routes-proxy.js';
 import type { RouterContext } from './context.js';
 import { dashboardRoutes } from './dashboard.js';
+import { PoolMonitor } from './pool-monitor.js';
 
 export interface BuildRouterOptions {
   /** The registry this router claims from and routes with (the caller owns and closes it). */
@@ -109,17 +110,23 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
       return out;
     },
     registryConnected: () => (ctxRef.ctx?.directory.link() === 'live' ? 1 : 0),
+    pools: () => pools.current(),
+    usage: () => pools.usageTotals(),
   };
+  const pools = new PoolMonitor(now);
   const metrics = createMetrics(metricsSources, { defaultMetrics: opts.defaultMetrics ?? false });
   // onLive runs once the cache is listed, long after `claimer` below is initialised.
   const stages = new StageMetrics(metrics);
-  const directory = new SessionDirectory(opts.registry, now, (cache) => { claimer.attach(cache); stages.attach(cache); });
-  const claimer = new SessionClaimer(opts.registry, directory, metrics, { now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}) });
+  const directory = new SessionDirectory(opts.registry, now, (cache) => { claimer.attach(cache); stages.attach(cache); pools.attach(cache); });
+  const claimer = new SessionClaimer(opts.registry, directory, metrics, {
+    now, ...(opts.newSessionId ? { newSessionId: opts.newSessionId } : {}),
+    onError: (err) => app.log.warn({ err }, 'could not publish the waiting sessions; retrying'),
+  });
   const proxy = createUpstreamProxy({
     idleTimeoutMs: config.proxy.idleTimeoutMs, keepAliveTimeoutMs: config.proxy.keepAliveTimeoutMs, bufferResponseBytes: config.proxy.bufferResponseBytes,
   });
   const forwarder = new SessionForwarder(proxy, metrics, config.limits.maxBodyBytes, (s) => directory.touch(s), app.log);
-  const ctx: RouterContext = { config, registry: opts.registry, directory, claimer, forwarder, metrics, log: app.log };
+  const ctx: RouterContext = { config, registry: opts.registry, directory, claimer, forwarder, metrics, pools, log: app.log };
   ctxRef.ctx = ctx;
 
   app.setErrorHandler((err, request, reply) => {
@@ -157,6 +164,8 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
     }
   });
   app.addHook('onClose', async () => {
+    await claimer.stopPublishing();
+    pools.close();
     proxy.close();
     forwarder.close();
     stages.detach();

@@ -5,6 +5,7 @@ import type { SessionDirectory } from './session-directory.js';
 import type { SessionClaimer } from './session-claimer.js';
 import type { SessionForwarder } from './session-forwarder.js';
 import type { RouterMetrics } from './metrics.js';
+import type { PoolMonitor } from './pool-monitor.js';
 
 /** What the route modules share; built once by buildRouter. */
 export interface RouterContext {
@@ -14,5 +15,7 @@ export interface RouterContext {
   claimer: SessionClaimer;
   forwarder: SessionForwarder;
   metrics: RouterMetrics;
+  /** The fleet's pools over the last hour and their instance-seconds (dashboard, metrics). */
+  pools: PoolMonitor;
   log: FastifyBaseLogger;
 }

@@ -1,9 +1,20 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { computeStatus, type InstanceStages, type RegistryCache } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import type { RouterContext } from './context.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
+import { retryAfterSec } from './boot-eta.js';
+import type { PoolMonitor, PoolPoint } from './pool-monitor.js';
+
+const require = createRequire(import.meta.url);
+/** The charting library (uPlot, MIT), served by the router itself: no CDN. */
+const UPLOT = {
+  js: readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'),
+  css: readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8'),
+};
 
 /** What the dashboard shows; session ids are shortened (a full id is a credential). */
 export interface DashboardState {
@@ -13,10 +24,18 @@ export interface DashboardState {
   sessions: { id: string; service: string; instance: string; host: string; ageMs: number; expiresInMs: number }[];
   /** Claims seen in the last minute (from the registry watch: all routers' claims). */
   claimsPerMin: number;
+  /** The plot's newest point per service (the page appends it to the hour it loaded). */
+  points: Record<string, PoolPoint>;
+  /** Per service with sessions waiting: seconds until the first waiter's boot is expected to end. */
+  etaSec: Record<string, number>;
 }
 
-export function dashboardState(cache: RegistryCache, claimTimes: number[], now: number): DashboardState {
+export function dashboardState(cache: RegistryCache, pools: PoolMonitor, now: number): DashboardState {
   const status = computeStatus(cache, now);
+  const etaSec: Record<string, number> = {};
+  for (const s of status.services) {
+    if (s.waiting > 0) etaSec[s.name] = retryAfterSec(cache.instancesOf(s.name), cache.services.get(s.name)?.value, now, 0);
+  }
   const instances = [...cache.instances.values()].map(({ value: i }) => ({
     id: i.id, service: i.service, host: i.host, state: cache.claims.has(i.id) && i.state === 'ready' ? 'claimed' : i.state,
     claimed: cache.claims.has(i.id), ageMs: now - i.createdAt, bootMs: i.bootMs, stages: i.stages ?? null,
@@ -25,8 +44,7 @@ export function dashboardState(cache: RegistryCache, claimTimes: number[], now: 
   const sessions = [...cache.sessions.values()].map(({ value: s }) => ({
     id: `${s.id.slice(0, 6)}…`, service: s.service, instance: s.instanceId, host: s.host, ageMs: now - s.createdAt, expiresInMs: s.expiresAt - now,
   }));
-  const since = now - 60_000;
-  return { at: now, status, instances, sessions, claimsPerMin: claimTimes.filter((t) => t >= since).length };
+  return { at: now, status, instances, sessions, claimsPerMin: pools.claimsPerMin(), points: Object.fromEntries(pools.current()), etaSec };
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -42,19 +60,9 @@ function sameSecret(a: string, b: string): boolean {
 export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number } = {}) {
   const now = opts.now ?? Date.now;
   return async (app: FastifyInstance): Promise<void> => {
-    const claimTimes: number[] = [];
     const streams = new Set<() => void>();
     app.addHook('onClose', async () => { for (const end of [...streams]) end(); });
-    let attached: RegistryCache | undefined;
-    const attach = (cache: RegistryCache): void => {
-      if (attached === cache) return;
-      attached = cache;
-      cache.on('change', (c: { kind: string; type: string }) => {
-        if (c.kind !== 'claims' || c.type !== 'put') return;
-        claimTimes.push(now());
-        while (claimTimes.length && claimTimes[0]! < now() - 60_000) claimTimes.shift();
-      });
-    };
+    const attach = (cache: RegistryCache): void => ctx.pools.attach(cache);
 
     const authorize = (request: FastifyRequest): void => {
       const token = ctx.config.adminToken;
@@ -77,7 +85,7 @@ export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number }
         // Bounded: a registry that is not listed yet must not hold the page back.
         const cache = await Promise.race([ctx.directory.cache(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('not listed yet')), 1_000).unref())]);
         attach(cache);
-        initial = JSON.stringify(dashboardState(cache, claimTimes, now())).replace(/</g, '\\u003c');
+        initial = JSON.stringify(dashboardState(cache, ctx.pools, now())).replace(/</g, '\\u003c');
       } catch { /* no token (or the registry not listed yet): the page fills from the stream */ }
       return DASHBOARD_HTML.replace('__INITIAL__', () => initial);
     });
@@ -86,7 +94,22 @@ export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number }
       authorize(request);
       const cache = await ctx.directory.cache();
       attach(cache);
-      return dashboardState(cache, claimTimes, now());
+      return dashboardState(cache, ctx.pools, now());
+    });
+
+    app.get('/v1/dashboard/history', async (request) => {
+      authorize(request);
+      attach(await ctx.directory.cache());
+      return { stepMs: 5_000, services: ctx.pools.historyOf() };
+    });
+
+    app.get('/dashboard/uplot.min.js', async (_request, reply) => {
+      reply.header('content-type', 'text/javascript; charset=utf-8').header('cache-control', 'public, max-age=86400');
+      return UPLOT.js;
+    });
+    app.get('/dashboard/uplot.min.css', async (_request, reply) => {
+      reply.header('content-type', 'text/css; charset=utf-8').header('cache-control', 'public, max-age=86400');
+      return UPLOT.css;
     });
 
     app.get('/v1/dashboard/events', async (request, reply) => {
@@ -96,7 +119,7 @@ export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number }
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-      const send = (): void => { res.write(`data: ${JSON.stringify(dashboardState(cache, claimTimes, now()))}\n\n`); };
+      const send = (): void => { res.write(`data: ${JSON.stringify(dashboardState(cache, ctx.pools, now()))}\n\n`); };
       let pending: NodeJS.Timeout | undefined;
       const onChange = (): void => {
         if (pending) return;

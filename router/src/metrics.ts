@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client';
+import { WAIT_BUCKETS_SEC, type UsageTotals } from '@warmpool/registry';
 
 /**
  * The router's Prometheus metrics, in a registry of its own (several routers can live in
@@ -10,6 +11,10 @@ export interface RouterMetrics {
   claimDuration: Histogram<'service' | 'outcome'>;
   waiting: Gauge<'service'>;
   waitedForBoot: Counter<'service'>;
+  /** New sessions by whether they waited for an instance (hit ratio = waited="false" / all). */
+  sessionsCreated: Counter<'service' | 'waited'>;
+  /** Wait of the sessions that waited, seconds. */
+  sessionWait: Histogram<'service'>;
   proxyErrors: Counter<'code'>;
   activeSessions: Gauge<'service'>;
   stageDuration: Histogram<'service' | 'stage'>;
@@ -24,6 +29,10 @@ export interface MetricsSources {
   activeSessions(): Map<string, number>;
   /** 1 while the registry is listed and its watch linked; 0 before the first list and while the link is down. */
   registryConnected(): number;
+  /** Pool size and fleet-wide waiting sessions per service, from the registry. */
+  pools?(): Map<string, { target: number; waiting: number }>;
+  /** Instance- and GPU-seconds per service since this router started watching. */
+  usage?(): Map<string, UsageTotals>;
 }
 
 export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}): RouterMetrics {
@@ -87,9 +96,64 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     registers: [registry],
     collect() { this.set(sources.registryConnected()); },
   });
+  const sessionsCreated = new Counter({
+    name: 'warmpool_router_sessions_created_total',
+    help: 'New sessions created by this router, by whether the request waited for an instance (waited="false" / all = hit ratio)',
+    labelNames: ['service', 'waited'] as const,
+    registers: [registry],
+  });
+  const sessionWait = new Histogram({
+    name: 'warmpool_router_session_wait_seconds',
+    help: 'Time the sessions that found no ready instance waited for one',
+    labelNames: ['service'] as const,
+    buckets: WAIT_BUCKETS_SEC,
+    registers: [registry],
+  });
+  poolMetrics(registry, sources);
   return {
-    registry, claimDuration, waiting, waitedForBoot, proxyErrors, activeSessions, stageDuration,
+    registry, claimDuration, waiting, waitedForBoot, sessionsCreated, sessionWait, proxyErrors, activeSessions, stageDuration,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };
+}
+
+/** Pool figures every router computes from the registry alike: workers report the same (max). */
+function poolMetrics(registry: PromRegistry, sources: MetricsSources): void {
+  new Gauge({
+    name: 'warmpool_pool_target_instances',
+    help: 'Ready-or-booting instances the pool keeps (static warm or the demand-driven size), per service',
+    labelNames: ['service'] as const, aggregator: 'max', registers: [registry],
+    collect() { this.reset(); for (const [service, p] of sources.pools?.() ?? []) this.set({ service }, p.target); },
+  });
+  new Gauge({
+    name: 'warmpool_pool_waiting_sessions',
+    help: 'Sessions waiting for an instance in every router\'s queue, per service (each adds a boot)',
+    labelNames: ['service'] as const, aggregator: 'max', registers: [registry],
+    collect() { this.reset(); for (const [service, p] of sources.pools?.() ?? []) this.set({ service }, p.waiting); },
+  });
+  new Counter({
+    name: 'warmpool_pool_instance_seconds_total',
+    help: 'Instance-seconds per service and state (idle: ready and unclaimed; busy: claimed; booting) since this router started watching',
+    labelNames: ['service', 'state'] as const, aggregator: 'max', registers: [registry],
+    collect() {
+      this.reset();
+      for (const [service, u] of sources.usage?.() ?? []) {
+        this.inc({ service, state: 'idle' }, u.idleSec);
+        this.inc({ service, state: 'busy' }, u.busySec);
+        this.inc({ service, state: 'booting' }, u.bootingSec);
+      }
+    },
+  });
+  new Counter({
+    name: 'warmpool_pool_gpu_seconds_total',
+    help: 'GPU-seconds per service and state (idle, busy) since this router started watching (resources.gpus per instance)',
+    labelNames: ['service', 'state'] as const, aggregator: 'max', registers: [registry],
+    collect() {
+      this.reset();
+      for (const [service, u] of sources.usage?.() ?? []) {
+        this.inc({ service, state: 'idle' }, u.idleGpuSec);
+        this.inc({ service, state: 'busy' }, u.busyGpuSec);
+      }
+    },
+  });
 }

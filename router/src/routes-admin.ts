@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { poolView } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import { checkServiceName } from './request-parsing.js';
 import type { RouterContext } from './context.js';
@@ -27,7 +28,9 @@ export function adminRoutes(ctx: RouterContext) {
       const cache = await ctx.directory.cache();
       const sessions = new Map<string, number>();
       for (const { value } of cache.sessions.values()) sessions.set(value.service, (sessions.get(value.service) ?? 0) + 1);
+      const now = Date.now();
       const services = [...cache.services.values()].map(({ value: spec }) => {
+        const pool = poolView(cache, spec, now);
         const states: Record<string, number> = { booting: 0, ready: 0, claimed: 0, draining: 0, failed: 0 };
         for (const i of cache.instancesOf(spec.name)) states[i.state] = (states[i.state] ?? 0) + 1;
         return {
@@ -38,6 +41,10 @@ export function adminRoutes(ctx: RouterContext) {
           readyUnclaimed: cache.ready.count(spec.name),
           sessions: sessions.get(spec.name) ?? 0,
           waiting: ctx.claimer.queue.waiting(spec.name),
+          /** Pool size now (static warm or the policy's) and sessions waiting in every router. */
+          target: pool.size,
+          waitingFleet: pool.waiting,
+          slots: pool.slots,
         };
       });
       return { services };

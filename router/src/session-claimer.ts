@@ -1,6 +1,7 @@
 import { newSessionId, type InstanceRecord, type Registry, type SessionRecord } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import { WaitQueue } from './wait-queue.js';
+import { DemandPublisher } from './demand-publisher.js';
 import { retryAfterSec } from './boot-eta.js';
 import type { SessionDirectory } from './session-directory.js';
 import type { RouterMetrics } from './metrics.js';
@@ -28,15 +29,23 @@ export interface ClaimOptions {
  */
 export class SessionClaimer {
   readonly queue: WaitQueue;
+  /** This router's waiting sessions, published for the agents (demand-driven boots). */
+  readonly demand: DemandPublisher;
   private closed = false;
 
   constructor(
     private readonly registry: Registry,
     private readonly directory: SessionDirectory,
     private readonly metrics: RouterMetrics,
-    private readonly opts: { now?: () => number; newSessionId?: () => string } = {},
+    private readonly opts: { now?: () => number; newSessionId?: () => string; onError?: (err: unknown) => void } = {},
   ) {
-    this.queue = new WaitQueue((service) => this.directory.cached()?.ready.count(service) ?? 0);
+    this.demand = new DemandPublisher(registry, {
+      waiting: (service) => this.queue.waiting(service),
+      services: () => this.queue.services(),
+      ...(opts.now ? { now: opts.now } : {}),
+      ...(opts.onError ? { onError: opts.onError } : {}),
+    });
+    this.queue = new WaitQueue((service) => this.directory.cached()?.ready.count(service) ?? 0, () => this.demand.changed());
   }
 
   /** Wires the cache's 'ready' events to the queue (once the cache is live). */
@@ -52,6 +61,10 @@ export class SessionClaimer {
       const r = await this.claimOrWait(service, o);
       outcome = r.waited ? 'waited' : r.created ? 'claimed' : 'replayed';
       if (r.waited && r.created) this.metrics.waitedForBoot.inc({ service });
+      if (r.created) {
+        this.metrics.sessionsCreated.inc({ service, waited: String(r.waited) });
+        if (r.waited) this.metrics.sessionWait.observe({ service }, (performance.now() - started) / 1000);
+      }
       return r;
     } catch (err) {
       outcome = err instanceof RouterError ? err.code : 'error';
@@ -67,10 +80,23 @@ export class SessionClaimer {
     // The secret must exist before the first credential is derived (first start of a cluster).
     if (!cache.cluster) await this.registry.clusterSecret();
     const sessionId = (this.opts.newSessionId ?? newSessionId)();
-    const attempt = async (): Promise<ClaimedSession | undefined> => {
-      const r = await this.registry.claim({
-        service, sessionId, ...(o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {}),
-      });
+    const now = this.opts.now ?? Date.now;
+    const arrived = now();
+    const attempt = async (queued: boolean): Promise<ClaimedSession | undefined> => {
+      // A waiter's claim takes its own decrement of this router's demand into the transaction.
+      const demand = queued ? this.demand.beginClaim(service) : undefined;
+      let r;
+      try {
+        r = await this.registry.claim({
+          service, sessionId, ...(o.idempotencyKey ? { idempotencyKey: o.idempotencyKey } : {}),
+          waitedMs: queued ? now() - arrived : 0,
+          ...(demand ? { alsoWrite: () => this.demand.opsForClaim(demand) } : {}),
+        });
+      } catch (err) {
+        if (demand) this.demand.endClaim(demand, 'unknown');
+        throw err;
+      }
+      if (demand) this.demand.endClaim(demand, r.ok && r.created ? 'committed' : 'failed');
       if (r.ok) return { session: r.session, instance: r.instance, created: r.created, waited: false };
       if (r.reason === 'unknown-service') throw new RouterError('WARMPOOL_UNKNOWN_SERVICE', `no service named "${service}"`);
       if (r.reason === 'session-ended') throw new RouterError('WARMPOOL_SESSION_ENDED', 'session ended');
@@ -78,7 +104,7 @@ export class SessionClaimer {
     };
     // Nobody of this service waiting here: claim directly (the common case, one txn).
     if (this.queue.waiting(service) === 0) {
-      const r = await attempt();
+      const r = await attempt(false);
       if (r) return r;
       if (o.waitMs <= 0) throw this.noInstance(service, 0);
     }
@@ -89,7 +115,7 @@ export class SessionClaimer {
         if (turn === 'timeout') throw this.noInstance(service, ticket.position());
         if (turn === 'aborted') throw new RouterError('WARMPOOL_REQUEST_TIMEOUT', 'client went away while waiting');
         if (turn === 'closed') throw new RouterError('WARMPOOL_SHUTTING_DOWN', 'the router is shutting down');
-        const r = await attempt();
+        const r = await attempt(true);
         if (r) return { ...r, waited: true };
         ticket.lost();
       }
@@ -115,5 +141,10 @@ export class SessionClaimer {
   close(): void {
     this.closed = true;
     this.queue.close();
+  }
+
+  /** Revokes this router's demand lease (after close, when the router stops). */
+  async stopPublishing(): Promise<void> {
+    await this.demand.close();
   }
 }

@@ -33,8 +33,11 @@ export class WaitQueue {
   private queues = new Map<string, Waiter[]>();
   private closed = false;
 
-  /** `readyCount(service)`: how many instances the cache shows ready and unclaimed. */
-  constructor(private readonly readyCount: (service: string) => number) {}
+  /**
+   * `readyCount(service)`: how many instances the cache shows ready and unclaimed.
+   * `onChange`: a request joined or left a queue (the router publishes its demand).
+   */
+  constructor(private readonly readyCount: (service: string) => number, private readonly onChange?: (service: string) => void) {}
 
   waiting(service: string): number {
     return this.queues.get(service)?.length ?? 0;
@@ -51,6 +54,7 @@ export class WaitQueue {
     const queue = q;
     const w: Waiter = { busy: false, missedPump: false, wake: undefined };
     queue.push(w);
+    this.onChange?.(service);
     let done: WaitOutcome | undefined;
     const finish = (o: WaitOutcome): void => {
       if (done) return;
@@ -84,6 +88,7 @@ export class WaitQueue {
         finish('closed');
         const i = queue.indexOf(w);
         if (i >= 0) queue.splice(i, 1);
+        if (i >= 0) this.onChange?.(service);
         if (queue.length === 0 && this.queues.get(service) === queue) this.queues.delete(service);
         this.pump(service);
       },

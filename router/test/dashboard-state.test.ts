@@ -2,6 +2,7 @@
 // how many hosts its image is.
 import t from 'tap';
 import { dashboardState } from '../src/dashboard.js';
+import { PoolMonitor } from '../src/pool-monitor.js';
 
 const v = <T>(value: T) => ({ value, modRevision: '1' });
 
@@ -16,7 +17,7 @@ t.test('pulling instances and image hosts in the dashboard state', async (t) => 
     instances: new Map([['p', v({ id: 'p', service: 'chat', host: 'h2', state: 'pulling', address: '', containerId: '', slot: 0, createdAt: 0, readyAt: null, bootMs: null, pull: { image, bytesDone: 4, bytesTotal: 10, percent: 40 } })]]),
     claims: new Map(), sessions: new Map(), drains: new Set(),
   };
-  const s = dashboardState(cache as never, [], 1000);
+  const s = dashboardState(cache as never, new PoolMonitor(), 1000);
   t.match(s.instances[0], { id: 'p', state: 'pulling', pullPercent: 40 });
   t.match(s.status.services[0], { pulling: 1, imagePresentOn: 1 });
 });

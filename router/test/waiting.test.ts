@@ -140,7 +140,9 @@ t.test('retryAfterSec estimates from measured boots, else the boot timeout', asy
   t.equal(retryAfterSec([...measured, inst({ state: 'booting', createdAt: now - 60_000 })], spec, now), 1, 'overdue: at least 1 s');
   const two = [...measured, inst({ state: 'booting', createdAt: now - 30_000 }), inst({ state: 'booting', createdAt: now })];
   t.equal(retryAfterSec(two, spec, now, 1), 40, 'second in line waits for the second boot');
-  t.equal(retryAfterSec(two, spec, now, 5), 40, 'beyond the boots under way: the last one');
+  t.equal(retryAfterSec(two, spec, now, 5), 120, 'beyond the boots under way: position 5 of 2 boots is the second boot two rounds on');
+  t.equal(retryAfterSec(two, spec, now, 2), 50, 'third in line: the first boot, then one more boot time');
+  t.equal(retryAfterSec(measured, spec, now, 1), 80, 'nothing booting (fleet full): one boot time per place in the queue');
 });
 
 t.test('retryAfterSec counts every timed stage: a long warm-up is part of the wait (issue 16)', async (t) => {

@@ -78,8 +78,8 @@ function replayable(req: IncomingMessage): boolean {
 }
 
 /**
- * Forwards HTTP requests and WebSocket upgrades to the app on localhost (the sidecar shares
- * the app container's network namespace). Bodies stream both ways: SSE and chunked
+ * Forwards HTTP requests and WebSocket upgrades to the app on localhost (the sidecar owns
+ * the pod's network namespace and the app joins it). Bodies stream both ways: SSE and chunked
  * responses reach the client chunk by chunk, as the app writes them.
  */
 export class Forwarder {

@@ -1,20 +1,9 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { freePort, startEtcd, infraSkip, repoRoot } from '../src/index.js';
-
-const bin = path.join(repoRoot, 'cli', 'bin', 'warmpool.js');
-
-function warmpool(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+import { freePort, startEtcd, infraSkip, warmpool } from '../src/index.js';
 
 t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: infraSkip('etcd') }, async (t) => {
   const etcd = await startEtcd();

@@ -1,24 +1,12 @@
 // The dashboard's first paint is the fleet: the page carries the state it was served with,
 // so it is full even before (or without) its event stream; instance chips show whole ids.
 import t from 'tap';
-import { statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import { Registry, parseServiceSpec } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { buildRouter } from '@warmpool/router';
-import { startEtcd, infraSkip, inCI } from '../src/index.js';
-
-const chromiumPath = '/usr/bin/chromium';
-const chromiumMissing = (): false | string => {
-  try {
-    statSync(chromiumPath);
-    return false;
-  } catch {
-    if (inCI) throw new Error('required infrastructure missing in CI: chromium (run npm run testbed)');
-    return 'chromium is not installed (run npm run testbed)';
-  }
-};
+import { startEtcd, infraSkip, chromiumMissing, chromiumPath } from '../src/index.js';
 
 t.test('dashboard: full on first paint, with no event stream at all; whole instance ids', { skip: infraSkip('etcd') || chromiumMissing() }, async (t) => {
   const etcd = await startEtcd();

@@ -6,18 +6,7 @@ import { chromium } from 'playwright-core';
 import { Registry, parseServiceSpec } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { buildRouter } from '@warmpool/router';
-import { startEtcd, infraSkip, eventually, repoRoot, infraMissing, inCI } from '../src/index.js';
-
-const chromiumPath = '/usr/bin/chromium';
-const chromiumMissing = (): false | string => {
-  try {
-    statSync(chromiumPath);
-    return false;
-  } catch {
-    if (inCI) throw new Error('required infrastructure missing in CI: chromium (run npm run testbed)');
-    return 'chromium is not installed (run npm run testbed)';
-  }
-};
+import { startEtcd, infraSkip, eventually, repoRoot, infraMissing, chromiumMissing, chromiumPath } from '../src/index.js';
 
 t.test('dashboard in headless Chromium shows the pool change when a session is claimed', { skip: infraSkip('etcd') || chromiumMissing() }, async (t) => {
   void infraMissing;

@@ -8,4 +8,6 @@ export * from './tcp-proxy.js';
 export * from './mesh.js';
 export * from './children.js';
 export * from './private-dockerd.js';
+export * from './chromium.js';
+export * from './cli.js';
 export * from './image-registry.js';

@@ -1,0 +1,204 @@
+import type { WarmPolicy, WarmWindow } from './types.js';
+
+/**
+ * The pool-sizing model (docs/pool-sizing.md), a pure function: arrivals, boot times and a
+ * clock in, a pool size and its explanation out. Every agent, `warmpool status` and the
+ * dashboard run it on the same registry contents, so they agree without a controller.
+ *
+ * Model: sessions arrive as a Poisson process of rate λ; an instance claimed now is replaced
+ * by a boot of duration T, so the instances being replaced at any moment are the arrivals of
+ * the last T (M/G/∞: Poisson with mean λT). A pool of k ready-or-booting instances has a
+ * ready one for a new session when fewer than k sessions arrived during the last boot:
+ * k = 1 + (the `target` quantile of Poisson(λT)).
+ *
+ * λ is the larger of the rates over the last 60 s and over the policy's window: a rise shows
+ * within a minute, a lull counts only once the whole window is quiet. No arrival in the
+ * window means λ = 0 and the pool falls to its minimum (scale to zero with `min: 0`).
+ *
+ * Cool-down and hysteresis: the size is the largest the model gave at any moment of the
+ * last `cooldownSec` (on a 10 s grid, and now): it grows at once and shrinks only once it
+ * has been too large for a whole cool-down, so it cannot flap faster than that.
+ */
+
+/** Rate window that catches a rise quickly (s). */
+export const SHORT_WINDOW_SEC = 60;
+/** Grid the cool-down looks back on (ms); a fixed grid keeps agents' answers equal. */
+export const SIZING_STEP_MS = 10_000;
+/** Boot time assumed while no boot of the service has been measured (ms). */
+export const DEFAULT_BOOT_MS = 30_000;
+
+export interface SizingInput {
+  policy: WarmPolicy;
+  /** Claim times of the service's sessions (epoch ms, any order). */
+  arrivals: readonly number[];
+  /** Measured boot durations of recent instances (ms), pull + boot + warm-up where known. */
+  bootsMs?: readonly number[];
+  /**
+   * The same with when each was measured (epoch ms): the size at a past moment of the
+   * cool-down uses the boots known then, so a new measurement never rewrites the past.
+   */
+  boots?: readonly { at: number; ms: number }[];
+  now: number;
+  /** Also compute `next` (look-ahead: costs ~60 sizings; agents skip it). */
+  explain?: boolean;
+}
+
+export interface SizingResult {
+  /** Ready-or-booting instances to keep (before the fleet's capacity cap). */
+  size: number;
+  /** What the model gives for this very moment (before min, max and the cool-down). */
+  modelSize: number;
+  /** Arrivals per second behind it. */
+  ratePerSec: number;
+  /** Boot time behind it (ms) and whether it was measured. */
+  bootMs: number;
+  bootMeasured: boolean;
+  /** The minimum in force now (policy min or an active time window's). */
+  floor: number;
+  /** Why the size is what it is, in words. */
+  reason: string;
+  /** When the size will change if no session arrives meanwhile, and to what (null: not within the look-ahead). */
+  next: { at: number; size: number } | null;
+}
+
+function countSince(sorted: readonly number[], from: number, to: number): number {
+  // arrivals in (from, to]
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= from) lo = m + 1; else hi = m; }
+  const a = lo;
+  lo = a; hi = sorted.length;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= to) lo = m + 1; else hi = m; }
+  return lo - a;
+}
+
+/** Smallest k with P(N <= k) >= p for N ~ Poisson(mean); exact summation, bounded. */
+export function poissonQuantile(mean: number, p: number): number {
+  if (!(mean > 0)) return 0;
+  // Work in logs: e^-mean underflows for mean > ~745.
+  let logTerm = -mean;
+  let cdf = Math.exp(logTerm);
+  let k = 0;
+  const limit = Math.ceil(mean + 20 * Math.sqrt(mean) + 50);
+  while (cdf < p && k < limit) {
+    k++;
+    logTerm += Math.log(mean) - Math.log(k);
+    cdf += Math.exp(logTerm);
+  }
+  return k;
+}
+
+function median(xs: readonly number[]): number | undefined {
+  if (!xs.length) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+const DAY_INDEX: Record<string, number> = { sun: 0, mon: 1, tue: 2, wed: 3, thu: 4, fri: 5, sat: 6 };
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** Local weekday (0 = Sunday) and minute of the day of `t` in `timezone`. */
+function localTime(t: number, timezone: string): { day: number; minute: number } {
+  let f = formatters.get(timezone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', { timeZone: timezone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    formatters.set(timezone, f);
+  }
+  let day = 0;
+  let hour = 0;
+  let minute = 0;
+  for (const p of f.formatToParts(new Date(t))) {
+    if (p.type === 'weekday') day = DAY_INDEX[p.value.toLowerCase().slice(0, 3)] ?? 0;
+    else if (p.type === 'hour') hour = Number(p.value);
+    else if (p.type === 'minute') minute = Number(p.value);
+  }
+  return { day, minute: hour * 60 + minute };
+}
+
+const minutes = (hhmm: string): number => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+
+/** Whether a time window is active at `t` (a window past midnight belongs to the day it starts). */
+export function windowActive(w: WarmWindow, t: number): boolean {
+  const { day, minute } = localTime(t, w.timezone || 'UTC');
+  const start = minutes(w.start);
+  const end = minutes(w.end);
+  const onDay = (d: number): boolean => w.days.length === 0 || w.days.some((x) => DAY_INDEX[x] === d);
+  if (start < end) return minute >= start && minute < end && onDay(day);
+  // Past midnight: the evening part on its day, the morning part on the next day.
+  return (minute >= start && onDay(day)) || (minute < end && onDay((day + 6) % 7));
+}
+
+/** The minimum in force at `t`: the policy's, or the largest of its active windows'. */
+export function floorAt(policy: WarmPolicy, t: number): number {
+  let floor = policy.min;
+  for (const w of policy.windows) if (w.min > floor && windowActive(w, t)) floor = w.min;
+  return Math.min(floor, policy.max);
+}
+
+interface Moment { model: number; size: number; rate: number }
+
+/** Boot samples in time order; the boot time at t is the median of the newest ones known at t. */
+type BootAt = (t: number) => number;
+const RECENT_BOOTS = 20;
+
+function bootClock(input: SizingInput, fallbackMs: number): BootAt {
+  const timed = [...(input.boots ?? [])].filter((b) => b.ms > 0).sort((a, b) => a.at - b.at);
+  if (!timed.length) return () => fallbackMs;
+  return (t) => {
+    let end = timed.length;
+    while (end > 0 && timed[end - 1]!.at > t) end--;
+    // Before the first measurement: the boot time known now (never the 30 s default).
+    if (end === 0) return fallbackMs;
+    return median(timed.slice(Math.max(0, end - RECENT_BOOTS), end).map((b) => b.ms))!;
+  };
+}
+
+function sizeAt(policy: WarmPolicy, sorted: readonly number[], bootAt: BootAt, t: number): Moment {
+  const bootMs = bootAt(t);
+  const windowMs = policy.windowSec * 1000;
+  const shortMs = Math.min(SHORT_WINDOW_SEC * 1000, windowMs);
+  const rate = Math.max(countSince(sorted, t - shortMs, t) / (shortMs / 1000), countSince(sorted, t - windowMs, t) / policy.windowSec);
+  const model = rate > 0 ? 1 + poissonQuantile((rate * bootMs) / 1000, policy.target) : 0;
+  return { model, size: Math.min(policy.max, Math.max(floorAt(policy, t), model)), rate };
+}
+
+/** The largest size over the cool-down ending at `t` (grid points plus `t` itself). */
+function heldSize(policy: WarmPolicy, sorted: readonly number[], bootMs: BootAt, t: number): number {
+  let size = sizeAt(policy, sorted, bootMs, t).size;
+  const from = t - policy.cooldownSec * 1000;
+  for (let g = Math.floor(t / SIZING_STEP_MS) * SIZING_STEP_MS; g > from; g -= SIZING_STEP_MS) {
+    if (g === t) continue;
+    size = Math.max(size, sizeAt(policy, sorted, bootMs, g).size);
+  }
+  return size;
+}
+
+/** Sizes a demand-driven pool now; see the module comment for the model. */
+export function sizePool(input: SizingInput): SizingResult {
+  const { policy, now } = input;
+  const sorted = input.arrivals.filter((a) => a <= now).sort((a, b) => a - b);
+  const all = [...(input.bootsMs ?? []), ...(input.boots ?? []).filter((b) => b.at <= now).slice(-RECENT_BOOTS).map((b) => b.ms)];
+  const measured = median(all.filter((b) => b > 0));
+  const bootMs = measured ?? DEFAULT_BOOT_MS;
+  const bootAt = input.boots?.length ? bootClock(input, bootMs) : () => bootMs;
+  const here = sizeAt(policy, sorted, bootAt, now);
+  const size = heldSize(policy, sorted, bootAt, now);
+  const floor = floorAt(policy, now);
+
+  let reason: string;
+  if (size > here.size) reason = `holding ${size} for the cool-down (${policy.cooldownSec} s) after a higher demand`;
+  else if (here.rate === 0) reason = `no claim in the last ${policy.windowSec} s: at the minimum ${floor}`;
+  else if (here.model > policy.max) reason = `capped at max ${policy.max} (the model asks for ${here.model})`;
+  else if (here.model < floor) reason = `at the minimum ${floor} (the model asks for ${here.model})`;
+  else reason = `${(policy.target * 100).toFixed(1)}% quantile of arrivals during one boot (${(here.rate * 60).toFixed(2)}/min x ${(bootMs / 1000).toFixed(1)} s) + 1`;
+
+  // Look ahead, assuming nobody arrives: when does the size change (cool-down ends, window edges)?
+  let next: SizingResult['next'] = null;
+  if (!input.explain) return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next };
+  const horizon = now + (policy.windowSec + policy.cooldownSec) * 1000 + SIZING_STEP_MS;
+  for (let t = Math.floor(now / SIZING_STEP_MS) * SIZING_STEP_MS + SIZING_STEP_MS; t <= horizon; t += SIZING_STEP_MS) {
+    const s = heldSize(policy, sorted, bootAt, t);
+    if (s !== size) { next = { at: t, size: s }; break; }
+  }
+  return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next };
+}

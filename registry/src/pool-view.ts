@@ -1,0 +1,173 @@
+import type { RegistryCache } from './cache.js';
+import type { InstanceRecord, ServiceSpec } from './types.js';
+import { sizePool, type SizingResult } from './pool-sizing.js';
+import { warmPolicyOf } from './warm-policy.js';
+import { isStarting } from './instance-stages.js';
+
+/**
+ * How many warm slots a service has now, derived from registry contents only, so every
+ * agent (and `warmpool status`) computes the same number: the pool size (the static `warm`
+ * or the demand-driven policy's) plus every session waiting in a router's queue, capped by
+ * what the fleet can still hold. See docs/pool-sizing.md.
+ */
+export interface PoolView {
+  service: string;
+  /** True for `warm` as a number. */
+  static: boolean;
+  /** Pool size: the static `warm`, or the policy's size. */
+  size: number;
+  /** Sessions waiting in routers' queues (fleet-wide). */
+  waiting: number;
+  /** Instances of this service the fleet could still hold on top of its unclaimed ones. */
+  room: number;
+  /** Warm slots: min(size + waiting, unclaimed + room). */
+  slots: number;
+  /** The sizing behind a policy (undefined for a static pool). */
+  sizing?: SizingResult;
+}
+
+type CacheView = Pick<RegistryCache, 'services' | 'hosts' | 'drains' | 'instances' | 'claims' | 'tombstones' | 'demand'>;
+
+/** Boots of this many most recent ready instances count towards the boot time. */
+const RECENT_BOOTS = 20;
+
+/** An instance's boot time: its timed stages summed when its agent records them, else bootMs. */
+export function bootDurationMs(i: InstanceRecord): number | null {
+  const stages = (i as { stages?: Partial<Record<'pullMs' | 'createMs' | 'bootMs' | 'warmupMs', number | null>> }).stages;
+  if (stages) {
+    const sum = (stages.pullMs ?? 0) + (stages.createMs ?? 0) + (stages.bootMs ?? 0) + (stages.warmupMs ?? 0);
+    if (sum > 0) return sum;
+  }
+  return typeof i.bootMs === 'number' && i.bootMs > 0 ? i.bootMs : null;
+}
+
+/** Claim times of a service's sessions still known to the registry (claims, ended claims, tombstones). */
+export function arrivalsOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, service: string): number[] {
+  const seen = new Set<string>();
+  const out: number[] = [];
+  for (const { value: c } of cache.claims.values()) {
+    if (c.service !== service || seen.has(c.sessionId)) continue;
+    seen.add(c.sessionId);
+    out.push(c.claimedAt);
+  }
+  for (const { value: t } of cache.tombstones.values()) {
+    if (t.service !== service || t.claimedAt === undefined || seen.has(t.sessionId)) continue;
+    seen.add(t.sessionId);
+    out.push(t.claimedAt);
+  }
+  return out;
+}
+
+/** Measured boot times of the service's most recently ready instances (ms). */
+export function recentBootsOf(instances: readonly InstanceRecord[]): number[] {
+  return instances
+    .filter((i) => bootDurationMs(i) !== null)
+    .sort((a, b) => (b.readyAt ?? b.createdAt) - (a.readyAt ?? a.createdAt))
+    .slice(0, RECENT_BOOTS)
+    .map((i) => bootDurationMs(i)!);
+}
+
+/**
+ * The boot history: the most recent measured boots among the service's instances and the
+ * instances its sessions claimed (claims and tombstones keep the claimed instance's boot
+ * time), so the figure does not jump when instances come and go.
+ */
+export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, instances: readonly InstanceRecord[], service: string): { at: number; ms: number }[] {
+  const samples: { at: number; ms: number }[] = [];
+  const seen = new Set<string>();
+  for (const i of instances) {
+    const ms = bootDurationMs(i);
+    if (ms === null) continue;
+    seen.add(i.id);
+    samples.push({ at: i.readyAt ?? i.createdAt, ms });
+  }
+  for (const { value: c } of cache.claims.values()) {
+    if (c.service !== service || c.bootMs === undefined || seen.has(c.instanceId)) continue;
+    seen.add(c.instanceId);
+    // When the boot ended (as the instance record said), so the sample keeps its time when the instance goes.
+    samples.push({ at: c.readyAt ?? c.claimedAt, ms: c.bootMs });
+  }
+  for (const { value: t } of cache.tombstones.values()) {
+    if (t.service !== service || t.bootMs === undefined || seen.has(t.instanceId)) continue;
+    seen.add(t.instanceId);
+    samples.push({ at: t.readyAt ?? t.claimedAt ?? t.endedAt, ms: t.bootMs });
+  }
+  return samples.sort((a, b) => a.at - b.at);
+}
+
+/** Sessions waiting for an instance of the service in every router's queue. */
+export function waitingFor(cache: Pick<CacheView, 'demand'>, service: string): number {
+  let n = 0;
+  for (const { value: d } of cache.demand.values()) if (d.service === service && d.waiting > 0) n += d.waiting;
+  return n;
+}
+
+/** GPUs per instance, where the spec has them (resources.gpus; 0 otherwise). */
+export function gpusOf(spec: ServiceSpec): number {
+  const g = (spec.resources as { gpus?: unknown } | undefined)?.gpus;
+  if (typeof g === 'number') return g;
+  if (Array.isArray(g)) return g.length;
+  return 0;
+}
+
+/**
+ * Instances of `spec` the accepting hosts could still start: per host the least of its free
+ * instance count, free memory / the spec's memory, free GPUs / the spec's GPUs (where host
+ * records carry `capacity.gpus`) and maxPerHost minus what it runs of the service.
+ */
+export function fleetRoom(cache: Pick<CacheView, 'hosts' | 'drains' | 'instances' | 'services'>, spec: ServiceSpec): number {
+  const count = new Map<string, number>();
+  const mine = new Map<string, number>();
+  const memory = new Map<string, number>();
+  const gpus = new Map<string, number>();
+  for (const { value: i } of cache.instances.values()) {
+    if (i.state === 'failed') continue;
+    count.set(i.host, (count.get(i.host) ?? 0) + 1);
+    if (i.service === spec.name) mine.set(i.host, (mine.get(i.host) ?? 0) + 1);
+    const s = cache.services.get(i.service)?.value;
+    if (s) {
+      memory.set(i.host, (memory.get(i.host) ?? 0) + (s.resources?.memoryMb ?? 0));
+      gpus.set(i.host, (gpus.get(i.host) ?? 0) + gpusOf(s));
+    }
+  }
+  const needGpus = gpusOf(spec);
+  // Records written by hand (or by older tools) may lack fields: no limit from what is missing.
+  const needMemory = spec.resources?.memoryMb ?? 0;
+  const maxPerHost = spec.maxPerHost ?? Infinity;
+  let room = 0;
+  for (const [id, { value: h }] of cache.hosts) {
+    if (h.draining || cache.drains.has(id)) continue;
+    let r = Math.min(h.capacity.instances - (count.get(id) ?? 0), maxPerHost - (mine.get(id) ?? 0));
+    if (h.capacity.memoryMb > 0 && needMemory > 0) r = Math.min(r, Math.floor((h.capacity.memoryMb - (memory.get(id) ?? 0)) / needMemory));
+    const capGpus = (h.capacity as { gpus?: unknown }).gpus;
+    const hostGpus = typeof capGpus === 'number' ? capGpus : Array.isArray(capGpus) ? capGpus.length : undefined;
+    if (needGpus > 0 && hostGpus !== undefined) r = Math.min(r, Math.floor((hostGpus - (gpus.get(id) ?? 0)) / needGpus));
+    room += Number.isFinite(r) ? Math.max(0, r) : 0;
+  }
+  return room;
+}
+
+/** The pool of one service now (see PoolView). `explain` adds the sizing's look-ahead. */
+export function poolView(cache: CacheView, spec: ServiceSpec, now: number, opts: { explain?: boolean } = {}): PoolView {
+  const policy = warmPolicyOf(spec);
+  const instances: InstanceRecord[] = [];
+  let unclaimed = 0;
+  for (const { value: i } of cache.instances.values()) {
+    if (i.service !== spec.name) continue;
+    instances.push(i);
+    if ((i.state === 'ready' || isStarting(i.state)) && !cache.claims.has(i.id)) unclaimed++;
+  }
+  const waiting = waitingFor(cache, spec.name);
+  const room = fleetRoom(cache, spec);
+  let size: number;
+  let sizing: SizingResult | undefined;
+  if (policy) {
+    sizing = sizePool({ policy, arrivals: arrivalsOf(cache, spec.name), boots: bootHistoryOf(cache, instances, spec.name), now, explain: opts.explain ?? false });
+    size = sizing.size;
+  } else {
+    size = spec.warm as number;
+  }
+  // A static pool is never capped (today's behaviour: its slots wait for capacity).
+  const slots = policy ? Math.min(size + waiting, unclaimed + room) : size + Math.min(waiting, Math.max(0, unclaimed + room - size));
+  return { service: spec.name, static: !policy, size, waiting, room, slots: Math.max(0, slots), ...(sizing ? { sizing } : {}) };
+}

@@ -1,0 +1,72 @@
+import t from 'tap';
+import { poolView, bootHistoryOf, arrivalsOf, fleetRoom } from '../src/pool-view.js';
+import type { Versioned } from '../src/cache.js';
+import type { ClaimRecord, DemandRecord, HostRecord, InstanceRecord, ServiceSpec, TombstoneRecord } from '../src/types.js';
+
+const NOW = 1_700_000_000_000;
+const v = <T>(value: T): Versioned<T> => ({ value, modRevision: '1' });
+const spec = (over: Partial<ServiceSpec> = {}): ServiceSpec => ({
+  name: 'chat', image: 'img', containerPort: 8000, warm: 2, maxPerHost: 10, bootTimeoutSec: 60,
+  readiness: { path: '/health', expectStatus: 200, intervalMs: 100, failureThreshold: 2 },
+  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0 }, ...over,
+});
+const host = (id: string, instances: number, extra: Record<string, unknown> = {}): HostRecord => ({
+  id, address: '127.0.0.1', capacity: { instances, memoryMb: 0, ...extra }, labels: {}, draining: false, startedAt: 0, agentVersion: 't',
+});
+const inst = (id: string, o: Partial<InstanceRecord> = {}): InstanceRecord => ({
+  id, service: 'chat', host: 'h1', state: 'ready', address: '', containerId: '', slot: 0, createdAt: NOW - 10_000, readyAt: NOW - 5_000, bootMs: 5_000, ...o,
+});
+
+function cache(o: { instances?: InstanceRecord[]; claims?: ClaimRecord[]; tombstones?: TombstoneRecord[]; demand?: DemandRecord[]; hosts?: HostRecord[]; services?: ServiceSpec[] }) {
+  return {
+    services: new Map((o.services ?? [spec()]).map((s) => [s.name, v(s)])),
+    hosts: new Map((o.hosts ?? [host('h1', 10)]).map((h) => [h.id, v(h)])),
+    drains: new Set<string>(),
+    instances: new Map((o.instances ?? []).map((i) => [i.id, v(i)])),
+    claims: new Map((o.claims ?? []).map((c) => [c.instanceId, v(c)])),
+    tombstones: new Map((o.tombstones ?? []).map((x) => [x.sessionId, v(x)])),
+    demand: new Map((o.demand ?? []).map((d) => [`/p/demand/${d.service}/${d.router}`, v(d)])),
+  };
+}
+const demand = (router: string, waiting: number): DemandRecord => ({ service: 'chat', router, waiting, oldestSince: NOW, at: NOW });
+
+t.test('static pool: warm + every router\'s waiting sessions, the extra bounded by the fleet\'s room', async (t) => {
+  const c = cache({ instances: [inst('a'), inst('b', { slot: 1 })], demand: [demand('r1', 3), demand('r2', 2)] });
+  const p = poolView(c, spec(), NOW);
+  t.match(p, { static: true, size: 2, waiting: 5, room: 8, slots: 7 });
+  const tight = poolView(cache({ instances: [inst('a'), inst('b', { slot: 1 })], demand: [demand('r1', 30)], hosts: [host('h1', 5)] }), spec(), NOW);
+  t.equal(tight.slots, 5, 'the extra stops at the room left (3 more)');
+  const full = poolView(cache({ hosts: [host('h1', 0)] }), spec({ warm: 4 }), NOW);
+  t.equal(full.slots, 4, 'the static part is never capped (today\'s behaviour)');
+});
+
+t.test('policy pool: capped by unclaimed + room; GPUs counted where hosts and specs have them', async (t) => {
+  const pol = spec({ warm: { min: 6, max: 10, target: 0.9, windowSec: 60, cooldownSec: 0, windows: [] } });
+  t.equal(poolView(cache({ hosts: [host('h1', 4)] }), pol, NOW).slots, 4, 'min 6 but room for 4');
+  const gpuSpec = spec({ warm: { min: 6, max: 10, target: 0.9, windowSec: 60, cooldownSec: 0, windows: [] }, resources: { memoryMb: 0, cpus: 0, gpus: 2 } as ServiceSpec['resources'] });
+  t.equal(fleetRoom(cache({ hosts: [host('h1', 10, { gpus: 4 })], services: [gpuSpec] }), gpuSpec), 2, '4 GPUs / 2 per instance');
+  t.equal(fleetRoom(cache({ hosts: [host('h1', 10)], services: [gpuSpec] }), gpuSpec), 10, 'hosts without a GPU inventory: instances only');
+});
+
+t.test('history: arrivals from claims, ended claims and tombstones once each; boots outlive their instance', async (t) => {
+  const claims: ClaimRecord[] = [
+    { sessionId: 's1', service: 'chat', instanceId: 'i1', claimedAt: NOW - 3_000, bootMs: 7_000 },
+    { sessionId: 's2', service: 'chat', instanceId: 'i2', claimedAt: NOW - 2_000, ended: true, endedAt: NOW - 1_000, bootMs: 9_000 },
+    { sessionId: 's9', service: 'other', instanceId: 'i9', claimedAt: NOW - 2_000 },
+  ];
+  const tombstones: TombstoneRecord[] = [
+    { sessionId: 's2', service: 'chat', instanceId: 'i2', reason: 'ended', endedAt: NOW - 1_000, claimedAt: NOW - 2_000, bootMs: 9_000 },
+    { sessionId: 's3', service: 'chat', instanceId: 'i3', reason: 'expired', endedAt: NOW - 500, claimedAt: NOW - 60_000, bootMs: 11_000 },
+  ];
+  const c = cache({ claims, tombstones, instances: [inst('i4', { bootMs: 5_000, stages: { pullMs: 1_000, createMs: 0, bootMs: 3_000, warmupMs: 500 } } as Partial<InstanceRecord>)] });
+  t.same(arrivalsOf(c, 'chat').sort((a, b) => a - b), [NOW - 60_000, NOW - 3_000, NOW - 2_000], 'three sessions, s2 counted once');
+  t.same(bootHistoryOf(c, [...c.instances.values()].map((x) => x.value), 'chat').map((b) => b.ms).sort((a, b) => a - b), [4_500, 7_000, 9_000, 11_000], 'timed stages summed; claimed instances\' boots kept');
+});
+
+t.test('a policy written into the registry by hand that apply would refuse never throws: no pool, waiters still count', async (t) => {
+  for (const warm of [{ max: 'x' }, { min: 1, max: 2, target: 0.9, windows: 'nope' }, null, 'three']) {
+    const bad = spec({ warm: warm as unknown as ServiceSpec['warm'] });
+    const p = poolView(cache({ demand: [demand('r1', 2)], services: [bad] }), bad, NOW, { explain: true });
+    t.match(p, { static: false, size: 0, waiting: 2, slots: 2 }, JSON.stringify(warm));
+  }
+});

@@ -1,0 +1,158 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Registry, UsageMeter, poolCost, type ServiceSpec, type WarmPolicy } from '@warmpool/registry';
+import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
+import { DockerodeRuntime, clusterFromPrefix, startAgent } from '@warmpool/agent';
+import { buildRouter } from '@warmpool/router';
+import { eventually, removeContainersByLabel, startEtcd, type EtcdCluster } from '../src/index.js';
+import { emit, percentile, round } from './stats.js';
+
+/**
+ * pool-autoscale: one seeded arrival trace (a quiet period, a steady period, a 5x burst)
+ * replayed against the real mesh (etcd, an agent launching Docker containers, a router
+ * serving POST /v1/sessions?wait=60), once per static `warm` and once with a demand-driven
+ * policy. Per run: hit ratio (sessions whose request found an instance ready: waitedMs 0 in
+ * the registry's claims), p95 wait, idle instance-seconds (ready and unclaimed, integrated
+ * from the registry over the trace), 503s. The baseline is the static runs of the same
+ * invocation; idleSavedVsStatic = 1 - auto idle / idle of the cheapest static run whose
+ * hit ratio is at least auto's.
+ *
+ * args: [bootSeconds=3] [statics=2,4,8] [seed=17]
+ */
+export async function run(args: string[]): Promise<void> {
+  const bootSeconds = Number(args[0] ?? 3);
+  const statics = (args[1] ?? '2,4,8').split(',').map(Number);
+  const seed = Number(args[2] ?? 17);
+  const trace = makeTrace(seed);
+  emit({ bench: 'pool-autoscale', phase: 'trace', seed, arrivals: trace.length, periods: PERIODS });
+  const etcd = await startEtcd();
+  try {
+    const staticRuns = [];
+    for (const warm of statics) {
+      const r = await runOnce(etcd, trace, warm, bootSeconds);
+      emit({ bench: 'pool-autoscale', run: `static-${warm}`, ...r });
+      staticRuns.push({ warm, ...r });
+    }
+    const auto = await runOnce(etcd, trace, AUTO_POLICY, bootSeconds);
+    emit({ bench: 'pool-autoscale', run: 'auto', policy: AUTO_POLICY, ...auto });
+    const comparable = staticRuns.filter((s) => s.hitRatio >= auto.hitRatio).sort((a, b) => a.idleInstanceSec - b.idleInstanceSec)[0];
+    emit({
+      bench: 'pool-autoscale', seed, bootSeconds, arrivals: trace.length,
+      autoHitRatio: auto.hitRatio, autoP95WaitMs: auto.p95WaitMs, autoIdleInstanceSec: auto.idleInstanceSec, auto503: auto.unavailable,
+      staticRuns: staticRuns.map((s) => ({ warm: s.warm, hitRatio: s.hitRatio, p95WaitMs: s.p95WaitMs, idleInstanceSec: s.idleInstanceSec, unavailable: s.unavailable })),
+      comparableStaticWarm: comparable?.warm ?? null,
+      idleSavedVsStatic: comparable ? round(1 - auto.idleInstanceSec / comparable.idleInstanceSec, 3) : null,
+      targets: { autoHitRatio: 0.95, idleSavedVsStatic: 0.3 },
+      meetsTargets: auto.hitRatio >= 0.95 && comparable !== undefined && 1 - auto.idleInstanceSec / comparable.idleInstanceSec >= 0.3,
+    });
+  } finally {
+    await etcd.stop();
+  }
+}
+
+/** Seconds and arrival rates (per second) of the trace's periods. */
+const PERIODS = [
+  { name: 'quiet', sec: 20, rate: 0.05 },
+  { name: 'steady', sec: 50, rate: 0.25 },
+  { name: 'burst', sec: 30, rate: 1.25 },
+  { name: 'tail', sec: 20, rate: 0.05 },
+];
+const HOLD_MS = { min: 5_000, max: 20_000 };
+const AUTO_POLICY: WarmPolicy = { min: 0, max: 12, target: 0.99, windowSec: 60, cooldownSec: 60, windows: [] };
+
+interface Arrival { at: number; holdMs: number }
+
+/** Poisson arrivals per period from a seeded generator (mulberry32). */
+function makeTrace(seed: number): Arrival[] {
+  let a = seed >>> 0;
+  const random = (): number => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out: Arrival[] = [];
+  let start = 0;
+  for (const p of PERIODS) {
+    let t = start;
+    for (;;) {
+      t += (-Math.log(1 - random()) / p.rate) * 1000;
+      if (t >= start + p.sec * 1000) break;
+      out.push({ at: Math.round(t), holdMs: Math.round(HOLD_MS.min + random() * (HOLD_MS.max - HOLD_MS.min)) });
+    }
+    start += p.sec * 1000;
+  }
+  return out;
+}
+
+async function runOnce(etcd: EtcdCluster, trace: Arrival[], warm: number | WarmPolicy, bootSeconds: number) {
+  const prefix = `/bench-autoscale-${randomBytes(4).toString('hex')}/`;
+  const cluster = clusterFromPrefix(prefix);
+  const agentStore = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const routerStore = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const store = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const registry = new Registry(store, { prefix });
+  const routerRegistry = new Registry(routerStore, { prefix });
+  const runDir = mkdtempSync(path.join(tmpdir(), 'wp-bench-autoscale-'));
+  const spec: ServiceSpec = {
+    name: 'chat', image: 'warmpool/chatbot-demo', containerPort: 8000, warm, maxPerHost: 24, bootTimeoutSec: 120,
+    readiness: { path: '/health', expectStatus: 200, intervalMs: 200, failureThreshold: 3 },
+    session: { idleTimeoutSec: 600, maxLifetimeSec: 3600 }, env: { BOOT_SECONDS: String(bootSeconds) }, resources: { memoryMb: 0, cpus: 0 },
+  };
+  const agent = await startAgent({
+    store: agentStore, prefix, runtime: new DockerodeRuntime(), hostId: 'bench-host', address: '127.0.0.1',
+    capacity: { instances: 24, memoryMb: 0 }, runDir, leaseTtlSec: 10,
+  });
+  const router = buildRouter({ registry: routerRegistry });
+  try {
+    await router.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(router.server.address() as { port: number }).port}`;
+    const cache = await registry.cache();
+    await registry.putService(spec);
+    const initial = typeof warm === 'number' ? warm : warm.min;
+    await eventually(() => cache.ready.count('chat') >= initial, { timeoutMs: 120_000, what: `pool warm (${initial})` });
+
+    const meter = new UsageMeter();
+    const sample = (): void => meter.sample(cache, Date.now());
+    cache.on('change', sample);
+    const ticker = setInterval(sample, 500);
+    const t0 = Date.now();
+    sample();
+    let unavailable = 0;
+    const sessions = trace.map(async (a) => {
+      await sleepUntil(t0 + a.at);
+      const res = await fetch(`${url}/v1/sessions?wait=60`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ service: 'chat' }) });
+      if (res.status !== 201) { unavailable++; await res.arrayBuffer(); return; }
+      const { sessionId } = (await res.json()) as { sessionId: string };
+      await new Promise((r) => setTimeout(r, a.holdMs));
+      await fetch(`${url}/v1/sessions/${sessionId}`, { method: 'DELETE' });
+    });
+    await Promise.all(sessions);
+    sample();
+    clearInterval(ticker);
+    cache.off('change', sample);
+    const traceSec = (Date.now() - t0) / 1000;
+    const waits = [...cache.claims.values()].map((c) => c.value).filter((c) => c.service === 'chat' && c.waitedMs !== undefined).map((c) => c.waitedMs!).sort((x, y) => x - y);
+    const cost = poolCost(cache, spec);
+    const usage = meter.totals.get('chat') ?? { idleSec: 0, busySec: 0, bootingSec: 0 };
+    return {
+      sessions: cost.sessions, hitRatio: round(cost.hitRatio ?? 0, 3), p95WaitMs: waits.length ? percentile(waits, 95) : null, unavailable,
+      idleInstanceSec: round(usage.idleSec, 1), busyInstanceSec: round(usage.busySec, 1), bootingInstanceSec: round(usage.bootingSec, 1), traceSec: round(traceSec, 1),
+    };
+  } finally {
+    await router.close();
+    await agent.close({ destroyInstances: true }).catch(() => undefined);
+    await removeContainersByLabel('warmpool.cluster', cluster);
+    await routerRegistry.close();
+    await registry.close();
+    await Promise.all([store.close(), routerStore.close(), agentStore.close()]);
+    rmSync(runDir, { recursive: true, force: true });
+  }
+}
+
+function sleepUntil(at: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
+}
