@@ -141,6 +141,10 @@ export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, file
         reason: `volumes[${i}]: host path ${v.source} is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`,
       };
     }
+    // An allowed prefix may hold the secret files: mounting them would hand over every service's secrets.
+    const real = realOrAncestor(v.source, files);
+    const secretDir = allow.secretDirs.find((d) => { const rd = files.realpath(d) ?? d; return isUnder(rd, real) || isUnder(real, rd); });
+    if (secretDir) return { ok: false, reason: `volumes[${i}]: host path ${v.source} holds the secret directory ${secretDir} of this host` };
   }
   if (spec.ipc === 'host' && !allow.ipcHost) return { ok: false, reason: 'ipc: host is not allowed on this host (agent allow.ipcHost is false)' };
   const secretEnv: Record<string, string> = {};

@@ -29,3 +29,16 @@ t.test('a missing path below a symlink out of the allowed prefix is refused (rea
   t.match(grantHostOptions({ ...base, secretEnv: { TOKEN: path.join(models, 'escape', 'tok') } }, { ...allow, secretDirs: [models] }, nodeFiles),
     { ok: false, reason: /secretEnv\.TOKEN: .* is not under a secret directory/ }, 'secret paths the same way');
 });
+
+t.test('a bind mount holding a secret directory is refused even under an allowed prefix (real files)', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wp-policy-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const secrets = path.join(dir, 'secrets');
+  mkdirSync(secrets);
+  mkdirSync(path.join(dir, 'models'));
+  const allow = { hostPaths: [dir], ipcHost: false, secretDirs: [secrets] };
+  const vol = (source: string): ServiceSpec => ({ ...base, volumes: [{ source, target: '/m', readOnly: true }] });
+  t.match(grantHostOptions(vol(dir), allow, nodeFiles), { ok: false, reason: /volumes\[0\]: host path .* holds the secret directory/ }, 'a parent of the secrets');
+  t.match(grantHostOptions(vol(secrets), allow, nodeFiles), { ok: false, reason: /holds the secret directory/ }, 'the secrets themselves');
+  t.ok(grantHostOptions(vol(path.join(dir, 'models')), allow, nodeFiles).ok, 'a sibling');
+});
