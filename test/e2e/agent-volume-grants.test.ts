@@ -4,6 +4,7 @@
 // allow.hostPaths; the refusal names the field and the volume, the instance fails, and no
 // container of the service is left.
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { eventually, infraSkip } from '../src/index.js';
@@ -11,18 +12,20 @@ import { AgentHarness, chatSpec, docker, requireImages } from './fixtures/agent-
 
 t.test('named volumes binding host paths pass the host-path allow-list', { skip: infraSkip('docker', 'etcd') }, async (t) => {
   await requireImages();
+  // The volumes outlive the harness's containers: created (and their removal registered)
+  // before it, so its teardown removes the containers first.
+  const id = randomBytes(5).toString('hex');
+  const escape = `wp-brk-escape-${id}`;
+  const inside = `wp-brk-inside-${id}`;
+  t.teardown(() => docker('volume', 'rm', '-f', escape, inside).catch(() => undefined));
   const h = await AgentHarness.create(t);
   const dir = h.runDir();
   const allowed = path.join(dir, 'models');
   const outside = path.join(dir, 'outside');
   mkdirSync(path.join(allowed, 'llama'), { recursive: true });
   mkdirSync(outside);
-  const escape = `wp-brk-escape-${h.id}`;
-  const inside = `wp-brk-inside-${h.id}`;
   await docker('volume', 'create', '--driver', 'local', '--opt', 'type=none', '--opt', 'o=bind', '--opt', `device=${outside}`, escape);
-  t.teardown(() => docker('volume', 'rm', '-f', escape).catch(() => undefined));
   await docker('volume', 'create', '--driver', 'local', '--opt', 'type=none', '--opt', 'o=bind', '--opt', `device=${path.join(allowed, 'llama')}`, inside);
-  t.teardown(() => docker('volume', 'rm', '-f', inside).catch(() => undefined));
   h.spawnAgent('vols', { extra: ['--allow-host-path', allowed] });
 
   await h.putService(chatSpec({ name: 'escape', warm: 1, volumes: [{ source: escape, target: '/host', readOnly: false }] }));
