@@ -4,7 +4,7 @@ import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
 import type { ContainerRuntime } from './docker.js';
 import { AgentError } from './errors.js';
-import { DEFAULT_ALLOW, grantHostOptions } from './host-policy.js';
+import { DEFAULT_ALLOW, grantHostOptions, namedVolumeRefusal } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
@@ -176,6 +176,12 @@ export class Actions {
       // values go into the container's env and nowhere else.
       const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
       if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
+      for (const [i, v] of granted.grant.volumes.entries()) {
+        if (v.source.startsWith('/')) continue;
+        const info = await withDeadline(`inspect volume ${v.source}`, limit, () => ctx.runtime.volume(v.source));
+        const refused = info && namedVolumeRefusal(i, v.source, info, ctx.opts.allow ?? DEFAULT_ALLOW);
+        if (refused) throw new AgentError('WARMPOOL_NOT_ALLOWED', refused);
+      }
       const sidecarPort = podSidecarPort(pod.sidecarPort, pod.spec.containerPort);
       const sidecarId = await withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec(pod)), removeLate);
       inst.sidecarContainerId = sidecarId;

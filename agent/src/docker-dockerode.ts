@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import type {
-  ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription, ImageSummary,
+  ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, VolumeInfo, ContainerSummary, EventSubscription, ImageSummary,
   PullBytes, RegistryAuth,
 } from './docker.js';
 import { AgentError } from './errors.js';
@@ -153,6 +153,16 @@ export class DockerodeRuntime implements ContainerRuntime {
     stream.on('end', () => finish());
     stream.on('close', () => finish());
     return { close: () => { closed = true; stream.destroy(); } };
+  }
+
+  async volume(name: string): Promise<VolumeInfo | undefined> {
+    try {
+      const v = await this.docker.getVolume(name).inspect();
+      return { driver: v.Driver, options: (v.Options ?? {}) as Record<string, string> };
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw mapError(err, `inspect volume ${name}`);
+    }
   }
 
   async imagePresent(ref: string): Promise<boolean> {

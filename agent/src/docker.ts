@@ -89,6 +89,13 @@ export interface PullBytes {
   total: number | null;
 }
 
+/** A named volume as the engine holds it (`docker volume inspect`: Driver, Options). */
+export interface VolumeInfo {
+  driver: string;
+  /** The driver options it was created with (local: type, o, device); empty when none. */
+  options: Record<string, string>;
+}
+
 export interface ImageSummary {
   id: string;
   /** repo:tag references (none for a dangling image). */
@@ -128,4 +135,6 @@ export interface ContainerRuntime {
   listImages(): Promise<(ImageSummary & { containers: string[] })[]>;
   /** Removes an image reference (never forced: an image a container uses stays). */
   removeImage(ref: string): Promise<void>;
+  /** A named volume's driver and options; undefined when none by that name exists (the engine would create a plain local one). */
+  volume(name: string): Promise<VolumeInfo | undefined>;
 }

@@ -1,6 +1,8 @@
-import { readFileSync, realpathSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import type { ServiceSpec, VolumeSpec } from '@warmpool/registry';
+import { z } from 'zod';
+import { containerOptionsShape, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
+import type { VolumeInfo } from './docker.js';
 
 /**
  * What this host lets services ask of it, from the agent's OWN config (never the registry):
@@ -25,9 +27,32 @@ export interface HostFiles {
   readFile(p: string): string;
 }
 
+/**
+ * Largest secret file read: Linux caps one env string at 128 KiB (MAX_ARG_STRLEN), and no
+ * token is near 64 KiB.
+ */
+export const MAX_SECRET_BYTES = 65_536;
+
+/**
+ * Reads a secret file: only a regular file of at most MAX_SECRET_BYTES, opened without
+ * blocking (a FIFO would otherwise stall the agent until someone writes to it). Errors carry
+ * a `code` that names the reason, never the content.
+ */
+function readSecretFile(p: string): string {
+  const fd = openSync(p, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw Object.assign(new Error(`${p} is not a regular file`), { code: st.isDirectory() ? 'EISDIR' : 'not a regular file' });
+    if (st.size > MAX_SECRET_BYTES) throw Object.assign(new Error(`${p} is too large`), { code: `larger than ${MAX_SECRET_BYTES} bytes` });
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export const nodeFiles: HostFiles = {
   realpath: (p) => { try { return realpathSync(p); } catch { return undefined; } },
-  readFile: (p) => readFileSync(p, 'utf8'),
+  readFile: readSecretFile,
 };
 
 /** The host-dependent part of an app container, once allowed. */
@@ -39,6 +64,9 @@ export interface HostGrant {
 
 export type PolicyResult = { ok: true; grant: HostGrant } | { ok: false; reason: string };
 
+/** The container options of a stored spec, as a services file must write them (extra fields ignored). */
+const storedOptions = z.object(containerOptionsShape);
+
 /** `p` is `prefix` or below it (path segments, not string prefixes: /models2 is not under /models). */
 export function isUnder(p: string, prefix: string): boolean {
   const a = path.posix.normalize(p);
@@ -46,10 +74,48 @@ export function isUnder(p: string, prefix: string): boolean {
   return b === '/' || a === b || a.startsWith(`${b}/`);
 }
 
-/** Allowed when both the path as written and, if it exists, its real path (symlinks resolved) are under a prefix. */
+/**
+ * The real path of `p` (symlinks resolved); for a missing path, the real path of its nearest
+ * existing ancestor with the missing tail appended, since the engine creates a missing bind
+ * source through whatever symlink that ancestor is.
+ */
+function realOrAncestor(p: string, files: HostFiles): string {
+  const tail: string[] = [];
+  let at = path.posix.normalize(p);
+  for (;;) {
+    const real = files.realpath(at);
+    if (real !== undefined) return path.posix.join(real, ...tail);
+    const up = path.posix.dirname(at);
+    if (up === at) return path.posix.join('/', ...tail);
+    tail.unshift(path.posix.basename(at));
+    at = up;
+  }
+}
+
+/** Allowed when both the path as written and its real path (symlinks resolved, see realOrAncestor) are under a prefix. */
 function allowedPath(p: string, prefixes: readonly string[], files: HostFiles): boolean {
-  const real = files.realpath(p);
-  return prefixes.some((x) => isUnder(p, x)) && (real === undefined || prefixes.some((x) => isUnder(real, files.realpath(x) ?? x)));
+  const real = realOrAncestor(p, files);
+  return prefixes.some((x) => isUnder(p, x)) && prefixes.some((x) => isUnder(real, files.realpath(x) ?? x));
+}
+
+/**
+ * Why this host refuses the existing named volume `volumes[i]`, or undefined when it grants
+ * it. A local volume created with driver options (`docker volume create -o type=none -o
+ * o=bind -o device=/`, Compose `driver_opts`) mounts what `device` names: a bind of a host
+ * path passes allow.hostPaths like a bind mount; tmpfs is harmless; any other device
+ * (a block device, a network share) and any other volume driver are refused.
+ */
+export function namedVolumeRefusal(i: number, name: string, info: VolumeInfo, allow: HostAllowList, files: HostFiles = nodeFiles): string | undefined {
+  const at = `volumes[${i}]: named volume ${name}`;
+  if (info.driver !== 'local') return `${at} uses volume driver ${info.driver}; only local volumes are granted on this host`;
+  const { device, type, o } = info.options;
+  if (!device || type === 'tmpfs') return undefined;
+  const bind = (o ?? '').split(',').some((x) => x === 'bind' || x === 'rbind');
+  if (!bind) return `${at} mounts device ${device} (type ${type ?? 'unknown'}); only binds of allowed host paths are granted on this host`;
+  if (!device.startsWith('/') || !allowedPath(device, allow.hostPaths, files)) {
+    return `${at} binds host path ${device}, which is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`;
+  }
+  return undefined;
 }
 
 /**
@@ -57,8 +123,17 @@ function allowedPath(p: string, prefixes: readonly string[], files: HostFiles): 
  * files. A refusal's reason names the field and the path, never a secret's value (a read
  * error's message names the file only).
  */
-export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files: HostFiles = nodeFiles): PolicyResult {
-  for (const [i, v] of (spec.volumes ?? []).entries()) {
+export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, files: HostFiles = nodeFiles): PolicyResult {
+  // The registry's JSON is whatever its writer put there (`warmpool apply` validates, a raw
+  // write does not): the options are checked again here, by the services file's own schema.
+  const checked = storedOptions.safeParse(stored);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    const at = issue.path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
+    return { ok: false, reason: `${at || 'spec'}: ${issue.message}` };
+  }
+  const spec = checked.data;
+  for (const [i, v] of spec.volumes.entries()) {
     if (!v.source.startsWith('/')) continue; // a named volume
     if (!allowedPath(v.source, allow.hostPaths, files)) {
       return {
@@ -66,10 +141,14 @@ export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files:
         reason: `volumes[${i}]: host path ${v.source} is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`,
       };
     }
+    // An allowed prefix may hold the secret files: mounting them would hand over every service's secrets.
+    const real = realOrAncestor(v.source, files);
+    const secretDir = allow.secretDirs.find((d) => { const rd = files.realpath(d) ?? d; return isUnder(rd, real) || isUnder(real, rd); });
+    if (secretDir) return { ok: false, reason: `volumes[${i}]: host path ${v.source} holds the secret directory ${secretDir} of this host` };
   }
   if (spec.ipc === 'host' && !allow.ipcHost) return { ok: false, reason: 'ipc: host is not allowed on this host (agent allow.ipcHost is false)' };
   const secretEnv: Record<string, string> = {};
-  for (const [name, file] of Object.entries(spec.secretEnv ?? {})) {
+  for (const [name, file] of Object.entries(spec.secretEnv)) {
     if (!allowedPath(file, allow.secretDirs, files)) {
       return { ok: false, reason: `secretEnv.${name}: ${file} is not under a secret directory of this host (agent allow.secretDirs: ${allow.secretDirs.join(', ') || 'none'})` };
     }
@@ -83,5 +162,5 @@ export function grantHostOptions(spec: ServiceSpec, allow: HostAllowList, files:
     // A trailing newline (echo > file) is not part of the secret.
     secretEnv[name] = value.replace(/\r?\n$/, '');
   }
-  return { ok: true, grant: { volumes: spec.volumes ?? [], secretEnv } };
+  return { ok: true, grant: { volumes: spec.volumes, secretEnv } };
 }

@@ -1,4 +1,4 @@
-import type { ImageSummary, PullBytes, RegistryAuth, ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from '../src/docker.js';
+import type { VolumeInfo, ImageSummary, PullBytes, RegistryAuth, ContainerCreateSpec, ContainerDetails, ContainerEvent, ContainerRuntime, ContainerSummary, EventSubscription } from '../src/docker.js';
 
 interface FakeContainer { id: string; spec: ContainerCreateSpec; running: boolean; createdAt: number; port: number; exitCode?: number; oomKilled?: boolean }
 
@@ -159,6 +159,14 @@ export class FakeRuntime implements ContainerRuntime {
     return [...this.images].map((ref) => ({
       id: `sha256:${ref}`, tags: [ref], containers: [...this.containers.values()].filter((c) => c.spec.image === ref).map((c) => c.id),
     }));
+  }
+
+  /** Named volumes the engine holds (none unless a test adds one). */
+  volumes = new Map<string, VolumeInfo>();
+
+  async volume(name: string): Promise<VolumeInfo | undefined> {
+    this.check();
+    return this.volumes.get(name);
   }
 
   async removeImage(ref: string): Promise<void> {

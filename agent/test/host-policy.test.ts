@@ -1,12 +1,8 @@
 import t from 'tap';
-import type { ServiceSpec } from '@warmpool/registry';
-import { grantHostOptions, isUnder, type HostFiles } from '../src/host-policy.js';
+import { baseSpec } from './spec-fixture.js';
+import { grantHostOptions, isUnder, namedVolumeRefusal, type HostFiles } from '../src/host-policy.js';
 
-const base = {
-  name: 'vllm', image: 'vllm/vllm-openai', containerPort: 8000, warm: 1, maxPerHost: 1, bootTimeoutSec: 600,
-  readiness: { path: '/health', expectStatus: 200, intervalMs: 1000, failureThreshold: 3 },
-  session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0, gpus: 0 },
-} satisfies ServiceSpec;
+const base = baseSpec;
 const allow = { hostPaths: ['/data/models'], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] };
 const SECRET = 'hf_SUPERSECRETVALUE';
 /** A host with one secret file and a symlink under the allowed prefix that points at /. */
@@ -28,7 +24,7 @@ t.test('path prefixes compare segments', async (t) => {
 t.test('host paths only under the agent\'s allowed prefixes; named volumes always', async (t) => {
   const ok = grantHostOptions({ ...base, volumes: [{ source: '/data/models/llama', target: '/models', readOnly: true }, { source: 'hf-cache', target: '/root/.cache/huggingface', readOnly: false }] }, allow, files);
   t.ok(ok.ok);
-  const root = grantHostOptions({ ...base, volumes: [{ source: 'x', target: '/x', readOnly: false }, { source: '/', target: '/host', readOnly: false }] }, allow, files);
+  const root = grantHostOptions({ ...base, volumes: [{ source: 'xy', target: '/x', readOnly: false }, { source: '/', target: '/host', readOnly: false }] }, allow, files);
   t.same(root, { ok: false, reason: 'volumes[1]: host path / is not allowed on this host (agent allow.hostPaths: /data/models)' });
   const link = grantHostOptions({ ...base, volumes: [{ source: '/data/models/escape', target: '/host', readOnly: false }] }, allow, files);
   t.match(link, { ok: false, reason: /volumes\[0\]: host path \/data\/models\/escape is not allowed/ }, 'a symlink out of the prefix is refused');
@@ -50,4 +46,16 @@ t.test('secret files: read at creation, trailing newline dropped, a missing file
   t.notMatch(JSON.stringify(missing), SECRET);
   const outside = grantHostOptions({ ...base, secretEnv: { X: '/etc/shadow' } }, allow, files);
   t.match(outside, { ok: false, reason: /secretEnv\.X: \/etc\/shadow is not under a secret directory/ }, 'any host file is not a secret');
+});
+
+t.test('existing named volumes: binds of host paths pass allow.hostPaths, other devices and drivers are refused', async (t) => {
+  const bind = (device: string) => ({ driver: 'local', options: { type: 'none', o: 'bind', device } });
+  t.equal(namedVolumeRefusal(0, 'hf', { driver: 'local', options: {} }, allow, files), undefined, 'a plain local volume');
+  t.equal(namedVolumeRefusal(0, 'm', bind('/data/models/llama'), allow, files), undefined, 'a bind under the prefix');
+  t.equal(namedVolumeRefusal(2, 'root', bind('/'), allow, files),
+    'volumes[2]: named volume root binds host path /, which is not allowed on this host (agent allow.hostPaths: /data/models)');
+  t.match(namedVolumeRefusal(0, 'esc', bind('/data/models/escape'), allow, files), /binds host path \/data\/models\/escape, which is not allowed/, 'through a symlink');
+  t.equal(namedVolumeRefusal(0, 't', { driver: 'local', options: { type: 'tmpfs', device: 'tmpfs', o: 'size=100m' } }, allow, files), undefined, 'tmpfs');
+  t.match(namedVolumeRefusal(0, 'disk', { driver: 'local', options: { type: 'ext4', device: '/dev/sda1' } }, allow, files), /mounts device \/dev\/sda1 \(type ext4\)/);
+  t.match(namedVolumeRefusal(0, 'p', { driver: 'rexray', options: {} }, allow, files), /uses volume driver rexray; only local volumes/);
 });

@@ -76,6 +76,11 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
     out.push('', 'GPUS');
     out.push(table([['INSTANCE', 'SERVICE', 'HOST', 'GPUS'], ...s.gpuInstances.map((g) => [g.instance, g.service, g.host, g.gpus.join(',')])]));
   }
+  const stuck = s.services.filter((v) => v.unplaceable);
+  if (stuck.length) {
+    out.push('', 'NOT PLACEABLE');
+    out.push(table([['SERVICE', 'WHY'], ...stuck.map((v) => [v.name, v.unplaceable!])]));
+  }
   const failures = s.services.flatMap((v) => v.failures.map((f) => ({ ...f, service: v.name })));
   if (failures.length) {
     out.push('', 'FAILED');

@@ -22,10 +22,14 @@ export interface VolumeSpec {
   readOnly: boolean;
 }
 
+/** The engine's bind is `SOURCE:TARGET[:MODE]`: a `:` in a part would add a mode (`:Z` relabels the host path). */
+const noColon = (s: string): boolean => !s.includes(':');
+
 const volumeObject = z.object({
   source: z.string().min(1).refine((s) => (s.startsWith('/') ? !s.split('/').includes('..') : volumeName.test(s)),
-    'an absolute host path (without ..) or a volume name ([A-Za-z0-9][A-Za-z0-9_.-]+)'),
-  target: absPath,
+    'an absolute host path (without ..) or a volume name ([A-Za-z0-9][A-Za-z0-9_.-]+)')
+    .refine(noColon, 'must not contain : (it separates source, target and mode)'),
+  target: absPath.refine(noColon, 'must not contain : (it separates source, target and mode)'),
   readOnly: z.boolean().default(false),
 }).strict();
 

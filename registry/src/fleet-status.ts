@@ -1,4 +1,6 @@
 import type { RegistryCache } from './cache.js';
+import { placementAllows } from './container-options.js';
+import type { HostRecord, ServiceSpec } from './types.js';
 import { poolView, type PoolView } from './pool-view.js';
 import { poolCost, type PoolCost } from './pool-cost.js';
 import { isStarting, startMs, typicalStages, type TypicalStages } from './instance-stages.js';
@@ -30,6 +32,8 @@ export interface ServiceStatus extends ServiceImageStatus {
   boots: { instance: string; host: string; state: string; elapsedMs: number; progress: number | null }[];
   /** Failed instances still shown, with why (e.g. a host path the host does not allow). */
   failures: { instance: string; host: string; reason: string }[];
+  /** Why no registered host can take an instance (GPUs per instance, placement labels), or null. */
+  unplaceable: string | null;
 }
 
 export interface HostStatus {
@@ -48,6 +52,17 @@ export interface Status {
   gpuInstances: { instance: string; service: string; host: string; gpus: string[] }[];
   services: ServiceStatus[];
   sessions: number;
+}
+
+/** Why none of `hosts` can run an instance of `spec` (the planner's GPU and label rules), or null; null when the pool is empty (`target` 0). */
+function unplaceable(spec: ServiceSpec, target: number, hosts: readonly HostRecord[]): string | null {
+  if (!target || !hosts.length) return null;
+  const want = spec.placement?.hostLabels ?? {};
+  const labelled = hosts.filter((h) => placementAllows({ hostLabels: want }, h.labels ?? {}));
+  if (!labelled.length) return `no host has the labels ${Object.entries(want).map(([k, x]) => `${k}=${x}`).join(',')}`;
+  const gpus = spec.resources?.gpus ?? 0;
+  const most = Math.max(...labelled.map((h) => h.capacity.gpus ?? 0));
+  return gpus > most ? `needs ${gpus} GPUs per instance; the largest host${Object.keys(want).length ? ' with its labels' : ''} has ${most}` : null;
 }
 
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */
@@ -87,6 +102,7 @@ export function computeStatus(
         progress: typical.startMs ? Math.min(0.99, (now - i.createdAt) / typical.startMs) : null,
       })),
       failures: insts.filter((i) => i.state === 'failed').map((i) => ({ instance: i.id, host: i.host, reason: i.reason ?? '' })),
+      unplaceable: unplaceable(spec, pool.size, hostRecords),
       ...serviceImageStatus(spec, insts, hostRecords),
     });
   }

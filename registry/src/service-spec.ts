@@ -33,7 +33,16 @@ const name = z.string()
     if (why) ctx.addIssue({ code: 'custom', message: `"${n}" is reserved: ${why}` });
   });
 
-const probePath = z.string().startsWith('/', 'must start with /').max(2048);
+// What Node's HTTP client (the sidecar's) sends as a path: U+0021..U+00FF; anything else makes
+// every probe throw, so the instance would only fail at its boot timeout.
+const probePath = z.string().startsWith('/', 'must start with /').max(2048)
+  .regex(/^[\u0021-\u00ff]*$/, 'no spaces, line breaks or control characters (percent-encode them)');
+
+/** Env variables the agent sets in every app container: a service's own value would be replaced. */
+const WARMPOOL_APP_ENV: Record<string, string> = {
+  INSTANCE_ID: 'INSTANCE_ID is set by Warmpool (the instance id)',
+  PORT: 'PORT is set by Warmpool from containerPort',
+};
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name');
 
 /** One warm-up request the sidecar sends after readiness, before reporting ready. */
@@ -90,6 +99,9 @@ export const serviceSpecSchema = z.object({
   message: 'session.idleTimeoutSec must not exceed session.maxLifetimeSec',
   path: ['session', 'idleTimeoutSec'],
 }).superRefine((s, ctx) => {
+  for (const [field, vars] of [['env', s.env], ['secretEnv', s.secretEnv]] as const) {
+    for (const k of Object.keys(vars)) if (WARMPOOL_APP_ENV[k]) ctx.addIssue({ code: 'custom', message: WARMPOOL_APP_ENV[k], path: [field, k] });
+  }
   for (const k of Object.keys(s.secretEnv)) {
     if (k in s.env) ctx.addIssue({ code: 'custom', message: `${k} is set in env too: a variable comes from env or from a secret file, not both`, path: ['secretEnv', k] });
   }
