@@ -33,6 +33,8 @@ chmod +x "$pkg/dist/warmpool.js"
 echo "package: bundling the sidecar (esbuild)..."
 bundle_node "$root/sidecar/dist/src/main.js" "$pkg/dist/sidecar.js" || die "esbuild failed for the sidecar"
 mkdir -p "$pkg/systemd" && cp "$root"/deploy/systemd/*.service "$pkg/systemd/"
+# The router serves the dashboard's charting library from <bundle dir>/uplot.
+mkdir -p "$pkg/dist/uplot" && cp "$root/node_modules/uplot/dist/uPlot.iife.min.js" "$root/node_modules/uplot/dist/uPlot.min.css" "$pkg/dist/uplot/"
 # etcd3 reads its .proto files at run time from <bundle dir>/../proto.
 cp -r "$root/node_modules/etcd3/proto" "$pkg/proto"
 

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { computeStatus, type InstanceStages, type RegistryCache } from '@warmpool/registry';
 import { RouterError } from './errors.js';
@@ -10,11 +11,27 @@ import { retryAfterSec } from './boot-eta.js';
 import type { PoolMonitor, PoolPoint } from './pool-monitor.js';
 
 const require = createRequire(import.meta.url);
-/** The charting library (uPlot, MIT), served by the router itself: no CDN. */
-const UPLOT = {
-  js: readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'),
-  css: readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8'),
-};
+/**
+ * One file of the charting library (uPlot, MIT), served by the router itself: no CDN. From
+ * the uplot package in a checkout; from `uplot/` beside the bundle in the installed warmpool
+ * package (deploy/package/build.sh copies it there). Read at the first request, so a router
+ * that cannot find it still serves everything else (the page then draws no plot).
+ */
+const uplotFiles = new Map<string, string | null>();
+function uplotFile(name: 'uPlot.iife.min.js' | 'uPlot.min.css'): string | null {
+  if (!uplotFiles.has(name)) {
+    const candidates = [
+      (): string => require.resolve(`uplot/dist/${name}`),
+      (): string => fileURLToPath(new URL(`./uplot/${name}`, import.meta.url)),
+    ];
+    let text: string | null = null;
+    for (const find of candidates) {
+      try { text = readFileSync(find(), 'utf8'); break; } catch { /* the next place */ }
+    }
+    uplotFiles.set(name, text);
+  }
+  return uplotFiles.get(name) ?? null;
+}
 
 /** What the dashboard shows; session ids are shortened (a full id is a credential). */
 export interface DashboardState {
@@ -103,14 +120,14 @@ export function dashboardRoutes(ctx: RouterContext, opts: { now?: () => number }
       return { stepMs: 5_000, services: ctx.pools.historyOf() };
     });
 
-    app.get('/dashboard/uplot.min.js', async (_request, reply) => {
-      reply.header('content-type', 'text/javascript; charset=utf-8').header('cache-control', 'public, max-age=86400');
-      return UPLOT.js;
-    });
-    app.get('/dashboard/uplot.min.css', async (_request, reply) => {
-      reply.header('content-type', 'text/css; charset=utf-8').header('cache-control', 'public, max-age=86400');
-      return UPLOT.css;
-    });
+    const serveUplot = (name: 'uPlot.iife.min.js' | 'uPlot.min.css', type: string) => async (_request: FastifyRequest, reply: FastifyReply) => {
+      const text = uplotFile(name);
+      if (text === null) throw new RouterError('WARMPOOL_NOT_FOUND', `the charting library (${name}) is not installed with this router`);
+      reply.header('content-type', `${type}; charset=utf-8`).header('cache-control', 'public, max-age=86400');
+      return text;
+    };
+    app.get('/dashboard/uplot.min.js', serveUplot('uPlot.iife.min.js', 'text/javascript'));
+    app.get('/dashboard/uplot.min.css', serveUplot('uPlot.min.css', 'text/css'));
 
     app.get('/v1/dashboard/events', async (request, reply) => {
       authorize(request);

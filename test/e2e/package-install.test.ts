@@ -66,6 +66,9 @@ t.test('the packed warmpool package installs with npm -g and runs agent and rout
   });
   const url = await eventually(() => /"msg":"router listening","url":"([^"]+)"/.exec(router.out())?.[1] ?? false, { timeoutMs: 30_000, what: 'router listening' });
   t.equal((await fetch(`${url}/healthz`)).status, 200, 'the router from the package answers');
+  const chart = await fetch(`${url}/dashboard/uplot.min.js`);
+  t.equal(chart.status, 200, 'the dashboard\'s charting library comes with the package');
+  t.ok((await chart.text()).includes('uPlot'), 'and is the library');
 
   // The image did not exist: the agent builds it from the package, then boots an instance.
   await eventually(() => /built the sidecar image/.test(agent.out()) || (agent.proc.exitCode !== null ? Promise.reject(new Error(agent.out())) : false), { timeoutMs: 120_000, what: 'sidecar image built by the agent' });
