@@ -25,7 +25,10 @@ t.test('etcd registry + Consul DNS: agents publish ready instances, routers publ
   await eventually(async () => (await readyPorts()).length === 2, { timeoutMs: 60_000, intervalMs: 300, what: '2 ready' });
   await eventually(async () => JSON.stringify(await srvPorts(dns, 'chatbot.service.consul')) === JSON.stringify(await readyPorts()), { timeoutMs: 20_000, intervalMs: 300, what: 'DNS = ready set' });
   t.pass('chatbot.service.consul lists exactly the ready, unclaimed instances');
-  t.same(await srvPorts(dns, 'warmpool-router.service.consul'), mesh.routers.map((r) => String(r.port)).sort(), 'warmpool-router.service.consul lists both routers');
+  // Each router registers once it has listed the registry, on its own schedule.
+  const routerPorts = mesh.routers.map((r) => String(r.port)).sort();
+  await eventually(async () => JSON.stringify(await srvPorts(dns, 'warmpool-router.service.consul')) === JSON.stringify(routerPorts), { timeoutMs: 20_000, intervalMs: 300, what: 'both routers in DNS' });
+  t.same(await srvPorts(dns, 'warmpool-router.service.consul'), routerPorts, 'warmpool-router.service.consul lists both routers');
 
   // A claim takes its instance out of DNS; the replacement joins when ready.
   const res = await fetch(`${mesh.routers[1]!.url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"service":"chatbot"}' });
