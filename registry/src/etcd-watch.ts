@@ -11,11 +11,35 @@
  * (compaction, a cancel by etcd) nothing more is delivered: the owner re-lists.
  */
 import type { Etcd3, IWatchCreateRequest, IWatchResponse, Watcher } from 'etcd3';
+import { WatchManager } from 'etcd3/lib/watch.js';
 import type { KvEvent, KvWatch, KvWatchHandlers } from './kv.js';
 import { mapEtcdError } from './etcd-errors.js';
 import { unavailable } from './errors.js';
 
 type WatchState = 'connecting' | 'live' | 'disconnected' | 'closed' | 'reset';
+
+/**
+ * etcd3 1.1.x throws from its watch stream's data handler, an uncaught exception that ends
+ * the process, when a response names a watch id it no longer knows ("Failed to find watcher
+ * for IWatchResponse"): an answer for a watch cancelled a moment before, or, when several
+ * watches are re-created together after a compaction, one whose "created and canceled"
+ * answer etcd3 paired with another pending watch. Seen here with a cache closed right after
+ * reconnecting past a compaction (test/e2e/registry-cache.test.ts). Such a response is
+ * dropped: the watch it belonged to was cancelled, and its owner re-lists that prefix on the
+ * cancel (onReset) or at the cache's consistency check.
+ */
+function dropResponsesOfUnknownWatches(): void {
+  type Manager = { watchers: { id: string | null }[]; handleResponse(res: IWatchResponse): void; warmpoolGuarded?: boolean };
+  const proto = WatchManager.prototype as unknown as Manager;
+  if (proto.warmpoolGuarded) return;
+  const handle = proto.handleResponse;
+  proto.handleResponse = function (this: Manager, res: IWatchResponse): void {
+    if (!this.watchers.some((w) => w.id === res.watch_id)) return;
+    handle.call(this, res);
+  };
+  proto.warmpoolGuarded = true;
+}
+dropResponsesOfUnknownWatches();
 
 /** Rethrows a handler's exception outside the etcd3 stream (a bug in the handler must be loud). */
 function deliver(fn: () => void): void {
