@@ -29,6 +29,20 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
 
+/**
+ * Whether `pid` is still the engine process a leftover pid file named: pids are reused, and
+ * a stale file must never make the sweep kill an unrelated process (it SIGKILLed other tests'
+ * routers during a full CI run).
+ */
+function isEngine(pid: number, dir: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return /(^|\/)(dockerd|containerd)$/.test(cmdline[0] ?? '') && cmdline.some((arg) => arg.includes(dir));
+  } catch {
+    return false;
+  }
+}
+
 function pidIn(file: string): number | undefined {
   try {
     const n = Number(readFileSync(file, 'utf8').trim());
@@ -50,7 +64,7 @@ async function sweepLeftovers(): Promise<void> {
     const dir = path.join(tmpdir(), name);
     for (const pidFile of [path.join(dir, 'docker.pid'), path.join(dir, 'exec', 'containerd', 'containerd.pid')]) {
       const pid = pidIn(pidFile);
-      if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
+      if (pid !== undefined && alive(pid) && isEngine(pid, dir)) process.kill(pid, 'SIGKILL');
     }
     await exec('ip', ['link', 'del', bridgeName(name)]).catch(() => undefined);
     await unmountUnder(dir);
@@ -130,7 +144,7 @@ export async function startPrivateDockerd(opts: { images: string[] }): Promise<P
     }
     await stopEngine();
     const containerd = pidIn(path.join(dir, 'exec', 'containerd', 'containerd.pid'));
-    if (containerd !== undefined && alive(containerd)) process.kill(containerd, 'SIGKILL');
+    if (containerd !== undefined && alive(containerd) && isEngine(containerd, dir)) process.kill(containerd, 'SIGKILL');
     await exec('ip', ['link', 'del', bridge]).catch(() => undefined);
     await unmountUnder(dir);
     rmSync(dir, { recursive: true, force: true });
