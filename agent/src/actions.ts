@@ -50,6 +50,9 @@ export interface AgentContext {
   track<T>(p: Promise<T>): void;
 }
 
+/** The planner's reason for an unclaimed instance whose warm slot is gone (plan.ts). */
+const SLOT_LOST = 'warm slot lost';
+
 /** How long a destroy waits for the exit an oom or kill event announced. */
 const EXIT_WAIT_MS = 5_000;
 
@@ -112,8 +115,28 @@ export class Actions {
       case 'mark-claimed': return this.markClaimed(a.instanceId, a.sessionId);
       case 'release-slot': return this.releaseSlot(a.instanceId);
       case 'end-session': return this.endSession(a.instanceId, a.sessionId, a.reason);
-      case 'destroy': return this.destroy(a.instanceId, a.reason, a.failure, a.tombstoneFor);
+      case 'destroy':
+        if (a.reason === SLOT_LOST) return this.destroyIfSlotLost(a.instanceId);
+        return this.destroy(a.instanceId, a.reason, a.failure, a.tombstoneFor);
     }
+  }
+
+  /**
+   * A warm slot gone with no claim in the cache: the slot went with a lost lease, or the claim
+   * that deleted it is not in the cache yet (claims and slots are watched apart). The store
+   * decides: a claimed instance is kept (the cache shows its claim next), never destroyed
+   * under its new session.
+   */
+  private async destroyIfSlotLost(id: string): Promise<void> {
+    const inst = this.ctx.local.get(id);
+    if (!inst) return;
+    const claim = await this.ctx.registry.claimOf(inst.service, id).catch(() => null);
+    if (claim === null) return; // the registry is away: decide at the next reconcile
+    if (claim && !claim.ended) {
+      this.ctx.log.info({ instance: id, session: claim.sessionId }, 'slot gone with a claim the cache had not shown yet: kept');
+      return;
+    }
+    await this.destroy(id, SLOT_LOST, false);
   }
 
   // ---- start -------------------------------------------------------------------------

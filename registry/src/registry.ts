@@ -92,6 +92,17 @@ export class Registry {
 
   // ---- desired state -------------------------------------------------------------
 
+  /**
+   * The claim on an instance as the store holds it now (a direct read, not the cache), or
+   * undefined. Used to confirm a slot's disappearance before acting on it: the claim that
+   * deletes a slot is one transaction, but a cache that watches each prefix on its own may
+   * show the slot's deletion before the claim.
+   */
+  async claimOf(service: string, instanceId: string): Promise<ClaimRecord | undefined> {
+    const e = await this.store.get(this.keys.claim(service, instanceId));
+    return e ? (JSON.parse(e.value) as ClaimRecord) : undefined;
+  }
+
   async putService(spec: ServiceSpec): Promise<void> {
     await this.store.txn([], [{ type: 'put', key: this.keys.service(spec.name), value: JSON.stringify(spec) }]);
   }
