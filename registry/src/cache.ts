@@ -155,9 +155,13 @@ export class RegistryCache extends EventEmitter {
       if (this.closed()) return false;
       if (!f.watch || f.resyncing) continue;
       this.counters.checks++;
+      // The copy as it stands at the revision asked about: events that arrive while etcd
+      // counts move the copy past it (comparing with the copy then was a false mismatch).
+      const at = f.revision;
+      const local = this.localCount(f);
       let n: number;
       try {
-        n = await count(f.prefix, f.revision);
+        n = await count(f.prefix, at);
       } catch (err) {
         // A compacted revision cannot be counted: the copy is re-listed instead. Anything
         // else (etcd slow or away) waits for the next, later check.
@@ -165,9 +169,9 @@ export class RegistryCache extends EventEmitter {
         this.opts.onError?.(err);
         return true;
       }
-      if (n !== this.localCount(f)) {
+      if (n !== local) {
         this.counters.mismatches++;
-        this.opts.onError?.(new Error(`registry cache: ${f.prefix} holds ${n} keys at revision ${f.revision}, the copy ${this.localCount(f)}: re-listing it`));
+        this.opts.onError?.(new Error(`registry cache: ${f.prefix} holds ${n} keys at revision ${at}, the copy ${local}: re-listing it`));
         await this.resyncKind(f);
       }
     }
