@@ -175,11 +175,14 @@ export class KeptLeaseLoop {
  * requests are written at once and the responses collected by id, so hundreds of leases
  * cost one stream and one round trip. TTL <= 0 in a response means the lease is gone.
  * A stream that fails (a dead member: etcd3 does not retry streams) is retried on another
- * member for the ids still unanswered; keep-alives are idempotent. With `partial`, ids left
+ * member for the ids still unanswered; keep-alives are idempotent. etcd3 picks each stream's
+ * member at random and opens a member's circuit only after several failures, so a dead member
+ * of three can be picked several times running: the retries go on until `attempts` or the
+ * deadline, whichever comes first (16 by default). With `partial`, ids left
  * unanswered at the deadline are simply absent from the result (unless none was answered).
  */
 export async function keepAliveBatch(
-  client: Etcd3, leaseIds: string[], timeoutMs: number, attempts = 4, partial = false,
+  client: Etcd3, leaseIds: string[], timeoutMs: number, attempts = 16, partial = false,
 ): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const pending = new Set<string>();
@@ -190,7 +193,7 @@ export async function keepAliveBatch(
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (let i = 0; i < attempts && pending.size > 0 && Date.now() < deadline; i++) {
-    if (i > 0) await new Promise((r) => setTimeout(r, 50 * i));
+    if (i > 0) await new Promise((r) => setTimeout(r, Math.min(50 * i, 250, Math.max(0, deadline - Date.now()))));
     lastErr = await keepAliveRound(client, pending, out, deadline);
   }
   if (pending.size > 0 && !(partial && out.size > 0)) {
