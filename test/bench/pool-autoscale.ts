@@ -53,19 +53,19 @@ export async function run(args: string[]): Promise<void> {
 }
 
 /** Seconds and arrival rates (per second) of the trace's periods. */
-const PERIODS = [
+export const PERIODS = [
   { name: 'quiet', sec: 20, rate: 0.05 },
   { name: 'steady', sec: 50, rate: 0.25 },
   { name: 'burst', sec: 30, rate: 1.25 },
   { name: 'tail', sec: 20, rate: 0.05 },
 ];
-const HOLD_MS = { min: 5_000, max: 20_000 };
-const AUTO_POLICY: WarmPolicy = { min: 0, max: 12, target: 0.99, windowSec: 60, cooldownSec: 60, windows: [] };
+export const HOLD_MS = { min: 5_000, max: 20_000 };
+export const AUTO_POLICY: WarmPolicy = { min: 0, max: 12, target: 0.99, windowSec: 60, cooldownSec: 60, windows: [] };
 
-interface Arrival { at: number; holdMs: number }
+export interface Arrival { at: number; holdMs: number }
 
 /** Poisson arrivals per period from a seeded generator (mulberry32). */
-function makeTrace(seed: number): Arrival[] {
+export function makeTrace(seed: number): Arrival[] {
   let a = seed >>> 0;
   const random = (): number => {
     a = (a + 0x6d2b79f5) >>> 0;
