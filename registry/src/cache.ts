@@ -191,6 +191,7 @@ export class RegistryCache extends EventEmitter {
       case 'slots': return this.slots.size + ignored;
       case 'tombstones': return this.tombstones.size + ignored;
       case 'cluster': return (this.cluster ? 1 : 0) + ignored;
+      case 'demand': return this.demand.size + ignored;
       default: return ignored;
     }
   }

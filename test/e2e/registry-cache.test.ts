@@ -165,3 +165,22 @@ t.test('a healthy watch is trusted: checks count, they do not re-list; a missed 
   t.ok(cache.counters.mismatches >= 1, 'the check found the difference');
   t.ok(reader.lists - listsAtStart <= 2, `only the differing prefix was re-listed (${reader.lists - listsAtStart} lists)`);
 });
+
+// Regression: the check did not count the copy's demand records, so while any router had
+// waiters every check saw "holds 1 keys, the copy 0" and re-listed the demand prefix.
+t.test('checks of every cached prefix agree with a healthy copy (demand records included)', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const prefix = `/cache-${randomBytes(3).toString('hex')}/`;
+  const keys = new Keys(prefix);
+  const writer = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const reader = new EtcdKvStore({ endpoints: etcd.endpoints });
+  const cache = new RegistryCache(reader, keys, { resyncMs: 200 });
+  t.teardown(async () => { await cache.close(); await reader.close(); await writer.close(); });
+  await putHost(writer, keys, 'h1', 0);
+  await writer.txn([], [{ type: 'put', key: keys.demand('chatbot', 'r-1'), value: JSON.stringify({ service: 'chatbot', router: 'r-1', waiting: 3, oldestSince: Date.now(), at: Date.now() }) }]);
+  await cache.start();
+  t.equal(cache.demand.size, 1, 'the demand record is in the copy');
+  await eventually(() => cache.counters.checks >= 20, { timeoutMs: 30_000, what: 'checks of every prefix' });
+  t.equal(cache.counters.mismatches, 0, `${cache.counters.checks} checks, no false mismatch`);
+});
