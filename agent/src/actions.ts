@@ -12,6 +12,7 @@ import { exitReason, hostFaultOf, withDeadline } from './engine-faults.js';
 import type { AgentOptions, AgentTiming } from './agent-options.js';
 import type { ImagePuller } from './image-puller.js';
 import { waitForImage } from './instance-pull.js';
+import { removeOrphans } from './orphans.js';
 
 /** What the action executors need of the agent. */
 export interface AgentContext {
@@ -437,6 +438,7 @@ export class Actions {
   /** Periodic anti-entropy: rewrites records the registry lost or holds differently. */
   repairRecords(): void {
     const { ctx } = this;
+    void removeOrphans(ctx).then((n) => { if (n > 0) ctx.kick(); });
     for (const inst of ctx.local.values()) {
       if (ctx.busy.has(inst.id) || ctx.removing.has(inst.id) || inst.dead || inst.phase === 'creating') continue;
       const cur = ctx.cache.instances.get(inst.id)?.value;

@@ -6,6 +6,7 @@ import type { ContainerSummary } from './docker.js';
 import { gpusFromLabels, LABEL } from './labels.js';
 import type { LocalInstance } from './plan.js';
 import { fetchSidecarStatus } from './sidecar-client.js';
+import { removeOrphans } from './orphans.js';
 
 /**
  * Start-up: takes back this host's containers (same ids, same containers; none created)
@@ -82,14 +83,5 @@ export async function adoptContainers(ctx: AgentContext): Promise<void> {
   }));
 
   // Records and slots of this host from an earlier run that nothing adopted.
-  for (const v of [...ctx.cache.instances.values()]) {
-    const i = v.value;
-    if (i.host === ctx.hostId && !ctx.local.has(i.id)) await ctx.host.deleteInstance(i.service, i.id).catch(() => undefined);
-  }
-  for (const [key, v] of [...ctx.cache.slots]) {
-    const s = v.value;
-    if (s.host === ctx.hostId && !ctx.local.has(s.instanceId)) {
-      await ctx.registry.store.txn([{ key, op: 'modRevision', equals: v.modRevision }], [{ type: 'delete', key }]).catch(() => undefined);
-    }
-  }
+  await removeOrphans(ctx);
 }

@@ -60,13 +60,7 @@ t.test('a burst of waiting sessions boots one instance per waiter at once', { sk
     await endAll(results.map((r) => r.sessionId!));
   });
 
-  // Known open fault (issue 17): on a heavily loaded machine the pool sometimes stays at 0
-  // after the outage instead of refilling to 1 (seen in 2 of about 5 full runs). Marked todo
-  // (tap reports it as TODO and does not run it) until it is found and fixed: remove the
-  // todo to run it.
-  await t.test('etcd down during a burst: demand published again, waiters served, no surplus', {
-    todo: 'issue 17: the pool may stay empty after an etcd outage under heavy load',
-  }, async (t) => {
+  await t.test('etcd down during a burst: demand published again, waiters served, no surplus', async (t) => {
     await eventually(() => cache.sessions.size === 0 && unclaimed().length === 1, { timeoutMs: 60_000, what: 'sessions ended' });
     maxBooting = 0;
     const N = 5;
