@@ -5,7 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startEtcd, type EtcdCluster, type EtcdMember } from './etcd.js';
 import { startConsul, type ConsulAgent } from './consul.js';
-import { removeContainersByLabel } from './docker.js';
+import { removeContainersUntilGone } from './docker.js';
 import { repoRoot } from './infra.js';
 import { killOnExit, removeOnExit } from './children.js';
 
@@ -191,7 +191,8 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     async stopRouter(i, signal = 'SIGTERM') { await stopProc(routers[i]?.proc, signal); },
     async stop() {
       await Promise.all([...agents, ...routers].map((p) => stopProc(p.proc, 'SIGKILL')));
-      await removeContainersByLabel('warmpool.cluster', cluster).catch(() => undefined);
+      // Until none appears for a moment: a killed agent's create may still be in the engine.
+      await removeContainersUntilGone('warmpool.cluster', cluster).catch(() => undefined);
       await consul?.stop();
       await etcd.stop();
       rmSync(dir, { recursive: true, force: true });
