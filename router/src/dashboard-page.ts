@@ -47,7 +47,14 @@ export const DASHBOARD_HTML = `<!doctype html>
 <script>
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&':'&amp;', '<':'&lt;', '>':'&gt;', '"':'&quot;', "'":'&#39;' }[c]));
-const secs = (ms) => (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + 's';
+// Durations as people read them: 4.2s, 45s, 9m59s, 7h59m.
+const secs = (ms) => {
+  if (ms < 10000) return (ms / 1000).toFixed(1) + 's';
+  const t = Math.round(ms / 1000);
+  if (t < 60) return t + 's';
+  if (t < 3600) return Math.floor(t / 60) + 'm' + String(t % 60).padStart(2, '0') + 's';
+  return Math.floor(t / 3600) + 'h' + String(Math.floor(t / 60) % 60).padStart(2, '0') + 'm';
+};
 const STAGES = [['pullMs', 'pull'], ['createMs', 'create'], ['bootMs', 'boot'], ['warmupMs', 'warm-up']];
 const stageText = (st) => st ? STAGES.filter(([k]) => typeof st[k] === 'number').map(([k, n]) => ', ' + n + ' ' + secs(st[k])).join('') : '';
 function render(s) {
@@ -61,8 +68,10 @@ function render(s) {
       return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + stageText(i.stages) + '">' + esc(i.id) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
     }).join('');
     const p = v.pool, z = p.sizing, c = v.cost;
-    const why = p.static ? 'static warm ' + p.size : esc(z.reason) + ' · ' + (z.ratePerSec * 60).toFixed(2) + ' claims/min, boot ' + secs(z.bootMs) + (z.next ? ' · next: ' + z.next.size + ' in ' + secs(Math.max(0, z.next.at - s.at)) : '');
-    const eta = s.etaSec[v.name] !== undefined ? ' · first waiter served in ~' + s.etaSec[v.name] + 's' : '';
+    const why = p.static ? 'static warm ' + p.size : esc(z.reason) + ' · ' + (z.ratePerSec * 60).toFixed(2) + ' claims/min, boot ' + secs(z.bootMs) + (z.bootMeasured ? '' : ' (none measured yet: default)') + (z.next ? ' · next: ' + z.next.size + ' in ' + secs(Math.max(0, z.next.at - s.at)) : '');
+    const eta = s.etaSec[v.name] === undefined ? '' : s.etaMeasured[v.name]
+      ? ' · first waiter served in ~' + secs(s.etaSec[v.name] * 1000)
+      : ' · first waiter served within ' + secs(s.etaSec[v.name] * 1000) + ' (its boot timeout: no start measured yet)';
     const pool = '<div class="pool" data-pool="' + esc(v.name) + '">pool: ' + why + ' · slots ' + p.slots + ' · waiting <b class="n-waiting">' + v.waiting + '</b>' + eta + ' · hit ratio ' + (c.hitRatio === null ? '-' : (c.hitRatio * 100).toFixed(1) + '%') + ' of ' + c.sessions + ' · idle ' + c.now.idle + ' / busy ' + c.now.busy + '</div>';
     return '<div data-service="' + esc(v.name) + '"><b>' + esc(v.name) + '</b> target ' + v.target + ' · ready <b class="n-ready">' + v.ready + '</b> · booting ' + v.booting + ' · claimed <b class="n-claimed">' + v.claimed + '</b> · failed ' + v.failed + (v.typicalStages && v.typicalStages.startMs ? ' · typical start ' + secs(v.typicalStages.startMs) + ' <span class="stages">(' + stageText(v.typicalStages).slice(2) + ')</span>' : v.typicalBootMs ? ' · typical boot ' + secs(v.typicalBootMs) : '') + pool + '<div class="chips">' + chips + '</div></div>';
   }).join('') || '<i>no services: run warmpool apply -f services.yaml</i>';

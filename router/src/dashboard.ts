@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { computeStatus, type InstanceStages, type RegistryCache } from '@warmpool/registry';
+import { computeStatus, typicalStages, type InstanceStages, type RegistryCache } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import type { RouterContext } from './context.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
@@ -45,13 +45,19 @@ export interface DashboardState {
   points: Record<string, PoolPoint>;
   /** Per service with sessions waiting: seconds until the first waiter's boot is expected to end. */
   etaSec: Record<string, number>;
+  /** Per service in etaSec: whether the ETA rests on measured starts (else on the boot timeout, an upper bound). */
+  etaMeasured: Record<string, boolean>;
 }
 
 export function dashboardState(cache: RegistryCache, pools: PoolMonitor, now: number): DashboardState {
   const status = computeStatus(cache, now);
   const etaSec: Record<string, number> = {};
+  const etaMeasured: Record<string, boolean> = {};
   for (const s of status.services) {
-    if (s.waiting > 0) etaSec[s.name] = retryAfterSec(cache.instancesOf(s.name), cache.services.get(s.name)?.value, now, 0);
+    if (s.waiting <= 0) continue;
+    const instances = cache.instancesOf(s.name);
+    etaSec[s.name] = retryAfterSec(instances, cache.services.get(s.name)?.value, now, 0);
+    etaMeasured[s.name] = typicalStages(instances).startMs !== null;
   }
   const instances = [...cache.instances.values()].map(({ value: i }) => ({
     id: i.id, service: i.service, host: i.host, state: cache.claims.has(i.id) && i.state === 'ready' ? 'claimed' : i.state,
@@ -61,7 +67,7 @@ export function dashboardState(cache: RegistryCache, pools: PoolMonitor, now: nu
   const sessions = [...cache.sessions.values()].map(({ value: s }) => ({
     id: `${s.id.slice(0, 6)}…`, service: s.service, instance: s.instanceId, host: s.host, ageMs: now - s.createdAt, expiresInMs: s.expiresAt - now,
   }));
-  return { at: now, status, instances, sessions, claimsPerMin: pools.claimsPerMin(), points: Object.fromEntries(pools.current()), etaSec };
+  return { at: now, status, instances, sessions, claimsPerMin: pools.claimsPerMin(), points: Object.fromEntries(pools.current()), etaSec, etaMeasured };
 }
 
 function sameSecret(a: string, b: string): boolean {
