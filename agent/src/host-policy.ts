@@ -132,7 +132,17 @@ export function namedVolumeRefusal(i: number, name: string, info: VolumeInfo, al
   if (!device.startsWith('/') || !allowedPath(device, allow.hostPaths, files)) {
     return `${at} binds host path ${device}, which is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`;
   }
+  const secretDir = secretDirMeeting(realOrAncestor(device, files), allow, files);
+  if (secretDir) return `${at} binds host path ${device}, which holds the secret directory ${secretDir} of this host`;
   return undefined;
+}
+
+/**
+ * The secret directory that `real` (a resolved host path) holds or lies in, if any: mounting
+ * it would hand over every service's secrets.
+ */
+function secretDirMeeting(real: string, allow: HostAllowList, files: HostFiles): string | undefined {
+  return allow.secretDirs.find((d) => { const rd = files.realpath(d) ?? d; return isUnder(rd, real) || isUnder(real, rd); });
 }
 
 /**
@@ -212,7 +222,7 @@ export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, file
     }
     // An allowed prefix may hold the secret files: mounting them would hand over every service's secrets.
     const real = realOrAncestor(v.source, files);
-    const secretDir = allow.secretDirs.find((d) => { const rd = files.realpath(d) ?? d; return isUnder(rd, real) || isUnder(real, rd); });
+    const secretDir = secretDirMeeting(real, allow, files);
     if (secretDir) return { ok: false, reason: `volumes[${i}]: host path ${v.source} holds the secret directory ${secretDir} of this host` };
     // The engine mounts the path the check approved, not the one written: a symlink swapped
     // in after the check changes nothing (docs/model-servers.md, residual risk). A `:` there

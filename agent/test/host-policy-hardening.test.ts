@@ -3,7 +3,7 @@ import type { ServiceSpec } from '@warmpool/registry';
 import { SIDECAR_ENV as E } from '@warmpool/sidecar/protocol';
 import { baseSpec } from './spec-fixture.js';
 import { sidecarContainerSpec, type PodInput } from '../src/container-spec.js';
-import { DEFAULT_ALLOW, grantHostOptions, volumeNameAllowed, type HostFiles } from '../src/host-policy.js';
+import { DEFAULT_ALLOW, grantHostOptions, namedVolumeRefusal, volumeNameAllowed, type HostFiles } from '../src/host-policy.js';
 
 // Three gaps a break-it pass found in the host policy, each pinned here on its pure part:
 // a warm-up's auth header had to be stored in the registry in plaintext; any named volume of
@@ -74,6 +74,15 @@ t.test('named volumes only when the agent\'s allow.volumes names them (none by d
   t.ok(volumeNameAllowed('a.b', ['a?b']), '? is one character');
   t.notOk(volumeNameAllowed('axb', ['a.b']), 'a dot is a dot');
   t.notOk(volumeNameAllowed('xmodels', ['models']), 'whole names only');
+});
+
+t.test('an existing named volume binding the secret directory is refused like a bind mount of it', async (t) => {
+  const bind = (device: string): { driver: string; options: Record<string, string> } => ({ driver: 'local', options: { type: 'none', o: 'bind', device } });
+  const wide = { ...allow, hostPaths: ['/etc/warmpool', '/data/models'] };
+  t.equal(namedVolumeRefusal(0, 'sec', bind('/etc/warmpool'), wide, files),
+    'volumes[0]: named volume sec binds host path /etc/warmpool, which holds the secret directory /etc/warmpool/secrets of this host');
+  t.match(namedVolumeRefusal(1, 'sec', bind('/etc/warmpool/secrets'), wide, files), /^volumes\[1\]: .*holds the secret directory/);
+  t.equal(namedVolumeRefusal(0, 'm', bind('/data/models'), wide, files), undefined, 'another allowed path');
 });
 
 t.test('a host path is mounted as the real path the check approved, not as written', async (t) => {
