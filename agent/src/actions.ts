@@ -196,8 +196,9 @@ export class Actions {
       if (inst.dead) return;
       booting = this.writeRecord(inst);
       const t0 = ctx.clock.now();
-      // Host paths, host IPC and secret files as this host's own config allows; the secret
-      // values go into the container's env and nowhere else.
+      // Host paths, named volumes, host IPC and secret files as this host's own config allows;
+      // the secret values go into the app's env (secretEnv) and the sidecar's warm-up
+      // (secretHeaders) and nowhere else.
       const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
       if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
       for (const [i, v] of granted.grant.volumes.entries()) {
@@ -207,7 +208,7 @@ export class Actions {
         if (refused) throw new AgentError('WARMPOOL_NOT_ALLOWED', refused);
       }
       const sidecarPort = podSidecarPort(pod.sidecarPort, pod.spec.containerPort);
-      const sidecarId = await withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec(pod)), removeLate);
+      const sidecarId = await withDeadline('create the sidecar container', limit, () => ctx.runtime.create(sidecarContainerSpec({ ...pod, grant: granted.grant })), removeLate);
       inst.sidecarContainerId = sidecarId;
       const [appId] = await Promise.all([
         withDeadline('create the app container', limit, () => ctx.runtime.create(appContainerSpec({ ...pod, grant: granted.grant }, sidecarId)), removeLate)

@@ -35,12 +35,13 @@ export const agentConfigSchema = z.object({
   /**
    * What services may ask of this host (whoever can write the registry must not gain root
    * here): bind mounts only under hostPaths prefixes, --ipc=host only with ipcHost, secret
-   * files only under secretDirs.
+   * files only under secretDirs, named volumes only with a name matching a volumes glob.
    */
   allow: z.object({
     hostPaths: z.array(absPath).default([]),
     ipcHost: z.boolean().default(false),
     secretDirs: z.array(absPath).default(['/etc/warmpool/secrets']),
+    volumes: z.array(z.string().regex(/^[A-Za-z0-9_.*?-]+$/, 'a volume name or a glob of one (* and ?)')).default([]),
   }).strict().prefault({}),
   /** GPU inventory: the configured devices, else what nvidia-smi lists (detect), else none. */
   gpus: z.object({
@@ -104,6 +105,7 @@ export const SETTINGS: { flag: string; env: string; path: string[]; type: Settin
   { flag: 'allow-host-path', env: 'WARMPOOL_ALLOW_HOST_PATHS', path: ['allow', 'hostPaths'], type: 'list' },
   { flag: 'allow-ipc-host', env: 'WARMPOOL_ALLOW_IPC_HOST', path: ['allow', 'ipcHost'], type: 'boolean' },
   { flag: 'secret-dir', env: 'WARMPOOL_SECRET_DIRS', path: ['allow', 'secretDirs'], type: 'list' },
+  { flag: 'allow-volume', env: 'WARMPOOL_ALLOW_VOLUMES', path: ['allow', 'volumes'], type: 'list' },
   { flag: 'gpus', env: 'WARMPOOL_GPUS', path: ['gpus', 'devices'], type: 'list' },
   { flag: 'gpu-detect', env: 'WARMPOOL_GPU_DETECT', path: ['gpus', 'detect'], type: 'boolean' },
   { flag: 'run-dir', env: 'WARMPOOL_RUN_DIR', path: ['runDir'], type: 'string' },

@@ -101,8 +101,12 @@ export function appContainerSpec(p: PodInput, podContainerId?: string): Containe
   };
 }
 
-/** Probe and warm-up settings of the sidecar (only the ones the spec sets: defaults stay the sidecar's). */
-export function healthEnv(s: ServiceSpec): Record<string, string> {
+/**
+ * Probe and warm-up settings of the sidecar (only the ones the spec sets: defaults stay the
+ * sidecar's). `warmupHeaders` (the host's grant) adds the secret header values, per warm-up
+ * request: they reach only this container's env on this host, never the registry.
+ */
+export function healthEnv(s: ServiceSpec, warmupHeaders?: readonly Record<string, string>[]): Record<string, string> {
   const env: Record<string, string> = {};
   if (s.readiness.timeoutMs !== undefined) env[E.probeTimeoutMs] = String(s.readiness.timeoutMs);
   if (s.liveness) {
@@ -113,9 +117,9 @@ export function healthEnv(s: ServiceSpec): Record<string, string> {
     env[E.liveFailureThreshold] = String(s.liveness.failureThreshold);
   }
   if (s.warmup?.length) {
-    env[E.warmup] = JSON.stringify(s.warmup.map((w) => {
+    env[E.warmup] = JSON.stringify(s.warmup.map((w, i) => {
       const json = w.body !== undefined && typeof w.body !== 'string';
-      const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...w.headers };
+      const headers = { ...(json ? { 'content-type': 'application/json' } : {}), ...w.headers, ...warmupHeaders?.[i] };
       return {
         method: w.method, path: w.path, headers, timeoutMs: Math.round(w.timeoutSec * 1000), expectStatus: w.expectStatus,
         ...(w.body !== undefined ? { body: json ? JSON.stringify(w.body) : w.body } : {}),
@@ -151,7 +155,7 @@ export function sidecarContainerSpec(p: PodInput): ContainerCreateSpec {
       [E.bootTimeoutSec]: String(s.bootTimeoutSec + (p.startSlackSec ?? 0)),
       [E.failureThreshold]: String(s.readiness.failureThreshold),
       [E.agentSocket]: path.posix.join(RUN_DIR_IN_CONTAINER, AGENT_SOCKET_NAME),
-      ...healthEnv(s),
+      ...healthEnv(s, p.grant?.warmupHeaders),
     },
     labels: podLabels(p, 'sidecar'),
     publish: { containerPort: podSidecarPort(p.sidecarPort, s.containerPort), hostIp: p.publishIp },

@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { containerOptionsShape, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
+import { containerOptionsShape, secretHeaders, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
 import type { VolumeInfo } from './docker.js';
 
 /**
@@ -14,11 +14,13 @@ export interface HostAllowList {
   hostPaths: readonly string[];
   /** `ipc: host` allowed. */
   ipcHost: boolean;
-  /** secretEnv files only below these directories. */
+  /** secretEnv and secretHeaders files only below these directories. */
   secretDirs: readonly string[];
+  /** Named volumes only when their name matches one of these globs (`*`, `?`; none by default). */
+  volumes: readonly string[];
 }
 
-export const DEFAULT_ALLOW: HostAllowList = { hostPaths: [], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] };
+export const DEFAULT_ALLOW: HostAllowList = { hostPaths: [], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'], volumes: [] };
 
 /** File access the checks need (tests pass fakes; the agent uses node:fs). */
 export interface HostFiles {
@@ -55,17 +57,32 @@ export const nodeFiles: HostFiles = {
   readFile: readSecretFile,
 };
 
-/** The host-dependent part of an app container, once allowed. */
+/** The host-dependent part of a pod, once allowed. */
 export interface HostGrant {
+  /** Host paths replaced by the real paths the check approved (symlinks resolved): the engine mounts those. */
   volumes: VolumeSpec[];
   /** Env values read from the secret files (never logged, never written to the registry). */
   secretEnv: Record<string, string>;
+  /**
+   * Per warm-up request (same index), header values read from the secret files; only the
+   * sidecar of this host's pod receives them. Absent when no request has secretHeaders.
+   */
+  warmupHeaders?: Record<string, string>[];
 }
 
 export type PolicyResult = { ok: true; grant: HostGrant } | { ok: false; reason: string };
 
 /** The container options of a stored spec, as a services file must write them (extra fields ignored). */
-const storedOptions = z.object(containerOptionsShape);
+const storedOptions = z.object({
+  ...containerOptionsShape,
+  // Only what the agent reads from files here; the sidecar checks the rest of a warm-up request.
+  warmup: z.array(z.object({ secretHeaders: secretHeaders.optional() })).optional(),
+});
+
+/** True when the volume name matches the glob (`*`: any run of characters, `?`: one). */
+export function volumeNameAllowed(name: string, globs: readonly string[]): boolean {
+  return globs.some((g) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`).test(name));
+}
 
 /** `p` is `prefix` or below it (path segments, not string prefixes: /models2 is not under /models). */
 export function isUnder(p: string, prefix: string): boolean {
@@ -115,13 +132,65 @@ export function namedVolumeRefusal(i: number, name: string, info: VolumeInfo, al
   if (!device.startsWith('/') || !allowedPath(device, allow.hostPaths, files)) {
     return `${at} binds host path ${device}, which is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`;
   }
+  const secretDir = secretDirMeeting(realOrAncestor(device, files), allow, files);
+  if (secretDir) return `${at} binds host path ${device}, which holds the secret directory ${secretDir} of this host`;
   return undefined;
 }
 
 /**
+ * The secret directory that `real` (a resolved host path) holds or lies in, if any: mounting
+ * it would hand over every service's secrets.
+ */
+function secretDirMeeting(real: string, allow: HostAllowList, files: HostFiles): string | undefined {
+  return allow.secretDirs.find((d) => { const rd = files.realpath(d) ?? d; return isUnder(rd, real) || isUnder(real, rd); });
+}
+
+/**
+ * Reads one secret file for `field` once it lies under allow.secretDirs: the file the check
+ * resolved (symlinks followed) is the one read. The reason names the field and the file only.
+ */
+function readSecret(field: string, file: string, allow: HostAllowList, files: HostFiles): { ok: true; value: string } | { ok: false; reason: string } {
+  if (!allowedPath(file, allow.secretDirs, files)) {
+    return { ok: false, reason: `${field}: ${file} is not under a secret directory of this host (agent allow.secretDirs: ${allow.secretDirs.join(', ') || 'none'})` };
+  }
+  try {
+    // A trailing newline (echo > file) is not part of the secret.
+    return { ok: true, value: files.readFile(files.realpath(file) ?? file).replace(/\r?\n$/, '') };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'read error';
+    return { ok: false, reason: `${field}: cannot read the secret file ${file} on this host (${code})` };
+  }
+}
+
+/** What Node's HTTP client accepts in a header value (anything else would throw when sending). */
+const HEADER_VALUE = /^[\t\u0020-\u007e\u0080-\u00ff]*$/;
+
+/** The warm-up header values of `warmup[i].secretHeaders`, read from their files. */
+function grantWarmupHeaders(
+  warmup: readonly { secretHeaders?: Record<string, string | { file: string; prefix: string }> | undefined }[],
+  allow: HostAllowList, files: HostFiles,
+): { ok: true; headers?: Record<string, string>[] } | { ok: false; reason: string } {
+  if (!warmup.some((w) => w.secretHeaders && Object.keys(w.secretHeaders).length)) return { ok: true };
+  const headers: Record<string, string>[] = [];
+  for (const [i, w] of warmup.entries()) {
+    const values: Record<string, string> = {};
+    for (const [name, h] of Object.entries(w.secretHeaders ?? {})) {
+      const { file, prefix } = typeof h === 'string' ? { file: h, prefix: '' } : h;
+      const field = `warmup[${i}].secretHeaders.${name}`;
+      const read = readSecret(field, file, allow, files);
+      if (!read.ok) return read;
+      if (!HEADER_VALUE.test(read.value)) return { ok: false, reason: `${field}: the secret file ${file} holds a line break or control character (not a header value)` };
+      values[name] = prefix + read.value;
+    }
+    headers.push(values);
+  }
+  return { ok: true, headers };
+}
+
+/**
  * Checks a service's container options against this host's allow-list and reads its secret
- * files. A refusal's reason names the field and the path, never a secret's value (a read
- * error's message names the file only).
+ * files (secretEnv, warm-up secretHeaders). A refusal's reason names the field and the path,
+ * never a secret's value (a read error's message names the file only).
  */
 export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, files: HostFiles = nodeFiles): PolicyResult {
   // The registry's JSON is whatever its writer put there (`warmpool apply` validates, a raw
@@ -133,8 +202,18 @@ export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, file
     return { ok: false, reason: `${at || 'spec'}: ${issue.message}` };
   }
   const spec = checked.data;
+  const volumes: VolumeSpec[] = [];
   for (const [i, v] of spec.volumes.entries()) {
-    if (!v.source.startsWith('/')) continue; // a named volume
+    if (!v.source.startsWith('/')) {
+      if (!volumeNameAllowed(v.source, allow.volumes)) {
+        return {
+          ok: false,
+          reason: `volumes[${i}]: named volume ${v.source} is not allowed on this host (agent allow.volumes: ${allow.volumes.length ? allow.volumes.join(', ') : 'none'})`,
+        };
+      }
+      volumes.push(v);
+      continue;
+    }
     if (!allowedPath(v.source, allow.hostPaths, files)) {
       return {
         ok: false,
@@ -143,24 +222,22 @@ export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, file
     }
     // An allowed prefix may hold the secret files: mounting them would hand over every service's secrets.
     const real = realOrAncestor(v.source, files);
-    const secretDir = allow.secretDirs.find((d) => { const rd = files.realpath(d) ?? d; return isUnder(rd, real) || isUnder(real, rd); });
+    const secretDir = secretDirMeeting(real, allow, files);
     if (secretDir) return { ok: false, reason: `volumes[${i}]: host path ${v.source} holds the secret directory ${secretDir} of this host` };
+    // The engine mounts the path the check approved, not the one written: a symlink swapped
+    // in after the check changes nothing (docs/model-servers.md, residual risk). A `:` there
+    // (from a symlink's target) would add a mode to the bind, as in the spec.
+    if (real.includes(':')) return { ok: false, reason: `volumes[${i}]: host path ${v.source} resolves to ${real}, which holds ':'` };
+    volumes.push({ ...v, source: real });
   }
   if (spec.ipc === 'host' && !allow.ipcHost) return { ok: false, reason: 'ipc: host is not allowed on this host (agent allow.ipcHost is false)' };
   const secretEnv: Record<string, string> = {};
   for (const [name, file] of Object.entries(spec.secretEnv)) {
-    if (!allowedPath(file, allow.secretDirs, files)) {
-      return { ok: false, reason: `secretEnv.${name}: ${file} is not under a secret directory of this host (agent allow.secretDirs: ${allow.secretDirs.join(', ') || 'none'})` };
-    }
-    let value: string;
-    try {
-      value = files.readFile(file);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? 'read error';
-      return { ok: false, reason: `secretEnv.${name}: cannot read the secret file ${file} on this host (${code})` };
-    }
-    // A trailing newline (echo > file) is not part of the secret.
-    secretEnv[name] = value.replace(/\r?\n$/, '');
+    const read = readSecret(`secretEnv.${name}`, file, allow, files);
+    if (!read.ok) return read;
+    secretEnv[name] = read.value;
   }
-  return { ok: true, grant: { volumes: spec.volumes, secretEnv } };
+  const warmup = grantWarmupHeaders(spec.warmup ?? [], allow, files);
+  if (!warmup.ok) return warmup;
+  return { ok: true, grant: { volumes, secretEnv, ...(warmup.headers ? { warmupHeaders: warmup.headers } : {}) } };
 }

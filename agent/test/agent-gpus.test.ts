@@ -95,7 +95,7 @@ t.test('secret files: read when the container is created; a missing one fails th
   const VALUE = 'hf_vErYsEcReTtOkEn';
   await import('node:fs').then((fs) => fs.mkdirSync(secretDir));
   writeFileSync(path.join(secretDir, 'hf_token'), `${VALUE}\n`);
-  await s.start({ allow: { hostPaths: [], ipcHost: false, secretDirs: [secretDir] } });
+  await s.start({ allow: { hostPaths: [], ipcHost: false, secretDirs: [secretDir], volumes: [] } });
   await s.registry.putService(spec({ warm: 1, resources: { memoryMb: 0, cpus: 0, gpus: 0 }, secretEnv: { HF_TOKEN: path.join(secretDir, 'hf_token') } }));
   await until(() => s.apps().length === 1, 'created');
   t.equal(s.apps()[0]!.spec.env.HF_TOKEN, VALUE, 'the value is in the container\'s env');

@@ -44,14 +44,14 @@ t.test('command-line parsing', async (t) => {
 
 t.test('host allow-list and GPU inventory settings', async (t) => {
   const d = resolveAgentConfig({});
-  t.same(d.allow, { hostPaths: [], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] }, 'nothing of the host by default');
+  t.same(d.allow, { hostPaths: [], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'], volumes: [] }, 'nothing of the host by default');
   t.same(d.gpus, { detect: true }, 'nvidia-smi detection unless devices are configured');
   const c = resolveAgentConfig({
-    file: { allow: { hostPaths: ['/data'] }, gpus: { devices: ['0', { id: '1', name: 'H100' }] } },
+    file: { allow: { hostPaths: ['/data'], volumes: ['x'] }, gpus: { devices: ['0', { id: '1', name: 'H100' }] } },
     env: { WARMPOOL_ALLOW_IPC_HOST: 'true', WARMPOOL_SECRET_DIRS: '/run/secrets' },
-    flags: { 'allow-host-path': ['/models', '/cache'], 'gpu-detect': 'false' },
+    flags: { 'allow-host-path': ['/models', '/cache'], 'allow-volume': ['models', 'hf-*'], 'gpu-detect': 'false' },
   });
-  t.same(c.allow, { hostPaths: ['/models', '/cache'], ipcHost: true, secretDirs: ['/run/secrets'] });
+  t.same(c.allow, { hostPaths: ['/models', '/cache'], ipcHost: true, secretDirs: ['/run/secrets'], volumes: ['models', 'hf-*'] });
   t.same(c.gpus, { detect: false, devices: [{ id: '0' }, { id: '1', name: 'H100' }] });
   t.same(resolveAgentConfig({ flags: { gpus: '0,1,2' } }).gpus.devices, [{ id: '0' }, { id: '1' }, { id: '2' }]);
   t.same(agentConfigFromArgs(['--gpus', '0,1', '--allow-host-path', '/a', '--allow-host-path', '/b'], {}) !== 'help' && [], []);
@@ -59,4 +59,6 @@ t.test('host allow-list and GPU inventory settings', async (t) => {
   if (args !== 'help') t.same([args.gpus.devices, args.allow.hostPaths], [[{ id: '3' }], ['/a', '/b']], 'list flags repeat');
   t.throws(() => resolveAgentConfig({ flags: { 'allow-ipc-host': 'maybe' } }), { message: /--allow-ipc-host: expected true or false/ });
   t.throws(() => resolveAgentConfig({ flags: { 'allow-host-path': 'relative' } }), { message: /allow\.hostPaths\.0: must be an absolute path/ });
+  t.throws(() => resolveAgentConfig({ flags: { 'allow-volume': '/var/x' } }), { message: /allow\.volumes\.0: a volume name or a glob/ });
+  t.same(resolveAgentConfig({ env: { WARMPOOL_ALLOW_VOLUMES: 'a,b*' } }).allow.volumes, ['a', 'b*'], 'WARMPOOL_ALLOW_VOLUMES');
 });

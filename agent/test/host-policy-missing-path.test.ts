@@ -19,7 +19,7 @@ t.test('a missing path below a symlink out of the allowed prefix is refused (rea
   mkdirSync(models);
   mkdirSync(outside);
   symlinkSync(outside, path.join(models, 'escape'));
-  const allow = { hostPaths: [models], ipcHost: false, secretDirs: [path.join(dir, 'secrets')] };
+  const allow = { hostPaths: [models], ipcHost: false, secretDirs: [path.join(dir, 'secrets')], volumes: [] };
   const vol = (source: string): ServiceSpec => ({ ...base, volumes: [{ source, target: '/m', readOnly: false }] });
 
   t.ok(grantHostOptions(vol(path.join(models, 'new', 'dir')), allow, nodeFiles).ok, 'a missing path under the prefix itself is allowed');
@@ -36,7 +36,7 @@ t.test('a bind mount holding a secret directory is refused even under an allowed
   const secrets = path.join(dir, 'secrets');
   mkdirSync(secrets);
   mkdirSync(path.join(dir, 'models'));
-  const allow = { hostPaths: [dir], ipcHost: false, secretDirs: [secrets] };
+  const allow = { hostPaths: [dir], ipcHost: false, secretDirs: [secrets], volumes: [] };
   const vol = (source: string): ServiceSpec => ({ ...base, volumes: [{ source, target: '/m', readOnly: true }] });
   t.match(grantHostOptions(vol(dir), allow, nodeFiles), { ok: false, reason: /volumes\[0\]: host path .* holds the secret directory/ }, 'a parent of the secrets');
   t.match(grantHostOptions(vol(secrets), allow, nodeFiles), { ok: false, reason: /holds the secret directory/ }, 'the secrets themselves');

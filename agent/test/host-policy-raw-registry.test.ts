@@ -9,7 +9,7 @@ import { grantHostOptions, type HostFiles } from '../src/host-policy.js';
 // into a target, or fields of the wrong type; each is a refusal naming the field, never a grant
 // and never a thrown TypeError.
 const base = baseSpec;
-const allow = { hostPaths: ['/data/models'], ipcHost: true, secretDirs: ['/etc/warmpool/secrets'] };
+const allow = { hostPaths: ['/data/models'], ipcHost: true, secretDirs: ['/etc/warmpool/secrets'], volumes: ['hf*'] };
 const files: HostFiles = { realpath: (p) => p, readFile: () => 'v' };
 const raw = (extra: Record<string, unknown>): ServiceSpec => ({ ...base, ...extra }) as unknown as ServiceSpec;
 

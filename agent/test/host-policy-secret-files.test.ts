@@ -15,7 +15,7 @@ const base = baseSpec;
 t.test('secret files: FIFOs and huge files are refused, not read (real files)', { timeout: 20_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'wp-secrets-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const allow = { hostPaths: [], ipcHost: false, secretDirs: [dir] };
+  const allow = { hostPaths: [], ipcHost: false, secretDirs: [dir], volumes: [] };
   const fifo = path.join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
   const big = path.join(dir, 'big');

@@ -3,7 +3,7 @@ import { baseSpec } from './spec-fixture.js';
 import { grantHostOptions, isUnder, namedVolumeRefusal, type HostFiles } from '../src/host-policy.js';
 
 const base = baseSpec;
-const allow = { hostPaths: ['/data/models'], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'] };
+const allow = { hostPaths: ['/data/models'], ipcHost: false, secretDirs: ['/etc/warmpool/secrets'], volumes: ['hf*'] };
 const SECRET = 'hf_SUPERSECRETVALUE';
 /** A host with one secret file and a symlink under the allowed prefix that points at /. */
 const files: HostFiles = {
@@ -21,10 +21,10 @@ t.test('path prefixes compare segments', async (t) => {
   t.notOk(isUnder('/data', '/data/models'));
 });
 
-t.test('host paths only under the agent\'s allowed prefixes; named volumes always', async (t) => {
+t.test('host paths only under the agent\'s allowed prefixes; named volumes matching allow.volumes', async (t) => {
   const ok = grantHostOptions({ ...base, volumes: [{ source: '/data/models/llama', target: '/models', readOnly: true }, { source: 'hf-cache', target: '/root/.cache/huggingface', readOnly: false }] }, allow, files);
   t.ok(ok.ok);
-  const root = grantHostOptions({ ...base, volumes: [{ source: 'xy', target: '/x', readOnly: false }, { source: '/', target: '/host', readOnly: false }] }, allow, files);
+  const root = grantHostOptions({ ...base, volumes: [{ source: 'hf-xy', target: '/x', readOnly: false }, { source: '/', target: '/host', readOnly: false }] }, allow, files);
   t.same(root, { ok: false, reason: 'volumes[1]: host path / is not allowed on this host (agent allow.hostPaths: /data/models)' });
   const link = grantHostOptions({ ...base, volumes: [{ source: '/data/models/escape', target: '/host', readOnly: false }] }, allow, files);
   t.match(link, { ok: false, reason: /volumes\[0\]: host path \/data\/models\/escape is not allowed/ }, 'a symlink out of the prefix is refused');

@@ -10,6 +10,22 @@ import { z } from 'zod';
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _');
 const absPath = z.string().startsWith('/', 'must be an absolute path').refine((p) => !p.split('/').includes('..'), 'must not contain ..');
+/** An HTTP header name (RFC 9110 token). */
+export const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name');
+
+/**
+ * One warm-up header whose value the agent reads from a file on its host, like secretEnv:
+ * `/path` (the file holds the whole value) or `{file: /path, prefix: 'Bearer '}` (the value is
+ * the prefix and the file's content, so one key file serves both `secretEnv` and the header).
+ * The registry holds only the path and the prefix.
+ */
+export const secretHeader = z.union([
+  absPath,
+  z.object({ file: absPath, prefix: z.string().max(256).regex(/^[\u0020-\u007e]*$/, 'printable ASCII (no line breaks)').default('') }).strict(),
+]);
+/** `warmup[].secretHeaders`: header name -> secretHeader. */
+export const secretHeaders = z.record(headerName, secretHeader);
+
 /** Docker volume names: [a-zA-Z0-9][a-zA-Z0-9_.-]+ */
 const volumeName = /^[A-Za-z0-9][A-Za-z0-9_.-]+$/;
 

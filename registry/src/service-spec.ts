@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { containerOptionsShape, gpusPerInstance } from './container-options.js';
+import { containerOptionsShape, gpusPerInstance, headerName, secretHeaders } from './container-options.js';
 import type { ServiceSpec } from './types.js';
 import { warmSchema } from './warm-policy.js';
 
@@ -43,7 +43,11 @@ const WARMPOOL_APP_ENV: Record<string, string> = {
   INSTANCE_ID: 'INSTANCE_ID is set by Warmpool (the instance id)',
   PORT: 'PORT is set by Warmpool from containerPort',
 };
-const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'an HTTP header name');
+/**
+ * Header names that carry credentials: a plain `headers` value is stored in the registry,
+ * which every router reads, so these must come from `secretHeaders`.
+ */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key']);
 
 /** One warm-up request the sidecar sends after readiness, before reporting ready. */
 const warmupRequest = z.object({
@@ -52,9 +56,20 @@ const warmupRequest = z.object({
   /** A string is sent as is; anything else as JSON (content-type application/json). */
   body: z.union([z.string().max(65_536), z.record(z.string(), z.unknown()), z.array(z.unknown())]).optional(),
   headers: z.record(headerName, z.string().max(8192).regex(/^[^\r\n]*$/, 'no line breaks')).optional(),
+  /** Header values the agent reads from files on its host (never stored in the registry). */
+  secretHeaders: secretHeaders.optional(),
   timeoutSec: z.number().positive().max(3600).default(60),
   expectStatus: z.number().int().min(100).max(599).default(200),
-}).strict();
+}).strict().superRefine((w, ctx) => {
+  const secret = new Set(Object.keys(w.secretHeaders ?? {}).map((k) => k.toLowerCase()));
+  for (const k of Object.keys(w.headers ?? {})) {
+    if (CREDENTIAL_HEADERS.has(k.toLowerCase())) {
+      ctx.addIssue({ code: 'custom', path: ['headers', k], message: `${k} carries a credential: the registry is readable by every router; take it from a file with secretHeaders` });
+    } else if (secret.has(k.toLowerCase())) {
+      ctx.addIssue({ code: 'custom', path: ['headers', k], message: `${k} is set in secretHeaders too: a header comes from headers or from a secret file, not both` });
+    }
+  }
+});
 
 /** Schema of one service in a services file; defaults fill what a user leaves out. */
 export const serviceSpecSchema = z.object({

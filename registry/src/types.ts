@@ -18,8 +18,13 @@ export interface WarmupRequest {
   path: string;
   /** A string is sent as is; an object or array as JSON. */
   body?: string | Record<string, unknown> | unknown[];
-  /** Stored in the registry: never put a secret here. */
+  /** Stored in the registry: never put a secret here (credential header names are refused). */
   headers?: Record<string, string>;
+  /**
+   * Header name -> a file on the host holding its value (`/path`), or `{file, prefix}` (value
+   * = prefix + the file's content); read by the agent and handed only to its own sidecar.
+   */
+  secretHeaders?: Record<string, string | { file: string; prefix: string }>;
   /** The request fails (and with it the boot) when no full answer comes by then. */
   timeoutSec: number;
   expectStatus: number;

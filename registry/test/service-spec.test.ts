@@ -95,6 +95,21 @@ t.test('services file: liveness, probe timeouts and warm-up (issue 16)', async (
   }
 });
 
+t.test('warm-up credentials come from secretHeaders (files on the host), never from plain headers', async (t) => {
+  const spec = (w: Record<string, unknown>): ReturnType<typeof parseServiceSpec> => parseServiceSpec({ name: 'v', image: 'x', warmup: [{ path: '/v1/models', ...w }] });
+  const ok = spec({ headers: { 'X-Trace': '1' }, secretHeaders: { Authorization: { file: '/etc/warmpool/secrets/api_key', prefix: 'Bearer ' }, 'X-Key': '/etc/warmpool/secrets/k' } });
+  t.ok(ok.ok, 'a file with a prefix, or a file alone');
+  if (ok.ok) t.same(ok.spec.warmup?.[0]?.secretHeaders, { Authorization: { file: '/etc/warmpool/secrets/api_key', prefix: 'Bearer ' }, 'X-Key': '/etc/warmpool/secrets/k' }, 'stored: paths only');
+  const paths = (r: ReturnType<typeof parseServiceSpec>): string[] => (r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`));
+  for (const h of ['Authorization', 'proxy-authorization', 'Cookie', 'X-Api-Key', 'api-key']) {
+    t.match(paths(spec({ headers: { [h]: 'Bearer sk-123' } })), [new RegExp(`^warmup\\[0\\]\\.headers\\.${h}: .*carries a credential.*secretHeaders`)], `${h} refused in plain headers`);
+  }
+  t.match(paths(spec({ headers: { 'x-key': 'v' }, secretHeaders: { 'X-Key': '/etc/warmpool/secrets/k' } })), [/^warmup\[0\]\.headers\.x-key: .*secretHeaders too/], 'one source per header');
+  t.match(paths(spec({ secretHeaders: { Authorization: 'relative/path' } })), [/^warmup\[0\]\.secretHeaders\.Authorization/]);
+  t.match(paths(spec({ secretHeaders: { Authorization: { file: '/etc/warmpool/secrets/k', prefix: 'Bearer\r\nX: 1' } } })), [/^warmup\[0\]\.secretHeaders\.Authorization\.prefix/]);
+  t.match(paths(spec({ secretHeaders: { Authorization: { file: '/etc/warmpool/secrets/k', value: 'sk-1' } } })), [/^warmup\[0\]\.secretHeaders\.Authorization/], 'no inline value');
+});
+
 t.test('warm is sized for fleets: 20,000 accepted, above MAX_WARM refused with the field named', async (t) => {
   const ok = parseServiceSpec({ name: 'big', image: 'x', warm: 20_000 });
   t.ok(ok.ok, 'warm 20,000 (a 20,000-instance fleet) is valid');

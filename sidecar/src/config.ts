@@ -104,11 +104,15 @@ function probePath(env: Record<string, string | undefined>, name: string, fallba
 
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
-/** Parses WARMPOOL_WARMUP: a JSON array of WarmupStep; errors name the element and field. */
+/**
+ * Parses WARMPOOL_WARMUP: a JSON array of WarmupStep; errors name the element and field, never
+ * a header's value.
+ */
 export function parseWarmupSteps(raw: string | undefined): WarmupStep[] | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
   let v: unknown;
-  try { v = JSON.parse(raw); } catch { throw invalid(`${E.warmup} must be a JSON array, got ${JSON.stringify(raw.slice(0, 80))}`); }
+  // Never quote the text: its headers may hold secret values (secretHeaders).
+  try { v = JSON.parse(raw); } catch { throw invalid(`${E.warmup} must be a JSON array (not valid JSON)`); }
   if (!Array.isArray(v)) throw invalid(`${E.warmup} must be a JSON array`);
   return v.map((x: unknown, i): WarmupStep => {
     const at = `${E.warmup}[${i}]`;

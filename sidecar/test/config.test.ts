@@ -24,6 +24,11 @@ t.test('bad values name the variable', async (t) => {
   t.throws(() => sidecarConfigFromEnv({ ...base, WARMPOOL_LIVE_PATH: 'live' }), /WARMPOOL_LIVE_PATH must start with \//);
   t.throws(() => sidecarConfigFromEnv({ ...base, WARMPOOL_LIVE_TIMEOUT_MS: '-1' }), /WARMPOOL_LIVE_TIMEOUT_MS must be an integer/);
   t.throws(() => sidecarConfigFromEnv({ ...base, WARMPOOL_WARMUP: '{' }), /WARMPOOL_WARMUP must be a JSON array/);
+  // Its headers may hold secret values (secretHeaders): a parse error never quotes the text.
+  let message = '';
+  try { sidecarConfigFromEnv({ ...base, WARMPOOL_WARMUP: '[{"headers":{"Authorization":"Bearer sk-SECRET"}' }); } catch (err) { message = (err as Error).message; }
+  t.match(message, /WARMPOOL_WARMUP must be a JSON array/);
+  t.notMatch(message, 'sk-SECRET', 'the text is not quoted');
   t.throws(() => sidecarConfigFromEnv({ ...base, WARMPOOL_WARMUP: '[{"path":"x"}]' }), /WARMPOOL_WARMUP\[0\]\.path must start with \//);
   t.throws(() => sidecarConfigFromEnv({ ...base, WARMPOOL_WARMUP: '[{"path":"/x","headers":{"a":"b\\r\\nc: d"}}]' }), /WARMPOOL_WARMUP\[0\]\.headers\.a/);
   t.throws(() => sidecarConfigFromEnv({ ...base, WARMPOOL_WARMUP: '[{"path":"/x","expectStatus":42}]' }), /expectStatus/);

@@ -90,7 +90,7 @@ t.test('each example becomes its documented docker run flags, and a real engine 
   const secretDir = path.join(root, 'etc/warmpool/secrets');
   mkdirSync(secretDir, { recursive: true });
   for (const f of ['hf_token', 'ngc_api_key']) writeFileSync(path.join(secretDir, f), `secret-of-${f}\n`);
-  const allow = { hostPaths: [`${root}/var/lib/warmpool`], ipcHost: true, secretDirs: [secretDir] };
+  const allow = { hostPaths: [`${root}/var/lib/warmpool`], ipcHost: true, secretDirs: [secretDir], volumes: [`*-${run}`] };
   const runtime = new DockerodeRuntime();
 
   for (const [file, doc] of Object.entries(DOCUMENTED)) {
@@ -108,6 +108,10 @@ t.test('each example becomes its documented docker run flags, and a real engine 
     });
     const start = p.actions.find((a) => a.type === 'start');
     t.same(start && 'gpus' in start ? start.gpus : undefined, ['1'], `${file}: one GPU, exclusively`);
+    // A named volume is granted only by the agent's allow.volumes: the example says so.
+    for (const v of loadExample(file).volumes ?? []) {
+      if (!v.source.startsWith('/')) t.match(readFileSync(path.join(examplesDir, file), 'utf8'), new RegExp(`^#\\s+allow: \\{.*volumes: \\[[^\\]]*\\b${v.source}\\b`, 'm'), `${file}: names the agent config allowing volume ${v.source}`);
+    }
     const granted = grantHostOptions(spec, allow);
     if (!granted.ok) { t.fail(`${file}: ${granted.reason}`); continue; }
     const create = appContainerSpec({
