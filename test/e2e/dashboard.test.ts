@@ -40,7 +40,9 @@ t.test('dashboard in headless Chromium shows the pool change when a session is c
   const text = async (sel: string) => (await page.locator(sel).first().textContent({ timeout: 2_000 }))?.trim();
   await eventually(async () => (await text('[data-service="chatbot"] .n-ready')) === '3', { timeoutMs: 15_000, what: 'page shows 3 ready' });
   t.equal(await page.locator('.chip[data-state="booting"]').count(), 1, 'the booting instance shows');
-  t.match(await text('#conn'), /live/);
+  // The first paint comes from the snapshot; the event stream connects just after.
+  await eventually(async () => /live/.test((await text('#conn')) ?? ''), { timeoutMs: 15_000, what: 'the event stream connected' });
+  t.match(await text('#conn'), /live/, 'the event stream is live');
 
   const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ service: 'chatbot' }) });
   t.equal(res.status, 201);
