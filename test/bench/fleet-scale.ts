@@ -55,6 +55,14 @@ function request(agent: http.Agent, port: number, method: string, p: string, bod
   });
 }
 
+/** Router watch traffic so far, from its /metrics. */
+async function watchTraffic(port: number): Promise<{ messages: number; bytes: number }> {
+  return {
+    messages: await etcdMetric(`http://127.0.0.1:${port}`, 'warmpool_router_registry_watch_messages_total'),
+    bytes: await etcdMetric(`http://127.0.0.1:${port}`, 'warmpool_router_registry_watch_bytes_total'),
+  };
+}
+
 async function etcdMetric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const m = new RegExp(`^${name} ([0-9.e+]+)$`, 'm').exec(text);
@@ -136,6 +144,7 @@ async function measure(instances: number): Promise<Record<string, number>> {
     await new Promise((r) => setTimeout(r, 2000));
     const idleMsPerMs = (cpuMs(router.proc.pid!) - idle0) / 2000;
     const follow = Math.min(1000, registered - nClaims - 10);
+    const traffic0 = await watchTraffic(router.port);
     const routerCpu0 = cpuMs(router.proc.pid!);
     const followStart = Date.now();
     const elsewhereClaims = await load(async () => {
@@ -144,7 +153,11 @@ async function measure(instances: number): Promise<Record<string, number>> {
     }, follow, 8);
     await new Promise((r) => setTimeout(r, 2000)); // the router's watch catches up
     const followCpu = cpuMs(router.proc.pid!) - routerCpu0 - idleMsPerMs * (Date.now() - followStart);
-    const routerFollowMsPerClaim = round(followCpu / Math.max(1, follow - elsewhereClaims.errors), 3);
+    const followed = Math.max(1, follow - elsewhereClaims.errors);
+    const routerFollowMsPerClaim = round(followCpu / followed, 3);
+    const traffic1 = await watchTraffic(router.port);
+    const watchBytesPerClaim = round((traffic1.bytes - traffic0.bytes) / followed, 1);
+    const watchMessagesPerClaim = round((traffic1.messages - traffic0.messages) / followed, 2);
 
     const keys = await store.count!(prefix);
     const dbSizeMb = round((await etcdMetric(etcd.endpoints[0]!, 'etcd_mvcc_db_total_size_in_bytes')) / 1024 / 1024, 1);
@@ -153,7 +166,7 @@ async function measure(instances: number): Promise<Record<string, number>> {
       instances: registered, hosts: hostsTotal, sessions: sessions.length, leaseLosses, etcdCpuPerSec, leaseRenewalsPerSec,
       routerRssMb: rssMb(router.proc.pid!), routerReadyCpuSec, routerReadyWallSec,
       claimP50Ms: claim.p50Ms, claimP99Ms: claim.p99Ms, proxyP50Ms: proxy.p50Ms, proxyP99Ms: proxy.p99Ms,
-      routerFollowMsPerClaim, keys, dbSizeMb,
+      routerFollowMsPerClaim, watchBytesPerClaim, watchMessagesPerClaim, keys, dbSizeMb,
     };
     emit({ bench: 'fleet-scale', phase: 'size', ...row });
     return row;
@@ -172,7 +185,7 @@ async function measure(instances: number): Promise<Record<string, number>> {
  * 70% of instances claimed through POST /v1/sessions. Per size: lease losses, etcd CPU per
  * second with all sessions active (and lease renewals/s etcd saw), router CPU and wall time
  * to /readyz, router RSS, claim and proxied-request p50/p99, router CPU per claim made
- * elsewhere, keys and db size. The summary compares the largest size with the first one,
+ * elsewhere with the watch messages and bytes it received per such claim, keys and db size. The summary compares the largest size with the first one,
  * measured in the same run.
  * Args: [sizes (1000,5000,20000)]
  */
@@ -188,5 +201,6 @@ export async function run(args: string[]): Promise<void> {
     routerRssMb: last.routerRssMb, routerReadyCpuSec: last.routerReadyCpuSec, claimP99Ms: last.claimP99Ms,
     baselineInstances: base.instances, baselineClaimP99Ms: base.claimP99Ms,
     claimP99RatioVs1k: round(last.claimP99Ms! / base.claimP99Ms!, 2), routerFollowMsPerClaim: last.routerFollowMsPerClaim,
+    watchBytesPerClaim: last.watchBytesPerClaim, watchMessagesPerClaim: last.watchMessagesPerClaim,
   });
 }
