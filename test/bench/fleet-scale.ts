@@ -188,9 +188,10 @@ async function measure(instances: number): Promise<Record<string, number>> {
     const routerIdleCpuPctAfter = round(idleAfter * 100, 1);
     const watchBytesPerClaim = round((traffic1.bytes - traffic0.bytes) / followed, 1);
     const watchMessagesPerClaim = round((traffic1.messages - traffic0.messages) / followed, 2);
-    // etcd's side of the same claims: its CPU (the claim itself and the fan-out to every
-    // watching part: the router, one cache per host process, the claiming client's own) and
-    // the watch messages it sent.
+    // etcd's side of the same claims: its CPU over the window (the claims, the fan-out to
+    // every watching part: the router, one cache per host process, the claiming client's
+    // own; its background work, about 3% of a core, not subtracted) and the watch messages
+    // it sent.
     const etcdMsPerClaim = round(etcdFollowCpu / followed, 3);
     const etcdWatchMessagesPerClaim = round((etcdSent1 - etcdSent0) / followed, 2);
 
@@ -222,8 +223,8 @@ async function measure(instances: number): Promise<Record<string, number>> {
  * second with all sessions active (and lease renewals/s etcd saw), router CPU and wall time
  * to /readyz, router RSS, claim and proxied-request p50/p99, router CPU per claim made
  * elsewhere with the watch messages and bytes it received per such claim (and etcd's CPU and
- * watch messages sent to every watching part per such claim), keys and db size. The summary compares the largest size with the first one,
- * measured in the same run.
+ * watch messages sent to every watching part per such claim), keys and db size. The summary
+ * compares the largest size with the first one, measured in the same run.
  * Args: [sizes (1000,5000,20000)]
  */
 export async function run(args: string[]): Promise<void> {
