@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type { KvEntry, KvEvent, KvStore, KvWatch } from './kv.js';
+import type { KvEntry, KvEvent, KvStore, KvWatch, KvWatchHandlers } from './kv.js';
 import type { Keys} from './keys.js';
 import { type KeyKind } from './keys.js';
 import type { ClaimRecord, DemandRecord, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, SlotRecord, TombstoneRecord } from './types.js';
 import { ReadyIndex } from './ready-index.js';
+import { BRIDGEABLE_KINDS, planWatchRanges } from './watch-ranges.js';
 
 export interface Versioned<T> { value: T; modRevision: string; lease?: string }
 
@@ -35,15 +36,31 @@ export interface CacheOptions {
   onError?: (err: unknown) => void;
 }
 
-/** One followed prefix: its own list revision and watch. */
+/** One followed prefix: its own list revision, and the watch it shares with its range. */
 interface Followed {
   kind: KeyKind;
   prefix: string;
   /** The revision this prefix's copy is known complete at. */
   revision: string;
+  group: WatchGroup;
+}
+
+/**
+ * Followed prefixes watched together (see watch-ranges.ts): one watch over [start, end),
+ * or over the prefix `start` alone. Listed, re-listed and re-watched together.
+ */
+interface WatchGroup {
+  members: Followed[];
+  start: string;
+  end: string | undefined;
   watch: KvWatch | undefined;
   resyncing: Promise<void> | undefined;
   disconnected: boolean;
+}
+
+/** a > b for decimal revision strings without leading zeros (no BigInt on the hot path). */
+function revAfter(a: string, b: string): boolean {
+  return a.length !== b.length ? a.length > b.length : a > b;
 }
 
 /** What the consistency checks found (the fleet-scale figures report them). */
@@ -91,6 +108,7 @@ export class RegistryCache extends EventEmitter {
   syncedAt: number | null = null;
   readonly counters: CacheCounters = { lists: 0, checks: 0, mismatches: 0 };
   private readonly followed: Followed[];
+  private readonly groups: WatchGroup[];
   /** Keys under a followed prefix that hold no usable record (corrupt JSON, outside the layout): counted, not kept. */
   private readonly ignored = new Set<string>();
   private checkTimer: NodeJS.Timeout | undefined;
@@ -104,10 +122,20 @@ export class RegistryCache extends EventEmitter {
       resyncMs: opts.resyncMs ?? 60_000, reconnectJitterMs: opts.reconnectJitterMs ?? 2_000,
       random: opts.random ?? Math.random, onError: opts.onError,
     };
-    this.followed = [...new Set(opts.kinds ?? CACHED_KINDS)].filter((k) => k !== 'idempotency').map((kind) => ({
-      kind, prefix: kind === 'cluster' ? keys.cluster() : keys.kindPrefix(kind),
-      revision: '0', watch: undefined, resyncing: undefined, disconnected: false,
-    }));
+    const prefixOf = (kind: KeyKind): string => (kind === 'cluster' ? keys.cluster() : keys.kindPrefix(kind));
+    const kinds = [...new Set(opts.kinds ?? CACHED_KINDS)].filter((k) => k !== 'idempotency');
+    const byPrefix = new Map(kinds.map((kind) => [prefixOf(kind), kind]));
+    // One watch per contiguous range where the store can watch a range, else per prefix.
+    const ranges = store.watchRange
+      ? planWatchRanges([...byPrefix.keys()], [...CACHED_KINDS, 'idempotency' as const].map(prefixOf), BRIDGEABLE_KINDS.map(prefixOf))
+      : [...byPrefix.keys()].map((p) => ({ prefixes: [p], start: p, end: undefined }));
+    this.followed = [];
+    this.groups = ranges.map((r) => {
+      const g: WatchGroup = { members: [], start: r.start, end: r.end, watch: undefined, resyncing: undefined, disconnected: false };
+      for (const prefix of r.prefixes) g.members.push({ kind: byPrefix.get(prefix)!, prefix, revision: '0', group: g });
+      this.followed.push(...g.members);
+      return g;
+    });
   }
 
   async start(): Promise<void> {
@@ -125,9 +153,9 @@ export class RegistryCache extends EventEmitter {
     this.emit('state', s);
   }
 
-  private setConnected(f: Followed | undefined, connected: boolean): void {
-    if (f) f.disconnected = !connected;
-    const down = connected ? this.followed.some((x) => x.disconnected) : true;
+  private setConnected(g: WatchGroup, connected: boolean): void {
+    g.disconnected = !connected;
+    const down = connected ? this.groups.some((x) => x.disconnected) : true;
     if (down === (this.disconnectedSince !== null)) return;
     this.disconnectedSince = down ? Date.now() : null;
   }
@@ -153,7 +181,7 @@ export class RegistryCache extends EventEmitter {
     if (!count) { await this.resync(); return false; }
     for (const f of this.followed) {
       if (this.closed()) return false;
-      if (!f.watch || f.resyncing) continue;
+      if (!f.group.watch || f.group.resyncing) continue;
       this.counters.checks++;
       // The copy as it stands at the revision asked about: events that arrive while etcd
       // counts move the copy past it (comparing with the copy then was a false mismatch).
@@ -165,14 +193,15 @@ export class RegistryCache extends EventEmitter {
       } catch (err) {
         // A compacted revision cannot be counted: the copy is re-listed instead. Anything
         // else (etcd slow or away) waits for the next, later check.
-        if (/compact/i.test(String((err as Error)?.message))) { void this.resyncKind(f); continue; }
+        if (/compact/i.test(String((err as Error)?.message))) { void this.resyncGroup(f.group); continue; }
         this.opts.onError?.(err);
         return true;
       }
       if (n !== local) {
         this.counters.mismatches++;
         this.opts.onError?.(new Error(`registry cache: ${f.prefix} holds ${n} keys at revision ${at}, the copy ${local}: re-listing it`));
-        await this.resyncKind(f);
+        // Re-listed with the prefixes it shares a watch with (the watch restarts after the lists).
+        await this.resyncGroup(f.group);
       }
     }
     return false;
@@ -200,7 +229,7 @@ export class RegistryCache extends EventEmitter {
   resync(): Promise<void> {
     if (this.resyncing) return this.resyncing;
     this.resyncing = (async () => {
-      await Promise.all(this.followed.map((f) => this.resyncKind(f)));
+      await Promise.all(this.groups.map((g) => this.resyncGroup(g)));
       if (this.closed()) return;
       this.syncedAt = Date.now();
       this.emit('synced');
@@ -208,38 +237,35 @@ export class RegistryCache extends EventEmitter {
     return this.resyncing;
   }
 
-  private resyncKind(f: Followed): Promise<void> {
-    if (f.resyncing) return f.resyncing;
-    f.resyncing = this.doResync(f).finally(() => {
-      f.resyncing = undefined;
-      if (!this.closed() && this.followed.every((x) => x.watch)) this.setState('live');
+  private resyncGroup(g: WatchGroup): Promise<void> {
+    if (g.resyncing) return g.resyncing;
+    g.resyncing = this.doResync(g).finally(() => {
+      g.resyncing = undefined;
+      if (!this.closed() && this.groups.every((x) => x.watch)) this.setState('live');
     });
-    return f.resyncing;
+    return g.resyncing;
   }
 
-  private async doResync(f: Followed): Promise<void> {
-    if (this.closed()) return;
-    this.setState('syncing');
-    const old = f.watch;
-    f.watch = undefined;
-    await old?.close().catch(() => undefined);
-    // Retry the list with backoff until it works or the cache is closed.
+  /** Lists one prefix, retrying with backoff until it works; undefined once the cache is closed. */
+  private async listUntilDone(f: Followed): Promise<{ revision: string; entries: KvEntry[] } | undefined> {
     let delay = 100;
-    let listed: { revision: string; entries: KvEntry[] } | undefined;
-    while (!listed) {
-      if (this.closed()) return;
+    for (;;) {
+      if (this.closed()) return undefined;
       try {
-        listed = await this.store.list(f.prefix);
+        const listed = await this.store.list(f.prefix);
         this.counters.lists++;
-        this.setConnected(f, true);
+        return listed;
       } catch (err) {
-        this.setConnected(f, false);
+        this.setConnected(f.group, false);
         this.opts.onError?.(err);
         await this.pause(delay);
         delay = Math.min(delay * 2, 5_000);
       }
     }
-    if (this.closed()) return;
+  }
+
+  /** Applies one prefix's list: puts what differs, deletes what the list lacks. */
+  private applyList(f: Followed, listed: { revision: string; entries: KvEntry[] }): void {
     const seen = new Set<string>();
     for (const e of listed.entries) {
       seen.add(e.key);
@@ -249,22 +275,40 @@ export class RegistryCache extends EventEmitter {
     for (const key of [...this.ignored]) if (key.startsWith(f.prefix) && !seen.has(key)) this.ignored.delete(key);
     f.revision = listed.revision;
     this.advance(listed.revision);
+  }
+
+  private async doResync(g: WatchGroup): Promise<void> {
+    if (this.closed()) return;
+    this.setState('syncing');
+    const old = g.watch;
+    g.watch = undefined;
+    await old?.close().catch(() => undefined);
+    const lists = await Promise.all(g.members.map((f) => this.listUntilDone(f)));
+    if (this.closed()) return;
+    this.setConnected(g, true);
+    g.members.forEach((f, i) => this.applyList(f, lists[i]!));
+    // The watch starts after the oldest list; each prefix drops the events its own list
+    // already holds (onEvents), as a watch of its own started at its list would.
+    const from = g.members.reduce((min, f) => (revAfter(min, f.revision) ? f.revision : min), g.members[0]!.revision);
     try {
-      const w = await this.store.watch(f.prefix, f.revision, {
-        onEvents: (events, revision) => this.onEvents(events, revision, f),
-        onReset: () => { void this.resyncKind(f); },
+      const handlers: KvWatchHandlers = {
+        onEvents: (events, revision) => this.onEvents(events, revision, g),
+        onReset: () => { void this.resyncGroup(g); },
         onConnectionChange: (connected) => {
-          this.setConnected(f, connected);
+          this.setConnected(g, connected);
           // The watch resumes by itself; the re-list after a reconnect is spread over a
           // few seconds so that a restarted etcd is not listed by every part at once.
-          if (connected) setTimeout(() => void this.resyncKind(f), this.opts.random() * this.opts.reconnectJitterMs).unref();
+          if (connected) setTimeout(() => void this.resyncGroup(g), this.opts.random() * this.opts.reconnectJitterMs).unref();
         },
-      });
+      };
+      const w = g.end === undefined || !this.store.watchRange
+        ? await this.store.watch(g.start, from, handlers)
+        : await this.store.watchRange(g.start, g.end, from, handlers);
       if (this.closed()) { await w.close(); return; }
-      f.watch = w;
+      g.watch = w;
     } catch (err) {
       this.opts.onError?.(err);
-      setTimeout(() => void this.resyncKind(f), delay).unref();
+      setTimeout(() => void this.resyncGroup(g), 100).unref();
     }
   }
 
@@ -278,19 +322,26 @@ export class RegistryCache extends EventEmitter {
   }
 
   private advance(revision: string): void {
-    if (BigInt(revision) > BigInt(this.revision)) this.revision = revision;
+    if (revAfter(revision, this.revision)) this.revision = revision;
   }
 
-  private onEvents(events: KvEvent[], revision: string, f?: Followed): void {
+  private onEvents(events: KvEvent[], revision: string, g: WatchGroup): void {
     if (this.state === 'closed') return;
+    const shared = g.members.length > 1;
     for (const e of events) {
+      if (shared) {
+        // A range also carries keys nobody here follows (bridged prefixes): dropped. And
+        // each prefix skips what its own list, later than the watch's start, already holds.
+        const f = g.members.find((m) => e.key.startsWith(m.prefix));
+        if (!f || !revAfter(e.modRevision, f.revision)) continue;
+      }
       // Never apply an event older than what a list already gave us.
       const cur = this.currentRevision(e.key);
-      if (cur !== undefined && BigInt(cur) >= BigInt(e.modRevision)) continue;
+      if (cur !== undefined && !revAfter(e.modRevision, cur)) continue;
       if (e.type === 'put') this.applyPut(e.key, e.value ?? '', e.modRevision);
       else this.applyDelete(e.key);
     }
-    if (f && BigInt(revision) > BigInt(f.revision)) f.revision = revision;
+    for (const f of g.members) if (revAfter(revision, f.revision)) f.revision = revision;
     this.advance(revision);
   }
 
@@ -402,9 +453,9 @@ export class RegistryCache extends EventEmitter {
   async close(): Promise<void> {
     this.setState('closed');
     if (this.checkTimer) clearTimeout(this.checkTimer);
-    await Promise.all(this.followed.map(async (f) => {
-      const w = f.watch;
-      f.watch = undefined;
+    await Promise.all(this.groups.map(async (g) => {
+      const w = g.watch;
+      g.watch = undefined;
       await w?.close().catch(() => undefined);
     }));
     this.removeAllListeners();

@@ -13,7 +13,7 @@ import type { IKeyValue, IOptions, IRequestOp, ICompare } from 'etcd3';
 import type { KvCompare, KvEntry, KvOp, KvStore, KvTxnResult, KvWatch, KvWatchHandlers, LeaseHandle } from './kv.js';
 import { mapEtcdError } from './etcd-errors.js';
 import { EtcdKeptLease, KeptLeaseLoop, closedError, keepAliveBatch } from './etcd-lease.js';
-import { EtcdWatch } from './etcd-watch.js';
+import { EtcdWatch, type WatchTraffic, type WatchedKeys } from './etcd-watch.js';
 import { etcdFaultHandling } from './etcd-policy.js';
 import { RegistryError, unavailable } from './errors.js';
 
@@ -88,6 +88,7 @@ export class EtcdKvStore implements KvStore {
   private readonly leases = new Set<EtcdKeptLease>();
   private readonly keeper: KeptLeaseLoop;
   private readonly watches = new Set<EtcdWatch>();
+  private readonly traffic: WatchTraffic = { messages: 0, bytes: 0 };
 
   constructor(opts: EtcdKvOptions) {
     if (!opts.endpoints?.length) throw new RegistryError('WARMPOOL_INVALID_CONFIG', 'etcd: at least one endpoint is required');
@@ -261,9 +262,22 @@ export class EtcdKvStore implements KvStore {
     }
   }
 
-  async watch(prefix: string, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch> {
+  watch(prefix: string, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch> {
+    return this.startWatch({ start: prefix }, afterRevision, handlers);
+  }
+
+  watchRange(start: string, end: string, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch> {
+    return this.startWatch({ start, end }, afterRevision, handlers);
+  }
+
+  watchTraffic(): WatchTraffic {
+    return { ...this.traffic };
+  }
+
+  private async startWatch(keys: WatchedKeys, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch> {
     this.check();
-    const w = await EtcdWatch.start(this.client, prefix, afterRevision, handlers, this.dialTimeoutMs, (x) => this.watches.delete(x));
+    const opts = { timeoutMs: this.dialTimeoutMs, traffic: this.traffic };
+    const w = await EtcdWatch.start(this.client, keys, afterRevision, handlers, opts, (x) => this.watches.delete(x));
     if (this.closed) {
       await w.close();
       throw closedError();

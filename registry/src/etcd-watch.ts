@@ -15,6 +15,13 @@ import { WatchManager } from 'etcd3/lib/watch.js';
 import type { KvEvent, KvWatch, KvWatchHandlers } from './kv.js';
 import { mapEtcdError } from './etcd-errors.js';
 import { unavailable } from './errors.js';
+import { watchResponseBytes } from './etcd-watch-size.js';
+
+/** Keys a watch follows: everything under `start` as a prefix, or the byte range [start, end). */
+export interface WatchedKeys { start: string; end?: string }
+
+/** What the watch streams of one store received: messages and their protobuf bytes. */
+export interface WatchTraffic { messages: number; bytes: number }
 
 type WatchState = 'connecting' | 'live' | 'disconnected' | 'closed' | 'reset';
 
@@ -50,6 +57,11 @@ function deliver(fn: () => void): void {
   }
 }
 
+/** A watch's keys as messages name them: the prefix, or start..end. */
+function describe(keys: WatchedKeys): string {
+  return keys.end === undefined ? keys.start : `${keys.start}..${keys.end}`;
+}
+
 export class EtcdWatch implements KvWatch {
   private state: WatchState = 'connecting';
   private watcher: Watcher;
@@ -57,15 +69,20 @@ export class EtcdWatch implements KvWatch {
   private next: bigint;
   private closing: Promise<void> | undefined;
 
+  /** The keys, as messages name them. */
+  private readonly label: string;
+
   private constructor(
     client: Etcd3,
-    private readonly prefix: string,
+    keys: WatchedKeys,
     afterRevision: string,
     private readonly handlers: KvWatchHandlers,
+    private readonly traffic: WatchTraffic,
     private readonly onDone: (w: EtcdWatch) => void,
   ) {
+    this.label = describe(keys);
     this.next = BigInt(afterRevision) + 1n;
-    const builder = client.watch().prefix(prefix);
+    const builder = keys.end === undefined ? client.watch().prefix(keys.start) : client.watch().inRange({ start: keys.start, end: keys.end });
     // The builder's startRevision() goes through Number(): set the int64 as a string instead.
     (builder as unknown as { request: IWatchCreateRequest }).request.start_revision = this.next.toString();
     this.watcher = builder.watcher();
@@ -90,13 +107,15 @@ export class EtcdWatch implements KvWatch {
   /** Resolves once etcd accepted the watch; rejects on a refusal or after `timeoutMs`. */
   static async start(
     client: Etcd3,
-    prefix: string,
+    keys: WatchedKeys,
     afterRevision: string,
     handlers: KvWatchHandlers,
-    timeoutMs: number,
+    opts: { timeoutMs: number; traffic: WatchTraffic },
     onDone: (w: EtcdWatch) => void,
   ): Promise<EtcdWatch> {
-    const w = new EtcdWatch(client, prefix, afterRevision, handlers, onDone);
+    const w = new EtcdWatch(client, keys, afterRevision, handlers, opts.traffic, onDone);
+    const prefix = w.label;
+    const timeoutMs = opts.timeoutMs;
     let timer: NodeJS.Timeout | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -118,6 +137,8 @@ export class EtcdWatch implements KvWatch {
   }
 
   private onData(res: IWatchResponse): void {
+    this.traffic.messages++;
+    this.traffic.bytes += watchResponseBytes(res);
     if (this.state === 'closed' || this.state === 'reset') return;
     const events: KvEvent[] = (res.events ?? []).map((ev) => {
       const key = ev.kv.key.toString();
@@ -148,8 +169,8 @@ export class EtcdWatch implements KvWatch {
     if (wasConnecting) return; // start() rejects with this error
     const detail = err?.message?.replace(/^Watcher canceled: ?/, '') ?? '';
     const reason = detail
-      ? `etcd canceled the watch on ${this.prefix}: ${detail}`
-      : `etcd canceled the watch on ${this.prefix} (revision ${this.next} compacted?)`;
+      ? `etcd canceled the watch on ${this.label}: ${detail}`
+      : `etcd canceled the watch on ${this.label} (revision ${this.next} compacted?)`;
     deliver(() => this.handlers.onReset(reason));
   }
 

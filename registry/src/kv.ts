@@ -101,5 +101,14 @@ export interface KvStore {
   revokeLease(leaseId: string): Promise<void>;
   /** Events under a prefix strictly after `afterRevision`. */
   watch(prefix: string, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch>;
+  /**
+   * Events for every key in [start, end) (byte order) strictly after `afterRevision`. The
+   * events of one transaction in the range arrive in one onEvents call (etcd: one watch
+   * message), where a watch per prefix gets one call per prefix. Optional: stores without
+   * it are watched per prefix.
+   */
+  watchRange?(start: string, end: string, afterRevision: string, handlers: KvWatchHandlers): Promise<KvWatch>;
+  /** Watch messages received since the store opened and their size in bytes (etcd: protobuf bytes). Optional. */
+  watchTraffic?(): { messages: number; bytes: number };
   close(): Promise<void>;
 }

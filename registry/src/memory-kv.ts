@@ -15,7 +15,8 @@ export class MemoryKvStore implements KvStore {
   private history: KvEvent[] = [];
   private leases = new Map<string, Lease>();
   private nextLease = 1000;
-  private watchers = new Set<{ prefix: string; h: KvWatchHandlers }>();
+  /** Each watch's keys: under `start` as a prefix, or in [start, end) with `end`. */
+  private watchers = new Set<{ start: string; end?: string; h: KvWatchHandlers }>();
   private closed = false;
   private sweeper: NodeJS.Timeout;
 
@@ -65,7 +66,7 @@ export class MemoryKvStore implements KvStore {
     }
     this.history.push(...events);
     for (const w of this.watchers) {
-      const mine = events.filter((e) => e.key.startsWith(w.prefix));
+      const mine = events.filter((e) => inWatch(w, e.key));
       if (mine.length) queueMicrotask(() => w.h.onEvents(mine, rev));
     }
   }
@@ -153,11 +154,19 @@ export class MemoryKvStore implements KvStore {
     this.dropLease(leaseId, 'revoked');
   }
 
-  async watch(prefix: string, afterRevision: string, h: KvWatchHandlers): Promise<KvWatch> {
+  watch(prefix: string, afterRevision: string, h: KvWatchHandlers): Promise<KvWatch> {
+    return this.startWatch({ start: prefix, h }, afterRevision);
+  }
+
+  watchRange(start: string, end: string, afterRevision: string, h: KvWatchHandlers): Promise<KvWatch> {
+    return this.startWatch({ start, end, h }, afterRevision);
+  }
+
+  private async startWatch(w: { start: string; end?: string; h: KvWatchHandlers }, afterRevision: string): Promise<KvWatch> {
     this.check();
+    const h = w.h;
     const after = BigInt(afterRevision);
-    const missed = this.history.filter((e) => BigInt(e.modRevision) > after && e.key.startsWith(prefix));
-    const w = { prefix, h };
+    const missed = this.history.filter((e) => BigInt(e.modRevision) > after && inWatch(w, e.key));
     if (missed.length) {
       const rev = String(this.rev);
       queueMicrotask(() => h.onEvents(missed, rev));
@@ -173,4 +182,8 @@ export class MemoryKvStore implements KvStore {
     for (const l of this.leases.values()) if (l.timer) clearInterval(l.timer);
     this.watchers.clear();
   }
+}
+
+function inWatch(w: { start: string; end?: string }, key: string): boolean {
+  return w.end === undefined ? key.startsWith(w.start) : key >= w.start && key < w.end;
 }

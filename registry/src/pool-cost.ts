@@ -50,11 +50,20 @@ export function poolCost(cache: CostCache, spec: ServiceSpec): PoolCost {
 /** Idle (ready, unclaimed), busy (claimed) and booting instances per service, and their GPUs, in one pass. */
 export function instanceStates(cache: Pick<RegistryCache, 'instances' | 'claims'> & { services?: RegistryCache['services'] }): Map<string, PoolCost['now']> {
   const out = new Map<string, PoolCost['now']>();
+  // Per-service lookups only when the service changes from one instance to the next
+  // (a router runs this over every instance of the fleet about once a second).
+  let service: string | undefined;
+  let c: PoolCost['now'] = { idle: 0, busy: 0, booting: 0, idleGpus: 0, busyGpus: 0 };
+  let gpus = 0;
   for (const { value: i } of cache.instances.values()) {
-    let c = out.get(i.service);
-    if (!c) out.set(i.service, (c = { idle: 0, busy: 0, booting: 0, idleGpus: 0, busyGpus: 0 }));
-    const spec = cache.services?.get(i.service)?.value;
-    const gpus = spec ? gpusOf(spec) : 0;
+    if (i.service !== service) {
+      service = i.service;
+      let found = out.get(service);
+      if (!found) out.set(service, (found = { idle: 0, busy: 0, booting: 0, idleGpus: 0, busyGpus: 0 }));
+      c = found;
+      const spec = cache.services?.get(service)?.value;
+      gpus = spec ? gpusOf(spec) : 0;
+    }
     const claim = cache.claims.get(i.id);
     if ((claim && !claim.value.ended) || i.state === 'claimed') { c.busy++; c.busyGpus += gpus; }
     else if (i.state === 'ready' && !claim) { c.idle++; c.idleGpus += gpus; }

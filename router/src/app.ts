@@ -112,6 +112,7 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
     registryConnected: () => (ctxRef.ctx?.directory.link() === 'live' ? 1 : 0),
     pools: () => pools.current(),
     usage: () => pools.usageTotals(),
+    watchTraffic: () => opts.registry.store.watchTraffic?.(),
   };
   const pools = new PoolMonitor(now);
   const metrics = createMetrics(metricsSources, { defaultMetrics: opts.defaultMetrics ?? false });

@@ -33,6 +33,8 @@ export interface MetricsSources {
   pools?(): Map<string, { target: number; waiting: number }>;
   /** Instance- and GPU-seconds per service since this router started watching. */
   usage?(): Map<string, UsageTotals>;
+  /** Messages and bytes this router's registry watches received (etcd only). */
+  watchTraffic?(): { messages: number; bytes: number } | undefined;
 }
 
 export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}): RouterMetrics {
@@ -110,11 +112,28 @@ export function createMetrics(sources: MetricsSources, opts: { defaultMetrics?: 
     registers: [registry],
   });
   poolMetrics(registry, sources);
+  watchMetrics(registry, sources);
   return {
     registry, claimDuration, waiting, waitedForBoot, sessionsCreated, sessionWait, proxyErrors, activeSessions, stageDuration,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };
+}
+
+/** What following the registry costs this router: watch messages and their protobuf bytes. */
+function watchMetrics(registry: PromRegistry, sources: MetricsSources): void {
+  new Counter({
+    name: 'warmpool_router_registry_watch_messages_total',
+    help: 'Watch messages this router received from the registry (etcd) since it started',
+    registers: [registry],
+    collect() { this.reset(); this.inc(sources.watchTraffic?.()?.messages ?? 0); },
+  });
+  new Counter({
+    name: 'warmpool_router_registry_watch_bytes_total',
+    help: 'Bytes (protobuf) of the watch messages this router received from the registry (etcd) since it started',
+    registers: [registry],
+    collect() { this.reset(); this.inc(sources.watchTraffic?.()?.bytes ?? 0); },
+  });
 }
 
 /** Pool figures every router computes from the registry alike: workers report the same (max). */

@@ -16,6 +16,10 @@ const INSTANCES_PER_HOST = 40;
 const HOST_PROCESSES = 4;
 const CLAIMED = 0.7;
 const ACTIVE_WINDOW_MS = 30_000;
+/** Claims made elsewhere while the router's CPU is measured (fewer where fewer instances are left). */
+const FOLLOW_CLAIMS = 5000;
+/** The router's idle CPU is measured over this long (whole periods of its 5 s pool tick). */
+const IDLE_WINDOW_MS = 10_000;
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -53,6 +57,21 @@ function request(agent: http.Agent, port: number, method: string, p: string, bod
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** Router watch traffic so far, from its /metrics. */
+async function watchTraffic(port: number): Promise<{ messages: number; bytes: number }> {
+  return {
+    messages: await etcdMetric(`http://127.0.0.1:${port}`, 'warmpool_router_registry_watch_messages_total'),
+    bytes: await etcdMetric(`http://127.0.0.1:${port}`, 'warmpool_router_registry_watch_bytes_total'),
+  };
+}
+
+/** Messages etcd sent on all watch streams (to every part watching), from its /metrics. */
+async function etcdWatchMessagesSent(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /^grpc_server_msg_sent_total\{grpc_method="Watch",grpc_service="etcdserverpb\.Watch"[^}]*\} ([0-9.e+]+)$/m.exec(text);
+  return m ? Number(m[1]) : NaN;
 }
 
 async function etcdMetric(url: string, name: string): Promise<number> {
@@ -130,21 +149,51 @@ async function measure(instances: number): Promise<Record<string, number>> {
     const leaseRenewalsPerSec = round(((await etcdMetric(etcd.endpoints[0]!, 'etcd_debugging_lease_renewed_total')) - renewed0) / windowSec, 1);
     const proxy = summarize(proxied);
 
-    // Router follow: CPU of the router per claim made through another registry client.
-    // The router's own idle CPU (timers) over 2 s first, subtracted below.
-    const idle0 = cpuMs(router.proc.pid!);
-    await new Promise((r) => setTimeout(r, 2000));
-    const idleMsPerMs = (cpuMs(router.proc.pid!) - idle0) / 2000;
-    const follow = Math.min(1000, registered - nClaims - 10);
-    const routerCpu0 = cpuMs(router.proc.pid!);
+    // Router follow: CPU of the router per claim made through another registry client, less
+    // its own idle CPU (timers: the pool history every 5 s computes over the whole copy,
+    // session keep-alives), measured over whole 5 s periods before and after and averaged.
+    // No /metrics scrape inside the window: a scrape computes over the copy too.
+    const pid = router.proc.pid!;
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const idleRate = async (): Promise<number> => {
+      const c0 = cpuMs(pid);
+      const t0 = Date.now();
+      await sleep(IDLE_WINDOW_MS);
+      return (cpuMs(pid) - c0) / (Date.now() - t0);
+    };
+    await sleep(5000); // what the traffic window left behind (GC, keep-alive rounds) settles
+    const idleBefore = await idleRate();
+    const follow = Math.min(FOLLOW_CLAIMS, registered - nClaims - 10);
+    const traffic0 = await watchTraffic(router.port);
+    const etcdSent0 = await etcdWatchMessagesSent(etcd.endpoints[0]!);
+    const etcdFollowCpu0 = cpuMs(etcdPid);
+    const routerCpu0 = cpuMs(pid);
     const followStart = Date.now();
     const elsewhereClaims = await load(async () => {
       const r = await elsewhere.claim({ service: 'chatbot', sessionId: newSessionId() });
       if (!r.ok) throw new Error(r.reason);
     }, follow, 8);
-    await new Promise((r) => setTimeout(r, 2000)); // the router's watch catches up
-    const followCpu = cpuMs(router.proc.pid!) - routerCpu0 - idleMsPerMs * (Date.now() - followStart);
-    const routerFollowMsPerClaim = round(followCpu / Math.max(1, follow - elsewhereClaims.errors), 3);
+    await sleep(2000); // the router's watch catches up
+    const followCpu = cpuMs(pid) - routerCpu0;
+    const etcdFollowCpu = cpuMs(etcdPid) - etcdFollowCpu0;
+    const etcdSent1 = await etcdWatchMessagesSent(etcd.endpoints[0]!);
+    const followMs = Date.now() - followStart;
+    const traffic1 = await watchTraffic(router.port);
+    const idleAfter = await idleRate();
+    const idleMsPerMs = (idleBefore + idleAfter) / 2;
+    const followed = Math.max(1, follow - elsewhereClaims.errors);
+    const routerFollowMsPerClaim = round((followCpu - idleMsPerMs * followMs) / followed, 3);
+    const routerIdleCpuPct = round(idleMsPerMs * 100, 1);
+    const routerIdleCpuPctBefore = round(idleBefore * 100, 1);
+    const routerIdleCpuPctAfter = round(idleAfter * 100, 1);
+    const watchBytesPerClaim = round((traffic1.bytes - traffic0.bytes) / followed, 1);
+    const watchMessagesPerClaim = round((traffic1.messages - traffic0.messages) / followed, 2);
+    // etcd's side of the same claims: its CPU over the window (the claims, the fan-out to
+    // every watching part: the router, one cache per host process, the claiming client's
+    // own; its background work, about 3% of a core, not subtracted) and the watch messages
+    // it sent.
+    const etcdMsPerClaim = round(etcdFollowCpu / followed, 3);
+    const etcdWatchMessagesPerClaim = round((etcdSent1 - etcdSent0) / followed, 2);
 
     const keys = await store.count!(prefix);
     const dbSizeMb = round((await etcdMetric(etcd.endpoints[0]!, 'etcd_mvcc_db_total_size_in_bytes')) / 1024 / 1024, 1);
@@ -153,7 +202,8 @@ async function measure(instances: number): Promise<Record<string, number>> {
       instances: registered, hosts: hostsTotal, sessions: sessions.length, leaseLosses, etcdCpuPerSec, leaseRenewalsPerSec,
       routerRssMb: rssMb(router.proc.pid!), routerReadyCpuSec, routerReadyWallSec,
       claimP50Ms: claim.p50Ms, claimP99Ms: claim.p99Ms, proxyP50Ms: proxy.p50Ms, proxyP99Ms: proxy.p99Ms,
-      routerFollowMsPerClaim, keys, dbSizeMb,
+      routerFollowMsPerClaim, routerIdleCpuPct, routerIdleCpuPctBefore, routerIdleCpuPctAfter, followClaims: followed, watchBytesPerClaim, watchMessagesPerClaim,
+      etcdMsPerClaim, etcdWatchMessagesPerClaim, keys, dbSizeMb,
     };
     emit({ bench: 'fleet-scale', phase: 'size', ...row });
     return row;
@@ -172,8 +222,9 @@ async function measure(instances: number): Promise<Record<string, number>> {
  * 70% of instances claimed through POST /v1/sessions. Per size: lease losses, etcd CPU per
  * second with all sessions active (and lease renewals/s etcd saw), router CPU and wall time
  * to /readyz, router RSS, claim and proxied-request p50/p99, router CPU per claim made
- * elsewhere, keys and db size. The summary compares the largest size with the first one,
- * measured in the same run.
+ * elsewhere with the watch messages and bytes it received per such claim (and etcd's CPU and
+ * watch messages sent to every watching part per such claim), keys and db size. The summary
+ * compares the largest size with the first one, measured in the same run.
  * Args: [sizes (1000,5000,20000)]
  */
 export async function run(args: string[]): Promise<void> {
@@ -188,5 +239,6 @@ export async function run(args: string[]): Promise<void> {
     routerRssMb: last.routerRssMb, routerReadyCpuSec: last.routerReadyCpuSec, claimP99Ms: last.claimP99Ms,
     baselineInstances: base.instances, baselineClaimP99Ms: base.claimP99Ms,
     claimP99RatioVs1k: round(last.claimP99Ms! / base.claimP99Ms!, 2), routerFollowMsPerClaim: last.routerFollowMsPerClaim,
+    watchBytesPerClaim: last.watchBytesPerClaim, watchMessagesPerClaim: last.watchMessagesPerClaim,
   });
 }

@@ -39,6 +39,25 @@ export async function runWatchConformance(t: Test, name: string, { store, root }
     t.same(rec.resets, [], 'no reset');
   });
 
+  await t.test(`${name}: a range watch delivers the keys in [start, end), one batch per transaction`, { skip: !store.watchRange && 'no range watches' }, async (t) => {
+    const p = `${root}watch-range/`;
+    const { revision } = await store.list(p);
+    const rec = new Recorder();
+    rec.watch = await store.watchRange!(`${p}b/`, `${p}d0`, revision, rec.handlers);
+    t.teardown(() => rec.watch?.close());
+    // b/ and d/ are in the range, c/ lies between them; a/ and e/ are outside it.
+    await store.txn([], [put(`${p}a/1`, 'out'), put(`${p}b/1`, 'b'), put(`${p}c/1`, 'c'), put(`${p}d/1`, 'd'), put(`${p}e/1`, 'out')]);
+    await store.txn([], [del(`${p}b/1`), put(`${p}e/2`, 'out')]);
+    await eventually(() => rec.events.length >= 4, { timeoutMs: 10_000, what: 'range events' });
+    t.same(rec.summary(), [`put ${p}b/1=b`, `put ${p}c/1=c`, `put ${p}d/1=d`, `delete ${p}b/1`], 'in range, in order');
+    t.same(rec.batches.map((b) => b.events.length), [3, 1], 'the events of one transaction arrive together');
+    const late = new Recorder();
+    late.watch = await store.watchRange!(`${p}b/`, `${p}d0`, revision, late.handlers);
+    t.teardown(() => late.watch?.close());
+    await eventually(() => late.events.length >= 4, { timeoutMs: 10_000, what: 'replay' });
+    t.same(late.summary(), rec.summary(), 'a range watch from an old revision replays the same');
+  });
+
   await t.test(`${name}: a burst of writes converges, in revision order`, async (t) => {
     const p = `${root}watch-burst/`;
     const listed = await store.list(p);

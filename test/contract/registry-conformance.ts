@@ -1,7 +1,7 @@
 // The Registry's promises (exclusive claims, idempotency, session end, host lease) on any
 // KvStore backend. Run against memory, a real etcd and a real Consul agent.
 import { randomBytes } from 'node:crypto';
-import { Registry, newSessionId, parseServiceSpec, type HostRecord, type InstanceRecord, type KvStore } from '@warmpool/registry';
+import { Registry, newSessionId, parseServiceSpec, type HostRecord, type InstanceRecord, type KvStore, type KvWatchHandlers } from '@warmpool/registry';
 import { eventually } from '@warmpool/test';
 
 type T = {
@@ -19,13 +19,16 @@ const inst = (id: string, h: string): InstanceRecord => ({ id, service: 'chatbot
 /** The store, with its watch events held back on demand: a cache that lags behind the store. */
 function lagging(store: KvStore): { store: KvStore; hold(): void; release(): void } {
   let held: (() => void)[] | undefined;
-  const watch: KvStore['watch'] = (prefix, after, h) => store.watch(prefix, after, {
+  const lag = (h: KvWatchHandlers): KvWatchHandlers => ({
     ...h,
     onEvents: (events, rev) => { if (held) held.push(() => h.onEvents(events, rev)); else h.onEvents(events, rev); },
   });
+  const watch: KvStore['watch'] = (prefix, after, h) => store.watch(prefix, after, lag(h));
+  const watchRange: KvStore['watchRange'] = store.watchRange && ((start, end, after, h) => store.watchRange!(start, end, after, lag(h)));
   const wrapped = new Proxy(store, {
     get(target, prop) {
       if (prop === 'watch') return watch;
+      if (prop === 'watchRange') return watchRange;
       const v: unknown = Reflect.get(target, prop, target);
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
