@@ -4,14 +4,14 @@
 // lease, naming no instance: every agent counted the pool as full and it never refilled.
 // The periodic full check now frees slots (and records) of this host that name no instance.
 import t from 'tap';
-import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MemoryKvStore, Registry, instanceKey, type KvStore, type ServiceSpec } from '@warmpool/registry';
-import { REPORT_HEADER, reportPath, reportToken } from '@warmpool/sidecar/protocol';
+import { reportToken } from '@warmpool/sidecar/protocol';
 import { startAgent } from '../src/agent.js';
 import { FakeRuntime } from './fake-runtime.js';
+import { postReport } from './report-client.js';
 
 const PREFIX = '/unit-orphan/';
 const spec = (warm: number): ServiceSpec => ({
@@ -59,11 +59,7 @@ t.test('a warm slot left behind by a retire that failed half-way is freed, and t
   const secret = await registry.clusterSecret();
   const instances = () => [...cache.instances.values()].map((v) => v.value);
   const slots = () => [...cache.slots.values()].map((v) => v.value);
-  const markReady = (id: string) => new Promise<void>((resolve, reject) => {
-    const req = http.request({ socketPath: agent.socketPath, method: 'POST', path: reportPath(id), headers: { 'content-type': 'application/json', [REPORT_HEADER]: reportToken(instanceKey(secret, id), id) } }, (res) => { res.resume(); resolve(); });
-    req.on('error', reject);
-    req.end(JSON.stringify({ instanceId: id, state: 'ready', bootMs: 5, at: Date.now() }));
-  });
+  const markReady = (id: string) => postReport(agent.socketPath, id, reportToken(instanceKey(secret, id), id), { instanceId: id, state: 'ready', bootMs: 5, at: Date.now() });
 
   await registry.putService(spec(1));
   await until(() => instances().length === 1 && !!instances()[0]!.address, 'an instance booting');

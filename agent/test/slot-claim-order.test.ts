@@ -3,14 +3,14 @@
 // arrive first. The agent took that for a lost slot and destroyed the instance under its new
 // session. It now asks the store before destroying on a missing slot.
 import t from 'tap';
-import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { MemoryKvStore, Registry, instanceKey, newSessionId, type KvStore, type KvWatchHandlers, type ServiceSpec } from '@warmpool/registry';
-import { REPORT_HEADER, reportPath, reportToken } from '@warmpool/sidecar/protocol';
+import { reportToken } from '@warmpool/sidecar/protocol';
 import { startAgent } from '../src/agent.js';
 import { FakeRuntime } from './fake-runtime.js';
+import { postReport } from './report-client.js';
 
 const PREFIX = '/unit-order/';
 const spec: ServiceSpec = {
@@ -60,11 +60,7 @@ t.test('a claim whose slot deletion the agent sees before the claim keeps its in
   const instances = () => [...cache.instances.values()].map((v) => v.value);
   await until(() => instances().length === 1 && !!instances()[0]!.address, 'an instance booting');
   const id = instances()[0]!.id;
-  await new Promise<void>((resolve, reject) => {
-    const req = http.request({ socketPath: agent.socketPath, method: 'POST', path: reportPath(id), headers: { 'content-type': 'application/json', [REPORT_HEADER]: reportToken(instanceKey(secret, id), id) } }, (res) => { res.resume(); resolve(); });
-    req.on('error', reject);
-    req.end(JSON.stringify({ instanceId: id, state: 'ready', bootMs: 5, at: Date.now() }));
-  });
+  await postReport(agent.socketPath, id, reportToken(instanceKey(secret, id), id), { instanceId: id, state: 'ready', bootMs: 5, at: Date.now() });
   await until(() => instances().find((i) => i.id === id)?.state === 'ready', 'ready');
 
   const claim = await registry.claim({ service: 'chat', sessionId: newSessionId() });

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { RegistryCache, Keys } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
@@ -20,15 +20,20 @@ async function converged(cache: RegistryCache, store: EtcdKvStore, prefix: strin
 const putHost = (s: EtcdKvStore, keys: Keys, id: string, n: number) =>
   s.txn([], [{ type: 'put', key: keys.host(id), value: JSON.stringify({ id, n }) }]);
 
-t.test('cache converges after etcd restarts', { skip: infraSkip('etcd') }, async (t) => {
+/** A private etcd, a writer and a watched cache under a fresh prefix, all closed in teardown. */
+async function cacheOnEtcd(t: Test, opts: ConstructorParameters<typeof RegistryCache>[2]) {
   const etcd = await startEtcd();
   t.teardown(() => etcd.stop());
-  const prefix = `/cache-${randomBytes(3).toString('hex')}/`;
-  const keys = new Keys(prefix);
+  const keys = new Keys(`/cache-${randomBytes(3).toString('hex')}/`);
   const writer = new EtcdKvStore({ endpoints: etcd.endpoints });
   const reader = new EtcdKvStore({ endpoints: etcd.endpoints });
-  const cache = new RegistryCache(reader, keys, { resyncMs: 3_600_000 });
+  const cache = new RegistryCache(reader, keys, opts);
   t.teardown(async () => { await cache.close(); await reader.close(); await writer.close(); });
+  return { etcd, keys, prefix: keys.prefix, writer, cache };
+}
+
+t.test('cache converges after etcd restarts', { skip: infraSkip('etcd') }, async (t) => {
+  const { etcd, keys, prefix, writer, cache } = await cacheOnEtcd(t, { resyncMs: 3_600_000 });
   for (let i = 0; i < 20; i++) await putHost(writer, keys, `h${i}`, 0);
   await cache.start();
   await eventually(() => converged(cache, writer, prefix));
@@ -169,14 +174,7 @@ t.test('a healthy watch is trusted: checks count, they do not re-list; a missed 
 // Regression: the check did not count the copy's demand records, so while any router had
 // waiters every check saw "holds 1 keys, the copy 0" and re-listed the demand prefix.
 t.test('checks of every cached prefix agree with a healthy copy (demand records included)', { skip: infraSkip('etcd') }, async (t) => {
-  const etcd = await startEtcd();
-  t.teardown(() => etcd.stop());
-  const prefix = `/cache-${randomBytes(3).toString('hex')}/`;
-  const keys = new Keys(prefix);
-  const writer = new EtcdKvStore({ endpoints: etcd.endpoints });
-  const reader = new EtcdKvStore({ endpoints: etcd.endpoints });
-  const cache = new RegistryCache(reader, keys, { resyncMs: 200 });
-  t.teardown(async () => { await cache.close(); await reader.close(); await writer.close(); });
+  const { keys, writer, cache } = await cacheOnEtcd(t, { resyncMs: 200 });
   await putHost(writer, keys, 'h1', 0);
   await writer.txn([], [{ type: 'put', key: keys.demand('chatbot', 'r-1'), value: JSON.stringify({ service: 'chatbot', router: 'r-1', waiting: 3, oldestSince: Date.now(), at: Date.now() }) }]);
   await cache.start();
