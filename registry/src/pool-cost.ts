@@ -1,4 +1,4 @@
-import type { RegistryCache } from './cache.js';
+import type { CacheChange, RegistryCache } from './cache.js';
 import { gpusOf } from './pool-view.js';
 import { isStarting } from './instance-stages.js';
 import type { ServiceSpec } from './types.js';
@@ -75,29 +75,99 @@ export function instanceStates(cache: Pick<RegistryCache, 'instances' | 'claims'
 /** Instance-seconds and GPU-seconds per service and state, integrated from cache snapshots. */
 export interface UsageTotals { idleSec: number; busySec: number; bootingSec: number; idleGpuSec: number; busyGpuSec: number }
 
+type MeterCache = Pick<RegistryCache, 'instances' | 'claims'> & { services?: RegistryCache['services'] };
+type Contribution = { service: string; state: 'idle' | 'busy' | 'booting'; gpus: number };
+
+/** What one instance adds to its service's counts now (undefined: nothing, e.g. a claim ended, stopping). */
+function contributionOf(cache: MeterCache, id: string): Contribution | undefined {
+  const i = cache.instances.get(id)?.value;
+  if (!i) return undefined;
+  const claim = cache.claims.get(id);
+  let state: Contribution['state'];
+  if ((claim && !claim.value.ended) || i.state === 'claimed') state = 'busy';
+  else if (i.state === 'ready' && !claim) state = 'idle';
+  else if (isStarting(i.state)) state = 'booting';
+  else return undefined;
+  const spec = cache.services?.get(i.service)?.value;
+  return { service: i.service, state, gpus: spec ? gpusOf(spec) : 0 };
+}
+
 /**
- * Integrates instance states over time: call `sample(cache, now)` on every registry change
- * and periodically; each call adds (now - previous call) x the counts seen at the previous
- * call. The figures cover the time this process has watched, nothing before.
+ * Integrates instance states over time, per service: idle (ready, unclaimed), busy
+ * (claimed) and booting instance-seconds, idle and busy GPU-seconds. The counts are kept
+ * per instance and updated from each registry change (`follow`, or `apply` by hand), so a
+ * change costs O(1) and not a scan of the fleet; `sample(cache, now)` recounts everything
+ * (after a re-list, or for a cache that is not followed). Between two calls the counts are
+ * constant, so each call adds (now - previous call) x the counts up to then, exactly. The
+ * figures cover the time this process has watched, nothing before. Clock: epoch ms.
  */
 export class UsageMeter {
-  private last: { at: number; counts: Map<string, PoolCost['now']> } | undefined;
   readonly totals = new Map<string, UsageTotals>();
+  private at: number | undefined;
+  private readonly counts = new Map<string, PoolCost['now']>();
+  private readonly byInstance = new Map<string, Contribution>();
 
-  sample(cache: Pick<RegistryCache, 'instances' | 'claims' | 'services'>, now: number): void {
-    if (this.last && now > this.last.at) {
-      const dt = (now - this.last.at) / 1000;
-      for (const [service, c] of this.last.counts) {
-        const t = this.totals.get(service) ?? { idleSec: 0, busySec: 0, bootingSec: 0, idleGpuSec: 0, busyGpuSec: 0 };
+  /** The counts now, per service (what the totals grow by per second). */
+  current(): ReadonlyMap<string, Readonly<PoolCost['now']>> {
+    return this.counts;
+  }
+
+  /** Adds the time since the last call at the current counts; a clock that went back adds nothing. */
+  advance(now: number): void {
+    if (this.at !== undefined && now > this.at) {
+      const dt = (now - this.at) / 1000;
+      for (const [service, c] of this.counts) {
+        let t = this.totals.get(service);
+        if (!t) this.totals.set(service, (t = { idleSec: 0, busySec: 0, bootingSec: 0, idleGpuSec: 0, busyGpuSec: 0 }));
         t.idleSec += c.idle * dt;
         t.busySec += c.busy * dt;
         t.bootingSec += c.booting * dt;
         t.idleGpuSec += c.idleGpus * dt;
         t.busyGpuSec += c.busyGpus * dt;
-        this.totals.set(service, t);
       }
     }
-    if (this.last && now < this.last.at) return;
-    this.last = { at: now, counts: instanceStates(cache) };
+    if (this.at === undefined || now > this.at) this.at = now;
+  }
+
+  /** Recounts every instance of the cache (O(instances)), after adding the time up to `now`. */
+  sample(cache: MeterCache, now: number): void {
+    this.advance(now);
+    this.byInstance.clear();
+    this.counts.clear();
+    for (const id of cache.instances.keys()) this.set(id, contributionOf(cache, id));
+  }
+
+  /** Takes one registry change into account (O(1); a service's spec change recounts the fleet). */
+  apply(cache: MeterCache, change: Pick<CacheChange, 'kind' | 'parts'>, now: number): void {
+    if (change.kind === 'services') { this.sample(cache, now); return; }
+    if (change.kind !== 'instances' && change.kind !== 'claims') return;
+    const id = change.parts[1];
+    if (id === undefined) return;
+    this.advance(now);
+    this.set(id, contributionOf(cache, id));
+  }
+
+  /** Follows a live cache from now on: a recount now, then one update per change. Returns the unsubscribe. */
+  follow(cache: RegistryCache, now: () => number = Date.now): () => void {
+    this.sample(cache, now());
+    const onChange = (c: CacheChange): void => this.apply(cache, c, now());
+    const onSynced = (): void => this.sample(cache, now());
+    cache.on('change', onChange);
+    cache.on('synced', onSynced);
+    return () => { cache.off('change', onChange); cache.off('synced', onSynced); };
+  }
+
+  private set(id: string, next: Contribution | undefined): void {
+    const prev = this.byInstance.get(id);
+    if (prev) this.add(prev, -1);
+    if (next) { this.byInstance.set(id, next); this.add(next, 1); } else this.byInstance.delete(id);
+  }
+
+  private add(c: Contribution, sign: 1 | -1): void {
+    let n = this.counts.get(c.service);
+    if (!n) this.counts.set(c.service, (n = { idle: 0, busy: 0, booting: 0, idleGpus: 0, busyGpus: 0 }));
+    n[c.state] += sign;
+    if (c.state === 'idle') n.idleGpus += sign * c.gpus;
+    else if (c.state === 'busy') n.busyGpus += sign * c.gpus;
   }
 }

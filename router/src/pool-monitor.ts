@@ -23,14 +23,15 @@ export const HISTORY_SPAN_MS = 3_600_000;
 /**
  * Follows the fleet's pools from this router's registry cache: a point per service every
  * 5 s for the last hour (the dashboard's plot) and instance-seconds / GPU-seconds per state
- * (Prometheus counters), integrated on every registry change (coalesced to 1 s) and every
- * tick. Everything is computed from the registry, so every router shows the same pools.
+ * (Prometheus counters), kept per instance and updated on each registry change (O(1) per
+ * change, no rescan of the fleet). Everything is computed from the registry, so every
+ * router shows the same pools.
  */
 export class PoolMonitor {
   readonly usage = new UsageMeter();
   private readonly history = new Map<string, PoolPoint[]>();
   private timer: NodeJS.Timeout | undefined;
-  private lastSample = 0;
+  private unfollow: (() => void) | undefined;
   private claimTimes: number[] = [];
   private cache: RegistryCache | undefined;
 
@@ -38,24 +39,19 @@ export class PoolMonitor {
 
   private onChange = (c: { kind: string; type: string }): void => {
     if (c.kind === 'claims' && c.type === 'put') this.claimTimes.push(this.now());
-    if (this.now() - this.lastSample >= 1_000) this.sampleUsage();
   };
 
   /** Starts following a live cache (idempotent). */
   attach(cache: RegistryCache): void {
     if (this.cache === cache) return;
     this.cache?.off('change', this.onChange);
+    this.unfollow?.();
     this.cache = cache;
     cache.on('change', this.onChange);
+    this.unfollow = this.usage.follow(cache, this.now);
     this.tick();
     this.timer ??= setInterval(() => this.tick(), HISTORY_STEP_MS);
     this.timer.unref();
-  }
-
-  private sampleUsage(): void {
-    if (!this.cache) return;
-    this.lastSample = this.now();
-    this.usage.sample(this.cache, this.lastSample);
   }
 
   /** Claims per minute over the last minute. */
@@ -89,7 +85,7 @@ export class PoolMonitor {
   }
 
   private tick(): void {
-    this.sampleUsage();
+    this.usage.advance(this.now());
     const cutoff = this.now() - HISTORY_SPAN_MS;
     for (const [name, p] of this.current()) {
       let h = this.history.get(name);
@@ -106,7 +102,7 @@ export class PoolMonitor {
   }
 
   usageTotals(): Map<string, UsageTotals> {
-    this.sampleUsage();
+    this.usage.advance(this.now());
     return this.usage.totals;
   }
 
@@ -114,5 +110,7 @@ export class PoolMonitor {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.cache?.off('change', this.onChange);
+    this.unfollow?.();
+    this.unfollow = undefined;
   }
 }
