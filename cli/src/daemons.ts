@@ -62,9 +62,10 @@ function routerCommand(): Command {
     .addOption(new Option('--consul-agent <host:port>', 'register this router as service warmpool-router in the local Consul agent').env('WARMPOOL_CONSUL_AGENT').argParser(hostPort('--consul-agent')))
     .addOption(new Option('--advertise <host>', 'address other hosts reach this router at (Consul registration)').env('WARMPOOL_ADVERTISE'))
     .addOption(new Option('--workers <n|auto>', 'router processes sharing the port (auto: one per CPU)').env('WARMPOOL_ROUTER_WORKERS').default(1).argParser(workersArg))
+    .addOption(new Option('--heap-growing-percent <n>', 'V8 heap growth past the live data before the next full collection (0: V8\'s own; default 50)').env('WARMPOOL_ROUTER_HEAP_GROWING_PERCENT').argParser(int('--heap-growing-percent', 300)))
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug').env('WARMPOOL_LOG_LEVEL').default('info'))
     .action(async (o: RegistryFlags & {
-      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto'; bufferResponseBytes?: number;
+      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto'; bufferResponseBytes?: number; heapGrowingPercent?: number;
       consulAgent?: { host: string; port: number }; advertise?: string; logLevel: string;
     }) => {
       const { startRouter, parseRouterConfig, isClusterPrimary, startRouterCluster, workerCount } = await import('@warmpool/router');
@@ -75,6 +76,7 @@ function routerCommand(): Command {
         ...(o.adminToken ? { adminToken: o.adminToken } : {}),
         ...(o.maxWait !== undefined ? { wait: { maxSec: o.maxWait, defaultSec: Math.min(30, o.maxWait) } } : {}),
         ...(o.bufferResponseBytes !== undefined ? { proxy: { bufferResponseBytes: o.bufferResponseBytes } } : {}),
+        ...(o.heapGrowingPercent !== undefined ? { heapGrowingPercent: o.heapGrowingPercent } : {}),
         logLevel: o.logLevel,
         workers: o.workers,
       });

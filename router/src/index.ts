@@ -1,5 +1,5 @@
 export { buildRouter, type BuildRouterOptions, type WarmpoolRouter } from './app.js';
-export { startRouter, type StartRouterOptions, type RunningRouter } from './start.js';
+export { startRouter, applyHeapGrowingPercent, type StartRouterOptions, type RunningRouter } from './start.js';
 export {
   routerConfigSchema, parseRouterConfig, routerConfig, routerConfigFromEnv,
   type RouterConfig, type RouterConfigInput, type ConfigProblem,

@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import v8 from 'node:v8';
 import { pino, type Logger } from 'pino';
 import { clusterMetricsRenderer, listenPort } from './cluster.js';
 import { CACHED_KINDS, Registry, WarmpoolError, openStore, type KvStore, type StoreConfig } from '@warmpool/registry';
@@ -24,9 +25,21 @@ export interface RunningRouter {
   close(): Promise<void>;
 }
 
+/**
+ * Sets V8's heap growing factor for this process: after a full collection the heap may grow
+ * to (1 + percent / 100) x what survived before the next one. 0 leaves V8's own factor
+ * (between 1.1 and 4 by its heuristics). Process-wide; takes effect at the next collection
+ * (V8 reads the flag each time it sets the heap's limit). Throws on a value outside 0..300.
+ */
+export function applyHeapGrowingPercent(percent: number): void {
+  if (!Number.isInteger(percent) || percent < 0 || percent > 300) throw new RangeError(`heapGrowingPercent must be an integer in 0..300, got ${percent}`);
+  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
 /** A router wired to the registry and listening: what `warmpool router` runs. */
 export async function startRouter(opts: StartRouterOptions = {}): Promise<RunningRouter> {
   const config = routerConfig(opts.config as RouterConfigInput);
+  applyHeapGrowingPercent(config.heapGrowingPercent);
   const logger = opts.logger ?? pino({ level: config.logLevel, base: { component: 'router', ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) } });
   const store = opts.kvStore ?? await openStore(opts.store ?? { backend: 'etcd', endpoints: config.registry.endpoints });
   const registry = new Registry(store, {

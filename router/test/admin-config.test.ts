@@ -93,6 +93,7 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
     t.equal(d.config.listen.port, 8080);
     t.equal(d.config.registry.prefix, '/warmpool/');
     t.equal(d.config.wait.maxSec, 300);
+    t.equal(d.config.heapGrowingPercent, 50);
   }
   const bad = parseRouterConfig({ listen: { port: 70000 }, adminToken: 'short', wait: { defaultSec: 10, maxSec: 5 }, registry: { endpoints: ['ftp://x'] }, extra: 1 });
   t.notOk(bad.ok);
@@ -102,7 +103,7 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
   }
   const fromEnv = parseRouterConfig(routerConfigFromEnv({
     WARMPOOL_ETCD: 'http://127.0.0.1:1,http://127.0.0.1:2', WARMPOOL_ROUTER_PORT: '9000', WARMPOOL_DEFAULT_SERVICE: 'chatbot',
-    WARMPOOL_MAX_WAIT_SEC: '60', WARMPOOL_PREFIX: '/wp/',
+    WARMPOOL_MAX_WAIT_SEC: '60', WARMPOOL_PREFIX: '/wp/', WARMPOOL_ROUTER_HEAP_GROWING_PERCENT: '0',
   }));
   t.ok(fromEnv.ok);
   if (fromEnv.ok) {
@@ -110,9 +111,14 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
     t.equal(fromEnv.config.listen.port, 9000);
     t.equal(fromEnv.config.defaultService, 'chatbot');
     t.equal(fromEnv.config.registry.prefix, '/wp/');
+    t.equal(fromEnv.config.heapGrowingPercent, 0, '0: V8 keeps its own factor');
   }
   const badEnv = parseRouterConfig(routerConfigFromEnv({ WARMPOOL_ROUTER_PORT: 'eighty' }));
   t.notOk(badEnv.ok, 'a port that is not a number is reported');
+  for (const v of ['-1', '301', '12.5', 'lots']) {
+    const r = parseRouterConfig(routerConfigFromEnv({ WARMPOOL_ROUTER_HEAP_GROWING_PERCENT: v }));
+    t.match(r, { ok: false, problems: [{ path: 'heapGrowingPercent' }] }, `heapGrowingPercent ${v} is refused, naming the field`);
+  }
 });
 
 t.test('errors map to HTTP in one place, with stable codes', async (t) => {

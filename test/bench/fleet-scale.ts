@@ -110,7 +110,12 @@ async function measure(instances: number): Promise<Record<string, number>> {
 
     // Router start: wall time and CPU to /readyz over the whole fleet.
     const t0 = Date.now();
-    const router = await startRouterProcess(etcd.endpoints, prefix, {}, 300_000);
+    // FLEET_HEAPSNAPSHOT=1: the router writes a V8 heap snapshot (into its working directory)
+    // on SIGUSR2, sent once the figures are taken (where its memory goes, by constructor).
+    // FLEET_ROUTER_NODE_ARGS: Node/V8 flags for the router process (memory trade-offs).
+    const snapshot = process.env.FLEET_HEAPSNAPSHOT === '1';
+    const nodeArgs = [...(process.env.FLEET_ROUTER_NODE_ARGS ?? '').split(' ').filter(Boolean), ...(snapshot ? ['--heapsnapshot-signal=SIGUSR2'] : [])];
+    const router = await startRouterProcess(etcd.endpoints, prefix, {}, 300_000, nodeArgs);
     children.push(router);
     const routerReadyWallSec = round((Date.now() - t0) / 1000, 2);
     const routerReadyCpuSec = round(cpuMs(router.proc.pid!) / 1000, 2);
@@ -124,6 +129,9 @@ async function measure(instances: number): Promise<Record<string, number>> {
       sessions.push((JSON.parse(r.body) as { sessionId: string }).sessionId);
     }, nClaims, 16);
     const claim = summarize(claims.latencies);
+    // The same without the first 10% of claims (the router's JIT warming up): at 1,000
+    // instances those are 70 of 700 claims and set the p99, at 20,000 1,400 of 14,000.
+    const claimWarm = summarize(claims.latencies.slice(Math.floor(claims.latencies.length / 10)));
     emit({ bench: 'fleet-scale', phase: 'claims', instances: registered, claims: claim, perSec: claims.perSec, errors: claims.errors });
 
     // Every session active: one request each (its first keep-alive from this router), then
@@ -195,13 +203,26 @@ async function measure(instances: number): Promise<Record<string, number>> {
     const etcdMsPerClaim = round(etcdFollowCpu / followed, 3);
     const etcdWatchMessagesPerClaim = round((etcdSent1 - etcdSent0) / followed, 2);
 
+    // Where the router's RSS goes (prom-client's process metrics): the V8 heap in use and
+    // reserved, and memory outside it (Buffers).
+    const routerMetric = (name: string) => etcdMetric(`http://127.0.0.1:${router.port}`, name);
+    const mb = (bytes: number) => round(bytes / 1024 / 1024, 1);
+    const routerRssMb = rssMb(router.proc.pid!);
+    const routerHeapUsedMb = mb(await routerMetric('warmpool_router_nodejs_heap_size_used_bytes'));
+    const routerHeapTotalMb = mb(await routerMetric('warmpool_router_nodejs_heap_size_total_bytes'));
+    const routerExternalMb = mb(await routerMetric('warmpool_router_nodejs_external_memory_bytes'));
+    if (snapshot) {
+      router.proc.kill('SIGUSR2');
+      await sleep(20_000);
+      emit({ bench: 'fleet-scale', phase: 'heapsnapshot', note: 'written by the router into the current directory (Heap.*.heapsnapshot)' });
+    }
     const keys = await store.count!(prefix);
     const dbSizeMb = round((await etcdMetric(etcd.endpoints[0]!, 'etcd_mvcc_db_total_size_in_bytes')) / 1024 / 1024, 1);
     const leaseLosses = hostProcs.reduce((a, h) => a + h.losses(), 0);
     const row = {
       instances: registered, hosts: hostsTotal, sessions: sessions.length, leaseLosses, etcdCpuPerSec, leaseRenewalsPerSec,
-      routerRssMb: rssMb(router.proc.pid!), routerReadyCpuSec, routerReadyWallSec,
-      claimP50Ms: claim.p50Ms, claimP99Ms: claim.p99Ms, proxyP50Ms: proxy.p50Ms, proxyP99Ms: proxy.p99Ms,
+      routerRssMb, routerHeapUsedMb, routerHeapTotalMb, routerExternalMb, routerReadyCpuSec, routerReadyWallSec,
+      claimP50Ms: claim.p50Ms, claimP99Ms: claim.p99Ms, claimWarmP50Ms: claimWarm.p50Ms, claimWarmP99Ms: claimWarm.p99Ms, proxyP50Ms: proxy.p50Ms, proxyP99Ms: proxy.p99Ms,
       routerFollowMsPerClaim, routerIdleCpuPct, routerIdleCpuPctBefore, routerIdleCpuPctAfter, followClaims: followed, watchBytesPerClaim, watchMessagesPerClaim,
       etcdMsPerClaim, etcdWatchMessagesPerClaim, keys, dbSizeMb,
     };
@@ -221,11 +242,14 @@ async function measure(instances: number): Promise<Record<string, number>> {
  * instances with pre-granted session leases, a registry watch per process) in 4 processes;
  * 70% of instances claimed through POST /v1/sessions. Per size: lease losses, etcd CPU per
  * second with all sessions active (and lease renewals/s etcd saw), router CPU and wall time
- * to /readyz, router RSS, claim and proxied-request p50/p99, router CPU per claim made
+ * to /readyz, router RSS (and its V8 heap used / reserved, memory outside the heap), claim
+ * p50/p99 (all claims, and without the first 10%: JIT warm-up) and proxied-request p50/p99, router CPU per claim made
  * elsewhere with the watch messages and bytes it received per such claim (and etcd's CPU and
  * watch messages sent to every watching part per such claim), keys and db size. The summary
  * compares the largest size with the first one, measured in the same run.
- * Args: [sizes (1000,5000,20000)]
+ * Args: [sizes (1000,5000,20000)]. Env: FLEET_ROUTER_NODE_ARGS (Node/V8 flags for the router,
+ * e.g. to compare heap settings), FLEET_HEAPSNAPSHOT=1 (the router writes a heap snapshot
+ * into the working directory once the figures are taken).
  */
 export async function run(args: string[]): Promise<void> {
   const sizes = (args[0] ?? '1000,5000,20000').split(',').map(Number).filter((n) => n > 0);
@@ -238,7 +262,9 @@ export async function run(args: string[]): Promise<void> {
     instances: last.instances, leaseLosses: last.leaseLosses, etcdCpuPerSec: last.etcdCpuPerSec,
     routerRssMb: last.routerRssMb, routerReadyCpuSec: last.routerReadyCpuSec, claimP99Ms: last.claimP99Ms,
     baselineInstances: base.instances, baselineClaimP99Ms: base.claimP99Ms,
-    claimP99RatioVs1k: round(last.claimP99Ms! / base.claimP99Ms!, 2), routerFollowMsPerClaim: last.routerFollowMsPerClaim,
+    claimP99RatioVs1k: round(last.claimP99Ms! / base.claimP99Ms!, 2),
+    claimWarmP99Ms: last.claimWarmP99Ms, baselineClaimWarmP99Ms: base.claimWarmP99Ms, claimWarmP99RatioVs1k: round(last.claimWarmP99Ms! / base.claimWarmP99Ms!, 2),
+    routerFollowMsPerClaim: last.routerFollowMsPerClaim,
     watchBytesPerClaim: last.watchBytesPerClaim, watchMessagesPerClaim: last.watchMessagesPerClaim,
   });
 }

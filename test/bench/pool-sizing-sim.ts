@@ -14,20 +14,22 @@ import { emit, round } from './stats.js';
  * instances, waiting sessions add slots, surplus ready instances are retired, booting ones
  * are not. Figures are per seed and averaged; the static runs are the baseline.
  *
- * args: [bootMs=4500] [seeds=17,1,2,3,4,5,6,7] [statics=2,4,6,8,10]
+ * args: [bootMs=4500] [seeds=17,1,2,3,4,5,6,7] [statics=2,4,6,8,10] [room=24] (room: instances
+ * the fleet can hold, claimed ones included)
  */
 export async function run(args: string[]): Promise<void> {
   const bootMs = Number(args[0] ?? 4500);
   const seeds = (args[1] ?? '17,1,2,3,4,5,6,7').split(',').map(Number);
   const statics = (args[2] ?? '2,4,6,8,10').split(',').map(Number);
+  const room = Number(args[3] ?? CAPACITY);
   const runs = new Map<string, Outcome[]>();
   const add = (name: string, o: Outcome): void => { runs.set(name, [...(runs.get(name) ?? []), o]); };
   for (const seed of seeds) {
     const trace = makeTrace(seed);
     const row: Record<string, string> = {};
-    for (const warm of statics) add(`static-${warm}`, simulate(trace, bootMs, () => warm, warm));
-    add('auto', simulate(trace, bootMs, (now, arrivals, boots) => sizePool({ policy: AUTO_POLICY, arrivals, boots, now }).size, AUTO_POLICY.min));
-    add('oracle', simulate(trace, bootMs, (now) => oracleSize(AUTO_POLICY, now, bootMs), AUTO_POLICY.min));
+    for (const warm of statics) add(`static-${warm}`, simulate(trace, bootMs, () => warm, warm, room));
+    add('auto', simulate(trace, bootMs, (now, arrivals, boots) => sizePool({ policy: AUTO_POLICY, arrivals, boots, now }).size, AUTO_POLICY.min, room));
+    add('oracle', simulate(trace, bootMs, (now) => oracleSize(AUTO_POLICY, now, bootMs), AUTO_POLICY.min, room));
     for (const [name, outcomes] of runs) row[name] = `${outcomes.at(-1)!.hitRatio}/${outcomes.at(-1)!.idleInstanceSec}`;
     emit({ bench: 'pool-sizing-sim', seed, arrivals: trace.length, 'hitRatio/idleInstanceSec': row });
   }
@@ -37,7 +39,7 @@ export async function run(args: string[]): Promise<void> {
   };
   const min = (name: string): number => Math.min(...runs.get(name)!.map((o) => o.hitRatio));
   emit({
-    bench: 'pool-sizing-sim', bootMs, seeds, policy: AUTO_POLICY,
+    bench: 'pool-sizing-sim', bootMs, seeds, room, policy: AUTO_POLICY,
     autoHitRatioMean: mean('auto', 'hitRatio'), autoHitRatioMin: min('auto'), autoIdleInstanceSecMean: mean('auto', 'idleInstanceSec'),
     oracleHitRatioMean: mean('oracle', 'hitRatio'), oracleHitRatioMin: min('oracle'), oracleIdleInstanceSecMean: mean('oracle', 'idleInstanceSec'),
     staticRuns: statics.map((warm) => ({ warm, hitRatioMean: mean(`static-${warm}`, 'hitRatio'), hitRatioMin: min(`static-${warm}`), idleInstanceSecMean: mean(`static-${warm}`, 'idleInstanceSec') })),
@@ -64,12 +66,12 @@ function oracleSize(policy: WarmPolicy, now: number, bootMs: number): number {
 /**
  * Replays `trace` (times from 0) in steps of 100 ms: arrivals claim a ready instance (a hit)
  * or wait in FIFO order; the pool keeps size(now) + waiting unclaimed instances, ready or
- * booting, within the room for 24. Returns the hit ratio and idle (ready, unclaimed)
+ * booting, within the room (24 as in the real bench). Returns the hit ratio and idle (ready, unclaimed)
  * instance-seconds.
  */
 function simulate(
   trace: Arrival[], bootMs: number,
-  size: (now: number, arrivals: number[], boots: { at: number; ms: number }[]) => number, initial: number,
+  size: (now: number, arrivals: number[], boots: { at: number; ms: number }[]) => number, initial: number, room = CAPACITY,
 ): Outcome {
   const end = PERIODS.reduce((a, p) => a + p.sec * 1000, 0) + 5_000;
   let insts: SimInstance[] = Array.from({ length: initial }, () => ({ readyAt: 0 }));
@@ -91,7 +93,7 @@ function simulate(
     for (let free = readyFree(t); free && waiting.length; free = readyFree(t)) free.until = t + waiting.shift()!.holdMs;
     const slots = size(t, arrivals, boots.filter((b) => b.at <= t)) + waiting.length;
     const unclaimed = insts.filter((i) => i.until === undefined);
-    for (let n = unclaimed.length; n < slots && insts.length < CAPACITY; n++) {
+    for (let n = unclaimed.length; n < slots && insts.length < room; n++) {
       insts.push({ readyAt: t + bootMs });
       boots.push({ at: t + bootMs, ms: bootMs });
     }

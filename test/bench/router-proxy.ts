@@ -8,10 +8,13 @@ import { eventually, freePort, repoRoot, startEtcd } from '../src/index.js';
 import { emit, round } from './stats.js';
 import { cpuMs, startNginx, startServer, wrk, type Child, type WrkResult } from './router-servers.js';
 
-/** Starts `warmpool router` (router/dist/src/main.js) as its own process; resolves when /readyz is 200. */
-export async function startRouterProcess(endpoints: string[], prefix: string, env: Record<string, string> = {}, readyTimeoutMs = 20_000): Promise<Child> {
+/**
+ * Starts `warmpool router` (router/dist/src/main.js) as its own process, with `nodeArgs`
+ * (Node/V8 flags) before the script; resolves when /readyz is 200, rejects at once if it exits.
+ */
+export async function startRouterProcess(endpoints: string[], prefix: string, env: Record<string, string> = {}, readyTimeoutMs = 20_000, nodeArgs: string[] = []): Promise<Child> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [path.join(repoRoot, 'router/dist/src/main.js')], {
+  const proc = spawn(process.execPath, [...nodeArgs, path.join(repoRoot, 'router/dist/src/main.js')], {
     env: {
       ...process.env, WARMPOOL_ETCD: endpoints.join(','), WARMPOOL_PREFIX: prefix,
       WARMPOOL_ROUTER_HOST: '127.0.0.1', WARMPOOL_ROUTER_PORT: String(port), WARMPOOL_LOG_LEVEL: 'warn', ...env,
@@ -26,11 +29,13 @@ export async function startRouterProcess(endpoints: string[], prefix: string, en
     proc.kill('SIGTERM');
     setTimeout(() => proc.kill('SIGKILL'), 5000).unref();
   });
+  const exited = new Promise<never>((_, reject) => proc.once('exit', (code, signal) => reject(new Error(`router exited (${code ?? signal}): ${err}`))));
+  exited.catch(() => undefined);
   try {
-    await eventually(async () => {
-      if (proc.exitCode !== null) throw new Error(`router exited: ${err}`);
+    await Promise.race([exited, eventually(async () => {
+      if (proc.exitCode !== null) return false;
       return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
-    }, { timeoutMs: readyTimeoutMs, intervalMs: 50, what: 'router ready' });
+    }, { timeoutMs: readyTimeoutMs, intervalMs: 50, what: 'router ready' })]);
   } catch (e) {
     await stop();
     throw e;
