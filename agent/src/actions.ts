@@ -140,6 +140,32 @@ export class Actions {
     await this.destroy(id, SLOT_LOST, false);
   }
 
+  /**
+   * Writes the instance's record as draining (out of the ready set, no slot) only while no
+   * claim exists for it. Returns the session id of a live claim that landed first (the
+   * instance is that session's now), else undefined once the record is out of the ready
+   * set. A claim that ended already does not hold the instance: it is taken out anyway.
+   */
+  private async retireUnlessClaimed(inst: LocalInstance): Promise<string | undefined> {
+    const { ctx } = this;
+    const claimKey = ctx.cache.keys.claim(inst.service, inst.id);
+    for (let attempt = 0; ; attempt++) {
+      let out = false;
+      const draining = { ...this.record(inst), state: 'draining' as const, slot: null };
+      await this.enqueue(inst.id, async () => { out = await ctx.host.putInstanceUnlessClaimed(draining, claimKey); });
+      if (out) return undefined;
+      const claim = await ctx.registry.store.get(claimKey);
+      if (claim) {
+        const c = JSON.parse(claim.value) as { sessionId: string; ended?: boolean };
+        if (!c.ended) return c.sessionId;
+        await this.writeRecord(inst, { state: 'draining', slot: null });
+        return undefined;
+      }
+      // The claim went between the two reads (its session ended and was cleaned up): again.
+      if (attempt >= 2) { await this.writeRecord(inst, { state: 'draining', slot: null }); return undefined; }
+    }
+  }
+
   // ---- start -------------------------------------------------------------------------
 
   /** Waits the spread delay, takes the slot (or loses the race), then launches the pod. */
@@ -295,6 +321,7 @@ export class Actions {
     inst.slot = null;
     inst.phase = 'claimed';
     inst.sessionId = sessionId;
+    delete inst.claimPendingSince;
     const claim = this.ctx.cache.claims.get(id)?.value;
     if (claim) { inst.claimedAt = claim.claimedAt; if (claim.waitedMs !== undefined) inst.waitedMs = claim.waitedMs; }
     this.ctx.backoff.success(inst.service);
@@ -361,29 +388,27 @@ export class Actions {
         ctx.host.instanceClaimed(id);
         if (slot !== null) await ctx.host.releaseSlot(inst.service, slot, id);
       } else {
-        if (retiring && inst.slot !== null) {
-          // Out of the ready set first (a claim of the old record would delete whatever holds
-          // the slot by then), then hand the slot back only if it is still ours.
-          const slot = inst.slot;
-          inst.slot = null;
-          await this.writeRecord(inst, { state: 'draining', slot: null });
-          await ctx.host.releaseSlot(inst.service, slot, id);
-        }
-        await this.enqueue(id, () => ctx.host.deleteInstance(inst.service, id));
         if (retiring) {
-          // A claim may have landed just before the delete: then the instance serves it.
-          const claim = await ctx.registry.store.get(ctx.cache.keys.claim(inst.service, id));
-          if (claim && !(JSON.parse(claim.value) as { ended?: boolean }).ended) {
-            inst.phase = 'claimed';
-            inst.slot = null;
+          // Out of the ready set first, in one transaction with "no claim": a claim that
+          // landed before (this agent has not seen it yet) keeps the instance for its
+          // session; once out, no claim can land (a claim compares the ready record's
+          // revision). Only then is the record deleted and the instance's pre-granted session
+          // lease revoked: revoked under a claim, it would take the session's records with it.
+          const session = await this.retireUnlessClaimed(inst);
+          if (session) {
+            // Left as it is until the cache shows the claim (then mark-claimed), see plan.ts.
             delete inst.dead;
             delete inst.deadIsFailure;
-            inst.sessionId = (JSON.parse(claim.value) as { sessionId: string }).sessionId;
-            await this.writeRecord(inst);
-            ctx.log.info({ instance: id, session: inst.sessionId }, 'claimed while being retired: kept for its session');
+            inst.claimPendingSince = ctx.clock.now();
+            ctx.log.info({ instance: id, session }, 'claimed while being retired: kept for its session');
             return;
           }
+          // Then hand the slot back, only if it is still ours.
+          const slot = inst.slot;
+          inst.slot = null;
+          if (slot !== null) await ctx.host.releaseSlot(inst.service, slot, id);
         }
+        await this.enqueue(id, () => ctx.host.deleteInstance(inst.service, id));
         ctx.log.info({ instance: id, service: inst.service, reason }, 'instance retired');
       }
       if (tombstoneFor) {

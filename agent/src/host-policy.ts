@@ -1,7 +1,7 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { containerOptionsShape, secretHeaders, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
+import { containerOptionsShape, secretHeaders, warmupHeaderIssues, type ServiceSpec, type VolumeSpec } from '@warmpool/registry';
 import type { VolumeInfo } from './docker.js';
 
 /**
@@ -75,8 +75,12 @@ export type PolicyResult = { ok: true; grant: HostGrant } | { ok: false; reason:
 /** The container options of a stored spec, as a services file must write them (extra fields ignored). */
 const storedOptions = z.object({
   ...containerOptionsShape,
-  // Only what the agent reads from files here; the sidecar checks the rest of a warm-up request.
-  warmup: z.array(z.object({ secretHeaders: secretHeaders.optional() })).optional(),
+  // What the agent reads from files here, and no credential among the plain headers (a raw
+  // write skips `warmpool apply`'s check; such a value is the writer's, already in the
+  // registry, but no pod of this host is started with it). The sidecar checks the rest.
+  warmup: z.array(z.object({ headers: z.record(z.string(), z.unknown()).optional(), secretHeaders: secretHeaders.optional() }).superRefine((w, ctx) => {
+    for (const issue of warmupHeaderIssues(w.headers, w.secretHeaders)) ctx.addIssue({ code: 'custom', ...issue });
+  })).optional(),
 });
 
 /** True when the volume name matches the glob (`*`: any run of characters, `?`: one). */

@@ -45,6 +45,12 @@ export interface LocalInstance {
   /** host:port of the sidecar. */
   address?: string;
   sessionId?: string;
+  /**
+   * A retirement found this instance claimed in the store before this agent's cache showed
+   * the claim: since when (epoch ms). The instance is left alone until the cache shows the
+   * claim (then it is marked claimed) or CLAIM_PENDING_MS have passed.
+   */
+  claimPendingSince?: number;
   /** When the session claimed it and how long its request had waited (for the expiry tombstone). */
   claimedAt?: number;
   waitedMs?: number;
@@ -197,6 +203,13 @@ function pickSlot(free: number[], hostId: string): number {
   return free[h % free.length]!;
 }
 
+/**
+ * How long an instance found claimed in the store waits for the claim to show in the cache
+ * (ms). The cache is normally milliseconds behind; after this the agent decides again from
+ * the store (a claim that ended and went meanwhile no longer holds the instance).
+ */
+export const CLAIM_PENDING_MS = 30_000;
+
 export function plan(input: PlanInput): Plan {
   const actions: Action[] = [];
   let wakeAt: number | undefined;
@@ -234,6 +247,12 @@ export function plan(input: PlanInput): Plan {
 
     if (claimSession !== undefined) {
       actions.push({ type: 'mark-claimed', instanceId: inst.id, sessionId: claimSession });
+      continue;
+    }
+
+    if (inst.claimPendingSince !== undefined && now < inst.claimPendingSince + CLAIM_PENDING_MS) {
+      // Claimed in the store, not yet in the cache: neither retire nor replace it meanwhile.
+      wake(inst.claimPendingSince + CLAIM_PENDING_MS);
       continue;
     }
 

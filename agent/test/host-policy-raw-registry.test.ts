@@ -22,3 +22,19 @@ t.test('container options straight from the registry are checked like a services
   t.match(grantHostOptions(raw({ volumes: [{ source: 'hf', target: '/c' }] }), allow, files), { ok: true, grant: { volumes: [{ source: 'hf', target: '/c', readOnly: false }] } }, 'a valid raw volume');
   t.match(grantHostOptions(raw({ ipc: 'host', user: '0' }), allow, files), { ok: true }, 'what the allow-list grants still passes');
 });
+
+// A credential header in a warm-up's plain headers is refused by `warmpool apply`; a spec
+// written straight into the registry is refused by the agent too, naming the header, and a
+// harmless header still passes. The value never appears in the reason.
+t.test('warm-up credential headers in plain headers are refused from a raw spec as from a services file', async (t) => {
+  const warm = (headers: Record<string, unknown>, secretHeaders?: Record<string, unknown>) =>
+    raw({ warmup: [{ method: 'POST', path: '/warm', headers, ...(secretHeaders ? { secretHeaders } : {}) }] });
+  const refused = grantHostOptions(warm({ Authorization: 'Bearer sk-live-123' }), allow, files);
+  t.match(refused, { ok: false, reason: /^warmup\[0\]\.headers\.Authorization: Authorization carries a credential/ });
+  t.notMatch(refused.ok ? '' : refused.reason, 'sk-live-123', 'the value is not in the reason');
+  t.match(grantHostOptions(warm({ 'x-api-key': 'k' }), allow, files), { ok: false, reason: /^warmup\[0\]\.headers\.x-api-key: / });
+  t.match(grantHostOptions(warm({ 'X-Tenant': 'a' }, { 'x-tenant': '/etc/warmpool/secrets/t' }), allow, files),
+    { ok: false, reason: /^warmup\[0\]\.headers\.X-Tenant: X-Tenant is set in secretHeaders too/ }, 'a header given in both');
+  t.match(grantHostOptions(warm({ 'content-type': 'application/json' }), allow, files), { ok: true }, 'a plain header passes');
+  t.match(grantHostOptions(raw({ warmup: [{ path: '/w', headers: 'Authorization: x' }] }), allow, files), { ok: false, reason: /^warmup\[0\]\.headers: / }, 'headers not an object');
+});

@@ -1,8 +1,8 @@
 // The planner with pool sizes from pool-view.ts: demand (waiting sessions) adds slots,
 // surplus is retired without destroying boots, holes are filled by holders above the count.
 import t from 'tap';
-import { plan } from '../src/plan.js';
-import { spec, inst, input, starts } from './plan-fixtures.js';
+import { plan, CLAIM_PENDING_MS } from '../src/plan.js';
+import { spec, inst, input, starts, NOW } from './plan-fixtures.js';
 
 const policy = { min: 0, max: 20, target: 0.99, windowSec: 300, cooldownSec: 300, windows: [] };
 
@@ -55,4 +55,16 @@ t.test('every agent agrees on who retires: the same slot map gives the same surp
     for (const a of p.actions) if (a.type === 'destroy') retired.add(a.instanceId);
   }
   t.same([...retired].sort(), ['d', 'e'], 'exactly the surplus, from the highest slots');
+});
+
+t.test('an instance found claimed in the store is left alone until the cache shows the claim, at most CLAIM_PENDING_MS', async (t) => {
+  const fleet = { slots: { chat: { 0: 'a', 1: 'b' } } };
+  const pools = { chat: { slots: 1, static: true, waiting: 0 } };
+  const pending = (since: number) => plan(input({ local: [inst('b', { slot: 1, phase: 'ready', claimPendingSince: since })], fleet, pools }));
+  const fresh = pending(NOW - 1_000);
+  t.same(fresh.actions.filter((a) => 'instanceId' in a && a.instanceId === 'b'), [], 'not retired while its claim is on the way');
+  t.equal(fresh.wakeAt, NOW - 1_000 + CLAIM_PENDING_MS, 'the planner looks again when the wait ends');
+  t.match(pending(NOW - CLAIM_PENDING_MS).actions, [{ type: 'destroy', instanceId: 'b', reason: 'warm count lowered' }], 'after the wait, decided again (from the store)');
+  const seen = plan(input({ local: [inst('b', { slot: 1, phase: 'ready', claimPendingSince: NOW - 1_000 })], fleet: { ...fleet, claims: { b: 's1' } }, pools }));
+  t.match(seen.actions, [{ type: 'mark-claimed', instanceId: 'b', sessionId: 's1' }], 'the cache shows the claim: marked claimed');
 });

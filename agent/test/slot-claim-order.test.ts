@@ -29,6 +29,8 @@ function lateClaims(store: KvStore, delayMs: number): KvStore {
   return new Proxy(store, {
     get: (target, prop) => {
       if (prop === 'watch') return watch;
+      // Without range watches, so that the cache watches claims/ (and slots/) on their own.
+      if (prop === 'watchRange') return undefined;
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },

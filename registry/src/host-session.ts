@@ -221,6 +221,19 @@ export class HostSession extends EventEmitter {
     return out;
   }
 
+  /**
+   * Puts an instance record only while `claimKey` is absent, in one transaction (the
+   * agent retiring an instance it believes unclaimed). Returns false, writing nothing, when
+   * a claim exists. The record goes on the host lease, like putInstance's.
+   */
+  async putInstanceUnlessClaimed(rec: InstanceRecord, claimKey: string): Promise<boolean> {
+    const key = this.keys.instance(rec.service, rec.id);
+    const value = JSON.stringify(rec);
+    const r = await this.store.txn([{ key: claimKey, op: 'absent' }], [{ type: 'put', key, value, lease: this.lease!.id }]);
+    if (r.succeeded) this.records.set(key, value);
+    return r.succeeded;
+  }
+
   /** The instance was claimed: its session lease now belongs to the session (routers refresh it). */
   instanceClaimed(instanceId: string): void {
     this.sessionLeases.delete(instanceId);

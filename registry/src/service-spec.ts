@@ -47,7 +47,26 @@ const WARMPOOL_APP_ENV: Record<string, string> = {
  * Header names that carry credentials: a plain `headers` value is stored in the registry,
  * which every router reads, so these must come from `secretHeaders`.
  */
-const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key']);
+export const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key', 'api-key']);
+
+/**
+ * What is wrong with a warm-up request's plain `headers` next to its `secretHeaders`: a
+ * credential header name among the plain ones (its value would sit in the registry), or a
+ * name given in both. Issues are relative to the request (path `['headers', name]`). Used
+ * by `warmpool apply`'s schema and again by the agent on specs read from the registry.
+ */
+export function warmupHeaderIssues(headers: Record<string, unknown> | undefined, secretHeaders: Record<string, unknown> | undefined): { path: string[]; message: string }[] {
+  const secret = new Set(Object.keys(secretHeaders ?? {}).map((k) => k.toLowerCase()));
+  const out: { path: string[]; message: string }[] = [];
+  for (const k of Object.keys(headers ?? {})) {
+    if (CREDENTIAL_HEADERS.has(k.toLowerCase())) {
+      out.push({ path: ['headers', k], message: `${k} carries a credential: the registry is readable by every router; take it from a file with secretHeaders` });
+    } else if (secret.has(k.toLowerCase())) {
+      out.push({ path: ['headers', k], message: `${k} is set in secretHeaders too: a header comes from headers or from a secret file, not both` });
+    }
+  }
+  return out;
+}
 
 /** One warm-up request the sidecar sends after readiness, before reporting ready. */
 const warmupRequest = z.object({
@@ -61,14 +80,7 @@ const warmupRequest = z.object({
   timeoutSec: z.number().positive().max(3600).default(60),
   expectStatus: z.number().int().min(100).max(599).default(200),
 }).strict().superRefine((w, ctx) => {
-  const secret = new Set(Object.keys(w.secretHeaders ?? {}).map((k) => k.toLowerCase()));
-  for (const k of Object.keys(w.headers ?? {})) {
-    if (CREDENTIAL_HEADERS.has(k.toLowerCase())) {
-      ctx.addIssue({ code: 'custom', path: ['headers', k], message: `${k} carries a credential: the registry is readable by every router; take it from a file with secretHeaders` });
-    } else if (secret.has(k.toLowerCase())) {
-      ctx.addIssue({ code: 'custom', path: ['headers', k], message: `${k} is set in secretHeaders too: a header comes from headers or from a secret file, not both` });
-    }
-  }
+  for (const issue of warmupHeaderIssues(w.headers, w.secretHeaders)) ctx.addIssue({ code: 'custom', ...issue });
 });
 
 /** Schema of one service in a services file; defaults fill what a user leaves out. */

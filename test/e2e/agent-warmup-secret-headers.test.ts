@@ -52,17 +52,23 @@ t.test('warm-up headers from secret files reach the app through the sidecar and 
   await h.putService(keyedSpec('keyed', keyFile, keyFile));
   await h.putService(keyedSpec('wrong', keyFile, wrongFile));
   await h.putService(keyedSpec('nokey', keyFile, missing));
+  // Written straight into the registry (no `warmpool apply`): the key as a plain header.
+  const RAW = `sk-${h.id}-rawkey`;
+  await h.putService(chatSpec({ name: 'rawkey', warm: 1, warmup: [{ method: 'POST', path: '/warm', timeoutSec: 10, expectStatus: 200, headers: { Authorization: `Bearer ${RAW}` } }] }));
 
   const [inst] = await h.waitReady(1, { service: 'keyed', timeoutMs: 60_000 });
   t.ok(inst, 'the warm-up passed: the app saw Authorization: Bearer <key>');
   await eventually(() => {
-    for (const s of ['wrong', 'nokey']) if (!h.instances(s).some((i) => i.state === 'failed')) throw new Error(`${s} not failed yet`);
+    for (const s of ['wrong', 'nokey', 'rawkey']) if (!h.instances(s).some((i) => i.state === 'failed')) throw new Error(`${s} not failed yet`);
   }, { timeoutMs: 30_000, what: 'failed records' });
   t.match(h.instances('wrong').find((i) => i.state === 'failed'), { reason: /POST \/warm answered 401, expected 200/ }, 'the app checks the header');
 
   const out = (await exec(process.execPath, [bin, 'status'], { env: { ...process.env, WARMPOOL_ETCD: h.etcd.endpoints.join(','), WARMPOOL_PREFIX: h.prefix }, timeout: 30_000 })).stdout;
   t.match(out, new RegExp(`nokey\\s+\\S+\\s+hdr\\s+launch failed: warmup\\[0\\]\\.secretHeaders\\.Authorization: cannot read the secret file ${missing} on this host \\(ENOENT\\)`));
   t.notOk((await h.containers({ 'warmpool.service': 'nokey' })).length, 'no container for a refused instance');
+  t.match(out, /rawkey\s+\S+\s+hdr\s+launch failed: warmup\[0\]\.headers\.Authorization: Authorization carries a credential/, 'a credential in plain headers, written raw, is refused by the agent');
+  t.notMatch(out, RAW, '(its value is not in the reason)');
+  t.notOk((await h.containers({ 'warmpool.service': 'rawkey' })).length, 'no container started with it');
 
   // Where the value is: only the env of this host's sidecar container, handed over by the agent.
   const [sidecarId] = await h.containers({ 'warmpool.instance': inst!.id, 'warmpool.role': 'sidecar' });
@@ -72,6 +78,7 @@ t.test('warm-up headers from secret files reach the app through the sidecar and 
   t.notMatch(registryDump, KEY, 'never in the registry');
   t.match(registryDump, keyFile, '(the path is)');
   t.notMatch(agent.output(), KEY, 'never in the agent\'s log');
+  t.notMatch(agent.output(), RAW, 'nor the raw-written value');
   const sidecarLog = await exec('docker', ['logs', sidecarId!], { timeout: 30_000 });
   t.match(sidecarLog.stdout + sidecarLog.stderr, /instance ready/, '(the sidecar logged its warm-up)');
   t.notMatch(sidecarLog.stdout + sidecarLog.stderr, KEY, 'never in the sidecar\'s log');

@@ -10,7 +10,11 @@ t.test('whole mesh: 2 agents, 3 routers; concurrent sessions pinned to their own
     leaseTtlSec: 3,
     services: { services: [{ name: 'chatbot', image: 'warmpool/chatbot-demo', warm: 3, maxPerHost: 8, bootTimeoutSec: 30, readiness: { intervalMs: 200 }, env: { BOOT_SECONDS: '1' } }] },
   });
-  t.teardown(() => mesh.stop());
+  t.teardown(async () => {
+    // On failure, what the processes said (stderr: the CI log keeps it).
+    if (!t.passing()) for (const p of [...mesh.agents, ...mesh.routers]) console.error(`--- ${p.name} (last 150 lines)\n${p.output.slice(-150).join('\n')}`);
+    await mesh.stop();
+  });
   const status = async (): Promise<Status> => JSON.parse((await mesh.cli('status', '--json')).stdout) as Status;
   await eventually(async () => (await status()).services[0]!.ready === 3, { timeoutMs: 60_000, intervalMs: 300, what: 'warm 3 ready' });
 
@@ -32,8 +36,9 @@ t.test('whole mesh: 2 agents, 3 routers; concurrent sessions pinned to their own
         method: 'POST', headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: `turn ${k}` }] }),
       });
-      t.equal(res.headers.get('x-instance-id'), s.instanceId, `session ${i} via ${r.name} pinned`);
-      const body = (await res.json()) as { choices: { message: { content: string } }[] };
+      const text = await res.text();
+      t.equal(res.headers.get('x-instance-id'), s.instanceId, `session ${i} via ${r.name} pinned`, { status: res.status, body: text.slice(0, 500) });
+      const body = JSON.parse(text) as { choices: { message: { content: string } }[] };
       if (k === 2) t.match(body.choices[0]!.message.content, /Turn 3/, `session ${i}: its instance remembers the conversation`);
     }
   }
