@@ -57,7 +57,8 @@ async function streams(port: number, paths: string[]): Promise<{ delays: number[
  * each an established session whose instance emits a small event every 200 ms; the same
  * number of streams read directly from the upstream in the same run is the baseline. Per
  * size: router RSS per stream, router CPU per chunk, added delay per chunk p50/p99 (through
- * the router minus direct). Args: [sizes (1000,2000,5000)]
+ * the router minus direct). Args: [sizes (1000,2000,5000)]. Env: STREAMS_ROUTER_NODE_ARGS
+ * (Node/V8 flags for the router process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 export async function run(args: string[]): Promise<void> {
   const sizes = (args[0] ?? '1000,2000,5000').split(',').map(Number).filter((n) => n > 0);
@@ -82,7 +83,9 @@ export async function run(args: string[]): Promise<void> {
     }, total, 64);
     const cache = await reg.cache();
     await eventually(() => cache.ready.count('chatbot') === total, { timeoutMs: 120_000, what: 'instances registered' });
-    const router = await startRouterProcess(etcd.endpoints, prefix, {}, 120_000);
+    // STREAMS_ROUTER_NODE_ARGS: Node/V8 flags for the router (e.g. --cpu-prof to profile it).
+    const nodeArgs = (process.env.STREAMS_ROUTER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const router = await startRouterProcess(etcd.endpoints, prefix, {}, 120_000, nodeArgs);
     children.push(router);
     const rows: Record<string, number>[] = [];
     for (const n of sizes) {
