@@ -27,6 +27,9 @@ export interface ClaimOptions {
  * becomes ready (see wait-queue.ts), or a 503 with Retry-After estimated from the boots
  * under way.
  */
+/** A waiter whose claim the registry did not take tries again after this long (ms). */
+export const WAITER_RETRY_MS = 250;
+
 export class SessionClaimer {
   readonly queue: WaitQueue;
   /** This router's waiting sessions, published for the agents (demand-driven boots). */
@@ -115,7 +118,19 @@ export class SessionClaimer {
         if (turn === 'timeout') throw this.noInstance(service, ticket.position());
         if (turn === 'aborted') throw new RouterError('WARMPOOL_REQUEST_TIMEOUT', 'client went away while waiting');
         if (turn === 'closed') throw new RouterError('WARMPOOL_SHUTTING_DOWN', 'the router is shutting down');
-        const r = await attempt(true);
+        let r: ClaimedSession | undefined;
+        try {
+          r = await attempt(true);
+        } catch (err) {
+          if (err instanceof RouterError) throw err;
+          // The registry did not take the claim (etcd away, slow or electing a leader): a
+          // waiter keeps its place and tries again shortly, until its own wait ends; only
+          // a request that does not wait gets the 503 at once.
+          this.opts.onError?.(err);
+          ticket.lost();
+          await new Promise((resolve) => setTimeout(resolve, WAITER_RETRY_MS));
+          continue;
+        }
         if (r) return { ...r, waited: true };
         ticket.lost();
       }

@@ -41,6 +41,30 @@ t.test('waiters get instances in arrival order as boots finish', async (t) => {
   t.match(after.body, /warmpool_router_active_sessions\{service="chatbot"\} 3/);
 });
 
+// Regression (pool-burst under load: waiters got 503 while etcd was down for 3 s, long before
+// their wait ended): a waiter whose claim the registry does not take keeps its place and
+// tries again until its wait ends.
+t.test('a waiter whose claim fails on a registry error keeps waiting and is served', async (t) => {
+  const h = await harness({ ready: 0 });
+  t.teardown(() => h.close());
+  const booting = await h.addInstance({ state: 'booting' });
+  const pending = h.app.inject({ method: 'POST', url: '/v1/sessions?wait=10', payload: { service: 'chatbot' } });
+  await until(() => h.app.warmpool.claimer.queue.waiting('chatbot') === 1);
+  // The store refuses the next three claim transactions, as an etcd without a leader would.
+  const txn = h.store.txn.bind(h.store);
+  let refused = 0;
+  h.store.txn = (async (...a: Parameters<typeof txn>) => {
+    if (refused < 3 && a[1].some((op) => op.key.includes('/claims/'))) { refused++; throw new Error('etcdserver: no leader'); }
+    return txn(...a);
+  }) as typeof h.store.txn;
+  t.teardown(() => { h.store.txn = txn; });
+  await h.setState(booting, 'ready');
+  const res = await pending;
+  t.equal(refused, 3, 'three claim attempts were refused');
+  t.equal(res.statusCode, 201, 'then the waiter got its session');
+  t.equal(res.json<{ instanceId: string }>().instanceId, booting.id);
+});
+
 t.test('a bounded wait ends in 503 with Retry-After from the boots under way', async (t) => {
   const h = await harness({ ready: 1 });
   t.teardown(() => h.close());
