@@ -6,14 +6,8 @@
 // instance out of the ready set only in a transaction with "no claim", and keeps a claimed
 // one for its session.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { MemoryKvStore, Registry, instanceKey, newSessionId, type KvStore, type KvWatchHandlers, type ServiceSpec } from '@warmpool/registry';
-import { reportToken } from '@warmpool/sidecar/protocol';
-import { startAgent } from '../src/agent.js';
-import { FakeRuntime } from './fake-runtime.js';
-import { postReport } from './report-client.js';
+import { newSessionId, type ServiceSpec } from '@warmpool/registry';
+import { lateEvents, startUnitAgent, until } from './unit-agent.js';
 
 const PREFIX = '/unit-retire/';
 const spec: ServiceSpec = {
@@ -22,50 +16,16 @@ const spec: ServiceSpec = {
   session: { idleTimeoutSec: 60, maxLifetimeSec: 600 }, env: {}, resources: { memoryMb: 0, cpus: 0 },
 };
 
-/** The store as the agent sees it: events under claims/ and slots/ arrive `delayMs` late. */
-function lateClaimsAndSlots(store: KvStore, delayMs: number): KvStore {
-  const late = (prefix: string) => prefix.includes('/claims/') || prefix.includes('/slots/');
-  const watch = (prefix: string, after: string, handlers: KvWatchHandlers) => store.watch(prefix, after, !late(prefix) ? handlers : {
-    ...handlers,
-    onEvents: (events, revision) => { setTimeout(() => handlers.onEvents(events, revision), delayMs); },
-  });
-  return new Proxy(store, {
-    get: (target, prop) => {
-      if (prop === 'watch') return watch;
-      // Without range watches, so that the cache watches claims/ (and slots/) on their own.
-      if (prop === 'watchRange') return undefined;
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
-async function until(fn: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 t.test('an instance claimed just before the agent retires it stays with its session', async (t) => {
-  const store = new MemoryKvStore();
-  const registry = new Registry(store, { prefix: PREFIX });
-  const cache = await registry.cache();
-  const runtime = new FakeRuntime();
-  const dir = mkdtempSync(path.join(tmpdir(), 'wp-retire-'));
-  const agent = await startAgent({
-    store: lateClaimsAndSlots(store, 1500), prefix: PREFIX, runtime, hostId: 'h1', address: '127.0.0.1',
-    capacity: { instances: 10, memoryMb: 0 }, runDir: dir, leaseTtlSec: 5, ...(process.env.DEBUG_AGENT ? { logger: (await import('pino')).pino({ level: 'debug' }) } : {}),
-    timing: { resyncMs: 60_000, strayGraceMs: 60_000, backoffBaseMs: 300, backoffMaxMs: 2000, dockerRetryMs: 20 },
+  // The agent sees claims and slots 1.5 s late.
+  const { registry, cache, runtime, store, markReady } = await startUnitAgent(t, {
+    prefix: PREFIX, view: (s) => lateEvents(s, 1500, (p) => p.includes('/claims/') || p.includes('/slots/')),
   });
-  t.teardown(async () => { await agent.close(); await registry.close(); await store.close(); rmSync(dir, { recursive: true, force: true }); });
-  const secret = await registry.clusterSecret();
   await registry.putService(spec);
   const instances = () => [...cache.instances.values()].map((v) => v.value);
   await until(() => instances().length === 1 && !!instances()[0]!.address, 'an instance booting');
   const id = instances()[0]!.id;
-  await postReport(agent.socketPath, id, reportToken(instanceKey(secret, id), id), { instanceId: id, state: 'ready', bootMs: 5, at: Date.now() });
+  await markReady(id);
   await until(() => instances().find((i) => i.id === id)?.state === 'ready' && !!instances()[0]!.sessionLease, 'ready, with a pre-granted session lease');
 
   const sessionId = newSessionId();

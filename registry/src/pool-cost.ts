@@ -1,7 +1,7 @@
-import type { CacheChange, RegistryCache } from './cache.js';
+import type { CacheChange, RegistryCache, Versioned } from './cache.js';
 import { gpusOf } from './pool-view.js';
 import { isStarting } from './instance-stages.js';
-import type { ServiceSpec } from './types.js';
+import type { ClaimRecord, InstanceRecord, ServiceSpec } from './types.js';
 
 /**
  * What a pool costs and what it buys, per service, from what the registry holds (pure):
@@ -47,11 +47,30 @@ export function poolCost(cache: CostCache, spec: ServiceSpec): PoolCost {
   };
 }
 
+type StatesCache = Pick<RegistryCache, 'instances' | 'claims'> & { services?: RegistryCache['services'] };
+type UsageState = 'idle' | 'busy' | 'booting';
+
+/**
+ * What an instance counts as: busy (claimed, or a claim not ended), idle (ready, no claim),
+ * booting (pulling, booting, warming), or nothing (a claim ended, draining, failed).
+ */
+function usageStateOf(i: InstanceRecord, claim: Versioned<ClaimRecord> | undefined): UsageState | undefined {
+  if ((claim && !claim.value.ended) || i.state === 'claimed') return 'busy';
+  if (i.state === 'ready' && !claim) return 'idle';
+  if (isStarting(i.state)) return 'booting';
+  return undefined;
+}
+
+function addTo(c: PoolCost['now'], state: UsageState, gpus: number, sign: 1 | -1 = 1): void {
+  c[state] += sign;
+  if (state === 'idle') c.idleGpus += sign * gpus;
+  else if (state === 'busy') c.busyGpus += sign * gpus;
+}
+
 /** Idle (ready, unclaimed), busy (claimed) and booting instances per service, and their GPUs, in one pass. */
-export function instanceStates(cache: Pick<RegistryCache, 'instances' | 'claims'> & { services?: RegistryCache['services'] }): Map<string, PoolCost['now']> {
+export function instanceStates(cache: StatesCache): Map<string, PoolCost['now']> {
   const out = new Map<string, PoolCost['now']>();
-  // Per-service lookups only when the service changes from one instance to the next
-  // (a router runs this over every instance of the fleet about once a second).
+  // Per-service lookups only when the service changes from one instance to the next.
   let service: string | undefined;
   let c: PoolCost['now'] = { idle: 0, busy: 0, booting: 0, idleGpus: 0, busyGpus: 0 };
   let gpus = 0;
@@ -64,10 +83,8 @@ export function instanceStates(cache: Pick<RegistryCache, 'instances' | 'claims'
       const spec = cache.services?.get(service)?.value;
       gpus = spec ? gpusOf(spec) : 0;
     }
-    const claim = cache.claims.get(i.id);
-    if ((claim && !claim.value.ended) || i.state === 'claimed') { c.busy++; c.busyGpus += gpus; }
-    else if (i.state === 'ready' && !claim) { c.idle++; c.idleGpus += gpus; }
-    else if (isStarting(i.state)) c.booting++;
+    const state = usageStateOf(i, cache.claims.get(i.id));
+    if (state) addTo(c, state, gpus);
   }
   return out;
 }
@@ -75,19 +92,14 @@ export function instanceStates(cache: Pick<RegistryCache, 'instances' | 'claims'
 /** Instance-seconds and GPU-seconds per service and state, integrated from cache snapshots. */
 export interface UsageTotals { idleSec: number; busySec: number; bootingSec: number; idleGpuSec: number; busyGpuSec: number }
 
-type MeterCache = Pick<RegistryCache, 'instances' | 'claims'> & { services?: RegistryCache['services'] };
-type Contribution = { service: string; state: 'idle' | 'busy' | 'booting'; gpus: number };
+type Contribution = { service: string; state: UsageState; gpus: number };
 
-/** What one instance adds to its service's counts now (undefined: nothing, e.g. a claim ended, stopping). */
-function contributionOf(cache: MeterCache, id: string): Contribution | undefined {
+/** What one instance adds to its service's counts now (undefined: nothing). */
+function contributionOf(cache: StatesCache, id: string): Contribution | undefined {
   const i = cache.instances.get(id)?.value;
   if (!i) return undefined;
-  const claim = cache.claims.get(id);
-  let state: Contribution['state'];
-  if ((claim && !claim.value.ended) || i.state === 'claimed') state = 'busy';
-  else if (i.state === 'ready' && !claim) state = 'idle';
-  else if (isStarting(i.state)) state = 'booting';
-  else return undefined;
+  const state = usageStateOf(i, cache.claims.get(id));
+  if (!state) return undefined;
   const spec = cache.services?.get(i.service)?.value;
   return { service: i.service, state, gpus: spec ? gpusOf(spec) : 0 };
 }
@@ -130,7 +142,7 @@ export class UsageMeter {
   }
 
   /** Recounts every instance of the cache (O(instances)), after adding the time up to `now`. */
-  sample(cache: MeterCache, now: number): void {
+  sample(cache: StatesCache, now: number): void {
     this.advance(now);
     this.byInstance.clear();
     this.counts.clear();
@@ -138,7 +150,7 @@ export class UsageMeter {
   }
 
   /** Takes one registry change into account (O(1); a service's spec change recounts the fleet). */
-  apply(cache: MeterCache, change: Pick<CacheChange, 'kind' | 'parts'>, now: number): void {
+  apply(cache: StatesCache, change: Pick<CacheChange, 'kind' | 'parts'>, now: number): void {
     if (change.kind === 'services') { this.sample(cache, now); return; }
     if (change.kind !== 'instances' && change.kind !== 'claims') return;
     const id = change.parts[1];
@@ -166,8 +178,6 @@ export class UsageMeter {
   private add(c: Contribution, sign: 1 | -1): void {
     let n = this.counts.get(c.service);
     if (!n) this.counts.set(c.service, (n = { idle: 0, busy: 0, booting: 0, idleGpus: 0, busyGpus: 0 }));
-    n[c.state] += sign;
-    if (c.state === 'idle') n.idleGpus += sign * c.gpus;
-    else if (c.state === 'busy') n.busyGpus += sign * c.gpus;
+    addTo(n, c.state, c.gpus, sign);
   }
 }
