@@ -18,20 +18,25 @@ export interface FakeInstance {
   aborted: string[];
   /** URLs whose response the instance has written completely. */
   finished: string[];
+  /** /firehose: bytes its socket has taken so far, by URL. */
+  written: Map<string, number>;
   close(): Promise<void>;
 }
 
 /**
  * An instance as the router sees it through the sidecar: 401 without the right credential;
  * otherwise JSON echo of the request, `X-Instance-Id`, plus a few behaviours by path:
- * /sse?n=N&gapMs=M (events), /hang (never answers), /drip (headers, then one chunk, then hangs),
- * /big?bytes=N, /fixed?bytes=N&gapMs=M (a Content-Length, half the body, the rest M ms
- * later), /partial (Content-Length 100, 10 bytes, then hangs).
+ * /sse?n=N&gapMs=M (events), /hang (never answers), /drip (headers, then one chunk, then hangs;
+ * ?n=N: chunks c0..cN-1 20 ms apart, then hangs), /big?bytes=N, /fixed?bytes=N&gapMs=M (a
+ * Content-Length, half the body, the rest M ms later), /partial (Content-Length 100, 10
+ * bytes, then hangs), /firehose?bytes=N&chunk=K (N bytes of `firehoseByte` without a length,
+ * K at a time, as fast as the socket takes them: each write waits for 'drain').
  */
 export async function startFakeInstance(secret: () => string | undefined, id: string): Promise<FakeInstance> {
   const seen: FakeInstance['seen'] = [];
   const aborted: string[] = [];
   const finished: string[] = [];
+  const written = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const s = secret();
     const sessionId = s ? verifyCredential(instanceKey(s, id), req.headers[CREDENTIAL_HEADER] as string | undefined) : undefined;
@@ -48,7 +53,38 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
     if (url.pathname === '/hang') return;
     if (url.pathname === '/drip') {
       res.writeHead(200, { 'content-type': 'text/plain' });
-      res.write('first');
+      const n = url.searchParams.get('n');
+      if (n === null) {
+        res.write('first');
+        return;
+      }
+      let i = 0;
+      const tick = (): void => {
+        if (i >= Number(n) || res.destroyed) return;
+        res.write(`c${i++}`);
+        setTimeout(tick, 20);
+      };
+      tick();
+      return;
+    }
+    if (url.pathname === '/firehose') {
+      const total = Number(url.searchParams.get('bytes') ?? 1 << 20);
+      const chunk = Number(url.searchParams.get('chunk') ?? 16 * 1024);
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const key = req.url ?? '';
+      let at = 0;
+      const pump = (): void => {
+        while (at < total && !res.destroyed) {
+          const piece = Buffer.allocUnsafe(Math.min(chunk, total - at));
+          for (let i = 0; i < piece.length; i++) piece[i] = firehoseByte(at + i);
+          at += piece.length;
+          const more = res.write(piece);
+          written.set(key, at);
+          if (!more) { res.once('drain', pump); return; }
+        }
+        if (at >= total) res.end();
+      };
+      pump();
       return;
     }
     if (url.pathname === '/sse') {
@@ -93,9 +129,14 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
-    id, address: `127.0.0.1:${port}`, server, seen, aborted, finished,
+    id, address: `127.0.0.1:${port}`, server, seen, aborted, finished, written,
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
+}
+
+/** Byte `i` of a /firehose body: a pattern that a reordered or lost chunk breaks. */
+export function firehoseByte(i: number): number {
+  return (i * 31 + (i >>> 12)) & 0xff;
 }
 
 export function testSpec(over: Partial<ServiceSpec> & { name?: string } = {}): ServiceSpec {

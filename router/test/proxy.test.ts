@@ -3,7 +3,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
-import { harness, routerUrl, type Harness } from './fixtures.js';
+import { firehoseByte, harness, routerUrl, type Harness } from './fixtures.js';
 
 async function newSession(h: Harness): Promise<{ sessionId: string; instanceId: string }> {
   const res = await fetch(`${routerUrl(h.app)}/v1/sessions`, {
@@ -154,6 +154,73 @@ t.test('a client that goes away mid-response aborts the upstream response', asyn
   await reader.read().catch(() => undefined);
   await until(() => inst.aborted.includes('/drip'));
   t.pass('the instance saw its unfinished response closed');
+});
+
+t.test('a streamed body arrives whole and in order, and a client that stops reading stops the instance', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  // Far more than every socket buffer between the instance and the client holds.
+  const total = 128 * 1024 * 1024;
+  const path = `/firehose?bytes=${total}&chunk=${16 * 1024}`;
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    http.get(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy${path}`, { agent: false }, resolve).on('error', reject);
+  });
+  t.teardown(() => res.destroy());
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['content-length'], undefined, 'streamed: no length');
+  let received = 0;
+  let mismatchAt = -1;
+  const check = (c: Buffer): void => {
+    for (let i = 0; i < c.length && mismatchAt < 0; i++) if (c[i] !== firehoseByte(received + i)) mismatchAt = received + i;
+    received += c.length;
+  };
+  // Read a little, then stop reading.
+  await new Promise<void>((resolve) => res.once('data', (c: Buffer) => { check(c); res.pause(); resolve(); }));
+  res.on('data', check);
+  res.pause();
+  await new Promise((r) => setTimeout(r, 1000));
+  const stalledAt = inst.written.get(path) ?? 0;
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(inst.written.get(path), stalledAt, `the instance is held back while the client reads nothing (${stalledAt} bytes written)`);
+  t.ok(stalledAt < total / 2, `the router buffers no more than the sockets do: ${stalledAt} of ${total} bytes written`);
+  const ended = new Promise<void>((resolve, reject) => { res.on('end', resolve); res.on('error', reject); });
+  res.resume();
+  await ended;
+  t.equal(mismatchAt, -1, 'every byte where it belongs');
+  t.equal(received, total, 'the whole body');
+});
+
+t.test('a streamed body that stalls after several chunks ends in an error; a client gone mid-stream aborts the instance', async (t) => {
+  const h = await harness({ ready: 1, listen: true, router: { config: { proxy: { idleTimeoutMs: 400 } } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  const read = async (reader: ReadableStreamDefaultReader<Uint8Array>, until: string): Promise<string> => {
+    let text = '';
+    while (!text.includes(until)) {
+      const r = await reader.read();
+      if (r.done) break;
+      text += new TextDecoder().decode(r.value);
+    }
+    return text;
+  };
+
+  const stalls = await fetch(`${base}/v1/sessions/${s.sessionId}/proxy/drip?n=6`);
+  const reader = stalls.body!.getReader();
+  t.equal(await read(reader, 'c5'), 'c0c1c2c3c4c5', 'every chunk before the stall, in order');
+  await t.rejects(reader.read(), 'then the body ends in an error, not a silent end');
+
+  const ac = new AbortController();
+  const gone = await fetch(`${base}/v1/sessions/${s.sessionId}/proxy/drip?n=1000`, { signal: ac.signal });
+  const goneReader = gone.body!.getReader();
+  t.match(await read(goneReader, 'c4'), /^c0c1c2c3c4/, 'several chunks arrived');
+  ac.abort();
+  await goneReader.read().catch(() => undefined);
+  await until(() => inst.aborted.includes('/drip?n=1000'));
+  t.pass('the instance saw its unfinished stream closed');
 });
 
 t.test('instance unreachable -> 502, idle upstream -> 504, death mid-body -> aborted response', async (t) => {

@@ -179,13 +179,17 @@ http {
   return { port, proc, stop };
 }
 
-/** CPU time (user + system, ms) a process and its direct children have used so far, from /proc. */
-export function cpuMs(pid: number): number {
+/**
+ * CPU time (ms) a process and its direct children have used so far, from /proc: user +
+ * system time, or only one of them (`part`).
+ */
+export function cpuMs(pid: number, part: 'all' | 'user' | 'system' = 'all'): number {
   const ticks = (p: number): number => {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return Number(f[11]) + Number(f[12]); // utime, stime (fields 14, 15)
+      // utime, stime (fields 14, 15 of proc(5))
+      return part === 'user' ? Number(f[11]) : part === 'system' ? Number(f[12]) : Number(f[11]) + Number(f[12]);
     } catch {
       return 0;
     }
