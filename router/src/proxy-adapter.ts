@@ -1,8 +1,8 @@
 // The only file that imports the proxy libraries (see docs/decisions/proxy.md for why):
 // plain HTTP goes through @fastify/reply-from on an undici pool, WebSocket upgrades through
 // http-proxy-3. Everything else talks to the small UpstreamProxy interface.
-import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Readable, type Duplex } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import { createProxyServer } from 'http-proxy-3';
@@ -51,12 +51,23 @@ export interface UpstreamProxy {
  * request's own handler to learn undici's abort function, which costs a pointer per
  * request; an abort signal (AbortController, or an emitter undici listens on) costs more
  * than the rest of the hop.
+ *
+ * Given the client's response, it also sends the response head to the client as soon as
+ * the instance's head has arrived, for a response that streams (SSE, chunked, or longer
+ * than bufferResponseBytes). Fastify holds a streamed response's head until the first body
+ * chunk, so an SSE client would otherwise learn that its stream is open only with the first
+ * event (after the model's whole prefill, say).
  */
 export class ClientGone implements Dispatcher.DispatchHandler {
   aborted = false;
   reason: Error | undefined;
+  /** The body stream reply-from got for the response (set when the instance's head arrives). */
+  body: unknown;
   private inner: Dispatcher.DispatchHandler | undefined;
   private abortUpstream: ((err?: Error) => void) | undefined;
+
+  /** `response`: the client's response, whose head is sent early for streamed bodies (none: never). */
+  constructor(private readonly response?: ServerResponse) {}
 
   /**
    * Wraps undici's handler of the forwarded request (once, when it is dispatched): the
@@ -83,7 +94,14 @@ export class ClientGone implements Dispatcher.DispatchHandler {
     else this.abortUpstream = abort;
   }
   onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
-    return this.inner!.onHeaders!(statusCode, headers, resume, statusText);
+    const more = this.inner!.onHeaders!(statusCode, headers, resume, statusText);
+    // reply-from answered within that call. A body stream that is already flowing was
+    // piped into the response by fastify, which set the response's headers first: the
+    // head is complete and can go out now.
+    const res = this.response;
+    const body = this.body;
+    if (res !== undefined && !res.headersSent && !res.destroyed && body instanceof Readable && body.readableFlowing === true) res.flushHeaders();
+    return more;
   }
   onData(chunk: Buffer): boolean { return this.inner!.onData!(chunk); }
   onComplete(trailers: string[] | null): void {
@@ -227,6 +245,15 @@ class ForwardingDispatcher extends DispatcherBase {
     // calls dispatch() below within this call.
     const request = super.request.bind(this) as (...a: unknown[]) => unknown;
     this.request = ((...a: unknown[]) => {
+      const gone = this.handOver;
+      if (gone !== undefined && typeof a[1] === 'function') {
+        // The ClientGone learns the body stream reply-from gets.
+        const callback = a[1] as ResponseCallback;
+        a[1] = ((err, data) => {
+          if (data !== undefined) gone.body = data.body;
+          callback(err, data);
+        }) satisfies ResponseCallback;
+      }
       this.callback = typeof a[1] === 'function' ? a[1] as ResponseCallback : undefined;
       try {
         return request(...a);

@@ -71,7 +71,7 @@ export class SessionForwarder {
     }
     const headers = upstreamHeaders(req, { credential, sessionId: session.id });
     const res = reply.raw;
-    const gone = new ClientGone();
+    const gone = new ClientGone(res);
     const now = this.now();
     let entry = this.streaming.get(session.id);
     if (entry === undefined) {

@@ -26,7 +26,7 @@ export interface FakeInstance {
 /**
  * An instance as the router sees it through the sidecar: 401 without the right credential;
  * otherwise JSON echo of the request, `X-Instance-Id`, plus a few behaviours by path:
- * /sse?n=N&gapMs=M (events), /hang (never answers), /drip (headers, then one chunk, then hangs;
+ * /sse?n=N&gapMs=M (events; &firstAfterMs=F: the head at once, the first event F ms later), /hang (never answers), /drip (headers, then one chunk, then hangs;
  * ?n=N: chunks c0..cN-1 20 ms apart, then hangs), /big?bytes=N, /fixed?bytes=N&gapMs=M (a
  * Content-Length, half the body, the rest M ms later), /partial (Content-Length 100, 10
  * bytes, then hangs), /firehose?bytes=N&chunk=K (N bytes of `firehoseByte` without a length,
@@ -91,6 +91,20 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
       const n = Number(url.searchParams.get('n') ?? 3);
       const gap = Number(url.searchParams.get('gapMs') ?? 20);
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      const firstAfter = url.searchParams.get('firstAfterMs');
+      if (firstAfter !== null) {
+        // The head now, the first event later (a model server's prefill).
+        res.flushHeaders();
+        let i = 0;
+        const tick = (): void => {
+          if (res.destroyed) return;
+          if (i >= n) { res.end('data: [DONE]\n\n'); return; }
+          res.write(`data: ${JSON.stringify({ i: i++, at: Date.now() })}\n\n`);
+          setTimeout(tick, gap);
+        };
+        setTimeout(tick, Number(firstAfter));
+        return;
+      }
       let i = 0;
       const tick = (): void => {
         if (i >= n) { res.end('data: [DONE]\n\n'); return; }

@@ -125,6 +125,21 @@ t.test('SSE events are flushed as they arrive', async (t) => {
   t.ok(Date.now() - started >= 700, 'the stream really was spread over time');
 });
 
+t.test('the head of a streamed response reaches the client when the instance sends it, before the first event', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const started = Date.now();
+  const res = await fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/sse?n=2&gapMs=10&firstAfterMs=1500`);
+  const headAt = Date.now() - started;
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('content-type'), 'text/event-stream');
+  t.ok(headAt < 1000, `the head after ${headAt} ms; the first event comes after 1500 ms`);
+  const text = await res.text();
+  t.ok(Date.now() - started >= 1400, 'the events came later');
+  t.match(text, /data: \{"i":0.*data: \{"i":1.*\[DONE\]/s, 'every event, in order');
+});
+
 t.test('a client that goes away aborts the upstream request', async (t) => {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
