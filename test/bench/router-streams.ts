@@ -11,24 +11,68 @@ import { cpuMs, spawnListening, type Child } from './router-servers.js';
 import { startRouterProcess } from './router-proxy.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const STREAM_MS = 15_000;
-/** Chunks of the first seconds are left out: the streams are still being opened. */
-const WARMUP_MS = 4_000;
+/** The steady window: every stream open, chunk delays and router CPU measured. */
+const STEADY_MS = 10_000;
+/** Between the last stream opening and the steady window. */
+const SETTLE_MS = 2_000;
+/** After the window: chunks sent within it that arrive late still count. */
+const TAIL_MS = 1_000;
+/** Streams not open by then count as failed. */
+const OPEN_LIMIT_MS = 120_000;
+/** The upstream ends each stream after this long at the latest (the client closes them first). */
+const UPSTREAM_STREAM_MS = 300_000;
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** Opens `paths.length` streams at once; resolves with each chunk's delay (receive - send, ms). */
-async function streams(port: number, paths: string[]): Promise<{ delays: number[]; chunks: number; failed: number }> {
-  const delays: number[] = [];
-  let chunks = 0;
+interface StreamRun {
+  /** ms from the first request until every stream had its response headers (or failed). */
+  openMs: number;
+  /** Chunk delays (receive - send, ms) while streams were still opening. */
+  openingDelays: number[];
+  /** Chunk delays of chunks sent in the steady window, all streams open. */
+  steadyDelays: number[];
+  /** Streams refused, not open in time, or ended or broken before the window closed. */
+  failed: number;
+}
+
+/**
+ * Opens `paths.length` streams at once, waits until all are open (+ SETTLE_MS), then
+ * measures for STEADY_MS (`window` is called at its start and end, for CPU and memory
+ * samples) and closes them all. Chunk delays: receive time minus the send time the
+ * upstream writes into each event.
+ */
+async function streams(port: number, paths: string[], window: (edge: 'start' | 'end') => void): Promise<StreamRun> {
+  const openingDelays: number[] = [];
+  const steadyDelays: number[] = [];
   let failed = 0;
+  let opening = true;
+  let steadyFrom = Infinity;
+  let steadyTo = Infinity;
+  let measuring = false;
+  const requests: http.ClientRequest[] = [];
   const start = Date.now();
-  await Promise.all(paths.map((p) => new Promise<void>((resolve) => {
+  let settled = 0;
+  let allSettled!: () => void;
+  const allOpen = new Promise<void>((r) => { allSettled = r; });
+  const settle = (): void => { if (++settled === paths.length) allSettled(); };
+  for (const p of paths) {
+    let open = false;
+    let broken = false;
+    const fail = (): void => {
+      if (broken) return;
+      broken = true;
+      // A stream that breaks before the window closes fails; closing them afterwards does not.
+      if (!measuring && !opening && steadyTo !== Infinity) return;
+      failed++;
+      if (!open) settle();
+    };
     const req = http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
-      if (res.statusCode !== 200) { failed++; res.resume(); res.on('end', resolve); return; }
+      if (res.statusCode !== 200) { fail(); res.resume(); return; }
+      open = true;
+      settle();
       let buf = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
@@ -36,29 +80,49 @@ async function streams(port: number, paths: string[]): Promise<{ delays: number[
         buf += d;
         let i: number;
         while ((i = buf.indexOf('\n\n')) >= 0) {
-          const ev = buf.slice(6, i);
+          const sent = Number(buf.slice(6, i));
           buf = buf.slice(i + 2);
-          const sent = Number(ev);
           if (!Number.isFinite(sent)) continue;
-          chunks++;
-          if (sent - start >= WARMUP_MS) delays.push(now - sent);
+          if (opening) openingDelays.push(now - sent);
+          else if (sent >= steadyFrom && sent < steadyTo) steadyDelays.push(now - sent);
         }
       });
-      res.on('end', resolve);
-      res.on('error', () => { failed++; resolve(); });
+      res.on('end', fail);
+      res.on('error', fail);
     });
-    req.on('error', () => { failed++; resolve(); });
-  })));
-  return { delays, chunks, failed };
+    req.on('error', fail);
+    requests.push(req);
+  }
+  const limit = setTimeout(allSettled, OPEN_LIMIT_MS);
+  await allOpen;
+  clearTimeout(limit);
+  const openMs = Date.now() - start;
+  failed += paths.length - settled;
+  opening = false;
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+  measuring = true;
+  steadyFrom = Date.now();
+  window('start');
+  await new Promise((r) => setTimeout(r, STEADY_MS));
+  steadyTo = Date.now();
+  window('end');
+  await new Promise((r) => setTimeout(r, TAIL_MS));
+  measuring = false;
+  for (const req of requests) req.destroy();
+  return { openMs, openingDelays, steadyDelays, failed };
 }
 
 /**
  * router-streams: 1,000 / 2,000 / 5,000 concurrent SSE streams through one router process,
  * each an established session whose instance emits a small event every 200 ms; the same
- * number of streams read directly from the upstream in the same run is the baseline. Per
- * size: router RSS per stream, router CPU per chunk, added delay per chunk p50/p99 (through
- * the router minus direct). Args: [sizes (1000,2000,5000)]. Env: STREAMS_ROUTER_NODE_ARGS
- * (Node/V8 flags for the router process, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * number of streams read directly from the upstream in the same run is the baseline. Each
+ * size opens all its streams at once, waits until every one is open, and measures a steady
+ * window of STEADY_MS with all of them open: router RSS per stream, router CPU per chunk
+ * (all, and its user-mode part), added delay per chunk p50/p99 (through the router minus
+ * direct). The opening phase (all streams requested at once) is reported apart: how long
+ * until all were open, and the chunk delay p99 meanwhile. Args: [sizes (1000,2000,5000)].
+ * Env: STREAMS_ROUTER_NODE_ARGS (Node/V8 flags for the router process, e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 export async function run(args: string[]): Promise<void> {
   const sizes = (args[0] ?? '1000,2000,5000').split(',').map(Number).filter((n) => n > 0);
@@ -95,24 +159,41 @@ export async function run(args: string[]): Promise<void> {
         if (!r.ok) throw new Error(r.reason);
         ids.push(r.session.id);
       }, n, 32);
-      const q = `?ms=${STREAM_MS}`;
-      const direct = await streams(upstream.port, ids.map(() => `/sse${q}`));
-      await new Promise((r) => setTimeout(r, 1000));
-      const rss0 = rssMb(router.proc.pid!);
-      const cpu0 = cpuMs(router.proc.pid!);
-      let rssPeak = rss0;
-      const sampler = setInterval(() => { rssPeak = Math.max(rssPeak, rssMb(router.proc.pid!)); }, 500);
-      const routed = await streams(router.port, ids.map((id) => `/v1/sessions/${id}/proxy/sse${q}`));
-      clearInterval(sampler);
-      const cpu = cpuMs(router.proc.pid!) - cpu0;
-      const d = summarize(direct.delays);
-      const r = summarize(routed.delays);
+      const q = `?ms=${UPSTREAM_STREAM_MS}`;
+      const direct = await streams(upstream.port, ids.map(() => `/sse${q}`), () => undefined);
+      await new Promise((r) => setTimeout(r, 2000));
+      const pid = router.proc.pid!;
+      const rssIdle = rssMb(pid);
+      let cpu0 = 0;
+      let user0 = 0;
+      let cpu = 0;
+      let user = 0;
+      let rssSteady = 0;
+      const routed = await streams(router.port, ids.map((id) => `/v1/sessions/${id}/proxy/sse${q}`), (edge) => {
+        if (edge === 'start') {
+          cpu0 = cpuMs(pid);
+          user0 = cpuMs(pid, 'user');
+          return;
+        }
+        cpu = cpuMs(pid) - cpu0;
+        user = cpuMs(pid, 'user') - user0;
+        rssSteady = rssMb(pid);
+      });
+      const d = summarize(direct.steadyDelays);
+      const r = summarize(routed.steadyDelays);
+      const chunks = routed.steadyDelays.length;
       const row = {
-        streams: n, routedFailed: routed.failed, directFailed: direct.failed, chunks: routed.chunks,
+        streams: n, routedFailed: routed.failed, directFailed: direct.failed, steadyChunks: chunks,
         directP50Ms: d.p50Ms, directP99Ms: d.p99Ms, routedP50Ms: r.p50Ms, routedP99Ms: r.p99Ms,
         addedP50Ms: round(r.p50Ms - d.p50Ms), addedP99Ms: round(r.p99Ms - d.p99Ms),
-        routerRssMb: round(rssPeak, 1), rssPerStreamKb: round(((rssPeak - rss0) * 1024) / n, 1),
-        cpuPerChunkUs: round((cpu * 1000) / Math.max(1, routed.chunks), 1),
+        routerRssMb: round(rssSteady, 1), rssPerStreamKb: round(((rssSteady - rssIdle) * 1024) / n, 1),
+        cpuPerChunkUs: round((cpu * 1000) / Math.max(1, chunks), 1),
+        // The user-mode part: the router's JavaScript, Node and undici, without the kernel's socket work.
+        userCpuPerChunkUs: round((user * 1000) / Math.max(1, chunks), 1),
+        routerCoresBusy: round(cpu / STEADY_MS, 2),
+        // All streams requested at once: until every one is open, the router also sets them up.
+        directOpenMs: direct.openMs, routedOpenMs: routed.openMs,
+        directOpeningP99Ms: summarize(direct.openingDelays).p99Ms, routedOpeningP99Ms: summarize(routed.openingDelays).p99Ms,
       };
       rows.push(row);
       emit({ bench: 'router-streams', ...row });
@@ -121,7 +202,8 @@ export async function run(args: string[]): Promise<void> {
     emit({
       bench: 'router-streams', summary: true, sizes: rows.map((x) => x.streams), streams: last.streams,
       addedP50Ms: last.addedP50Ms, addedP99Ms: last.addedP99Ms, routerRssMb: last.routerRssMb,
-      rssPerStreamKb: last.rssPerStreamKb, cpuPerChunkUs: last.cpuPerChunkUs,
+      rssPerStreamKb: last.rssPerStreamKb, cpuPerChunkUs: last.cpuPerChunkUs, userCpuPerChunkUs: last.userCpuPerChunkUs,
+      routerCoresBusy: last.routerCoresBusy, routedOpenMs: last.routedOpenMs, routedOpeningP99Ms: last.routedOpeningP99Ms,
       baselineDirectP99Ms: last.directP99Ms, routedP99Ms: last.routedP99Ms,
       addedP99BySize: rows.map((x) => x.addedP99Ms),
     });

@@ -11,6 +11,7 @@ const server = http.createServer((req, res) => {
   const ms = Number(url.searchParams.get('ms') ?? 10_000);
   const gap = Number(url.searchParams.get('gapMs') ?? 200);
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.flushHeaders();
   const end = Date.now() + ms;
   const timer = setInterval(() => {
     if (Date.now() >= end) { clearInterval(timer); res.end('data: [DONE]\n\n'); return; }
