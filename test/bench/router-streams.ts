@@ -1,4 +1,5 @@
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +22,14 @@ const TAIL_MS = 1_000;
 const OPEN_LIMIT_MS = 120_000;
 /** The upstream ends each stream after this long at the latest (the client closes them first). */
 const UPSTREAM_STREAM_MS = 300_000;
+
+/** Busy and total CPU time of the whole machine so far (jiffies, from /proc/stat). */
+function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  // idle and iowait (fields 4 and 5 of the cpu line, proc(5))
+  return { busy: total - f[3]! - f[4]!, total };
+}
 
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -169,14 +178,30 @@ export async function run(args: string[]): Promise<void> {
       let cpu = 0;
       let user = 0;
       let rssSteady = 0;
+      // The client (this process) and the upstream share the machine with the router.
+      let up0 = 0;
+      let up = 0;
+      let client0 = 0;
+      let client = 0;
+      let machine0 = { busy: 0, total: 0 };
+      let machineBusy = 0;
+      const cores = os.availableParallelism();
       const routed = await streams(router.port, ids.map((id) => `/v1/sessions/${id}/proxy/sse${q}`), (edge) => {
+        const usage = process.cpuUsage();
         if (edge === 'start') {
           cpu0 = cpuMs(pid);
           user0 = cpuMs(pid, 'user');
+          up0 = cpuMs(upstream.proc.pid!);
+          client0 = (usage.user + usage.system) / 1000;
+          machine0 = machineCpu();
           return;
         }
         cpu = cpuMs(pid) - cpu0;
         user = cpuMs(pid, 'user') - user0;
+        up = cpuMs(upstream.proc.pid!) - up0;
+        client = (usage.user + usage.system) / 1000 - client0;
+        const m = machineCpu();
+        machineBusy = ((m.busy - machine0.busy) / Math.max(1, m.total - machine0.total)) * cores;
         rssSteady = rssMb(pid);
       });
       const d = summarize(direct.steadyDelays);
@@ -191,6 +216,9 @@ export async function run(args: string[]): Promise<void> {
         // The user-mode part: the router's JavaScript, Node and undici, without the kernel's socket work.
         userCpuPerChunkUs: round((user * 1000) / Math.max(1, chunks), 1),
         routerCoresBusy: round(cpu / STEADY_MS, 2),
+        // The rest of the machine: if all its cores are busy, the delays measure the machine.
+        upstreamCoresBusy: round(up / STEADY_MS, 2), clientCoresBusy: round(client / STEADY_MS, 2),
+        machineCoresBusy: round(machineBusy, 2), machineCores: cores,
         // All streams requested at once: until every one is open, the router also sets them up.
         directOpenMs: direct.openMs, routedOpenMs: routed.openMs,
         directOpeningP99Ms: summarize(direct.openingDelays).p99Ms, routedOpeningP99Ms: summarize(routed.openingDelays).p99Ms,
@@ -203,7 +231,7 @@ export async function run(args: string[]): Promise<void> {
       bench: 'router-streams', summary: true, sizes: rows.map((x) => x.streams), streams: last.streams,
       addedP50Ms: last.addedP50Ms, addedP99Ms: last.addedP99Ms, routerRssMb: last.routerRssMb,
       rssPerStreamKb: last.rssPerStreamKb, cpuPerChunkUs: last.cpuPerChunkUs, userCpuPerChunkUs: last.userCpuPerChunkUs,
-      routerCoresBusy: last.routerCoresBusy, routedOpenMs: last.routedOpenMs, routedOpeningP99Ms: last.routedOpeningP99Ms,
+      routerCoresBusy: last.routerCoresBusy, machineCoresBusy: last.machineCoresBusy, machineCores: last.machineCores, routedOpenMs: last.routedOpenMs, routedOpeningP99Ms: last.routedOpeningP99Ms,
       baselineDirectP99Ms: last.directP99Ms, routedP99Ms: last.routedP99Ms,
       addedP99BySize: rows.map((x) => x.addedP99Ms),
     });
