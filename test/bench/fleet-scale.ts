@@ -1,14 +1,13 @@
 import http from 'node:http';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Registry, newSessionId, parseServiceSpec } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { eventually, startEtcd } from '../src/index.js';
 import { emit, load, round, summarize } from './stats.js';
-import { cpuMs, startServer, type Child } from './router-servers.js';
+import { cpuMs, rssMb, startServer, type Child } from './router-servers.js';
 import { startRouterProcess } from './router-proxy.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -20,11 +19,6 @@ const ACTIVE_WINDOW_MS = 30_000;
 const FOLLOW_CLAIMS = 5000;
 /** The router's idle CPU is measured over this long (whole periods of its 5 s pool tick). */
 const IDLE_WINDOW_MS = 10_000;
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? round(Number(m[1]) / 1024, 1) : NaN;
-}
 
 /** A process of simulated hosts; `losses()` is the last lease-loss count it printed. */
 async function startHosts(endpoints: string[], prefix: string, first: number, count: number, upstream: string): Promise<{ proc: ChildProcess; losses(): number; stop(): void }> {

@@ -179,6 +179,12 @@ http {
   return { port, proc, stop };
 }
 
+/** Resident memory of a process (MB), from /proc; NaN if it cannot be read. */
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
 /**
  * CPU time (ms) a process and its direct children have used so far, from /proc: user +
  * system time, or only one of them (`part`).

@@ -8,7 +8,7 @@ import { Registry, newSessionId, parseServiceSpec, type HostSession } from '@war
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { eventually, startEtcd, freePort } from '../src/index.js';
 import { emit, load, round, summarize } from './stats.js';
-import { cpuMs, spawnListening, type Child } from './router-servers.js';
+import { cpuMs, rssMb, spawnListening, type Child } from './router-servers.js';
 import { startRouterProcess } from './router-proxy.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,11 +29,6 @@ function machineCpu(): { busy: number; total: number } {
   const total = f.reduce((a, b) => a + b, 0);
   // idle and iowait (fields 4 and 5 of the cpu line, proc(5))
   return { busy: total - f[3]! - f[4]!, total };
-}
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 interface StreamRun {
@@ -173,37 +168,27 @@ export async function run(args: string[]): Promise<void> {
       await new Promise((r) => setTimeout(r, 2000));
       const pid = router.proc.pid!;
       const rssIdle = rssMb(pid);
-      let cpu0 = 0;
-      let user0 = 0;
-      let cpu = 0;
-      let user = 0;
-      let rssSteady = 0;
       // The client (this process) and the upstream share the machine with the router.
-      let up0 = 0;
-      let up = 0;
-      let client0 = 0;
-      let client = 0;
-      let machine0 = { busy: 0, total: 0 };
-      let machineBusy = 0;
       const cores = os.availableParallelism();
-      const routed = await streams(router.port, ids.map((id) => `/v1/sessions/${id}/proxy/sse${q}`), (edge) => {
+      const sample = (): { cpu: number; user: number; up: number; client: number; machine: { busy: number; total: number } } => {
         const usage = process.cpuUsage();
-        if (edge === 'start') {
-          cpu0 = cpuMs(pid);
-          user0 = cpuMs(pid, 'user');
-          up0 = cpuMs(upstream.proc.pid!);
-          client0 = (usage.user + usage.system) / 1000;
-          machine0 = machineCpu();
-          return;
+        return { cpu: cpuMs(pid), user: cpuMs(pid, 'user'), up: cpuMs(upstream.proc.pid!), client: (usage.user + usage.system) / 1000, machine: machineCpu() };
+      };
+      let first = sample();
+      let last = first;
+      let rssSteady = 0;
+      const routed = await streams(router.port, ids.map((id) => `/v1/sessions/${id}/proxy/sse${q}`), (edge) => {
+        if (edge === 'start') first = sample();
+        else {
+          last = sample();
+          rssSteady = rssMb(pid);
         }
-        cpu = cpuMs(pid) - cpu0;
-        user = cpuMs(pid, 'user') - user0;
-        up = cpuMs(upstream.proc.pid!) - up0;
-        client = (usage.user + usage.system) / 1000 - client0;
-        const m = machineCpu();
-        machineBusy = ((m.busy - machine0.busy) / Math.max(1, m.total - machine0.total)) * cores;
-        rssSteady = rssMb(pid);
       });
+      const cpu = last.cpu - first.cpu;
+      const user = last.user - first.user;
+      const up = last.up - first.up;
+      const client = last.client - first.client;
+      const machineBusy = ((last.machine.busy - first.machine.busy) / Math.max(1, last.machine.total - first.machine.total)) * cores;
       const d = summarize(direct.steadyDelays);
       const r = summarize(routed.steadyDelays);
       const chunks = routed.steadyDelays.length;
