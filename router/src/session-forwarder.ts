@@ -84,11 +84,21 @@ export class SessionForwarder {
     }
     entry.open++;
     const done = entry;
-    res.on('close', () => {
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
       done.open--;
       done.lastUsedAt = this.now();
       // Gone before the response was complete (client closed, or we cut it off): stop the instance's work.
       if (!res.writableFinished) gone.abort();
+    };
+    res.once('close', end);
+    // A pipelined request queued behind another response has no socket of its own yet: when
+    // the client goes away, Node destroys the request but its response never closes. The
+    // request's error says so.
+    req.once('close', () => {
+      if (req.errored !== null) end();
     });
     this.proxy.web(request, reply, session.address, path, headers, (err) => this.failed(err, reply), onHeaders, gone);
     return reply;

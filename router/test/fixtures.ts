@@ -107,6 +107,7 @@ export async function startFakeInstance(secret: () => string | undefined, id: st
       }
       let i = 0;
       const tick = (): void => {
+        if (res.destroyed) return;
         if (i >= n) { res.end('data: [DONE]\n\n'); return; }
         res.write(`data: ${JSON.stringify({ i: i++, at: Date.now() })}\n\n`);
         setTimeout(tick, gap);

@@ -171,6 +171,26 @@ t.test('a client that goes away mid-response aborts the upstream response', asyn
   t.pass('the instance saw its unfinished response closed');
 });
 
+t.test('a pipelined request queued behind a stream is aborted upstream when the client goes away', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  const url = new URL(routerUrl(h.app));
+  const path = `/v1/sessions/${s.sessionId}/proxy`;
+  // Two GETs in one write: the second waits in the router behind the first, which streams.
+  const sock = net.connect(Number(url.port), url.hostname);
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const get = (p: string): string => `GET ${path}${p} HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`;
+  sock.write(get('/sse?n=100000&gapMs=5&a') + get('/sse?n=100000&gapMs=5&b'));
+  sock.resume();
+  await until(() => inst.seen.filter((r) => r.url?.startsWith('/sse?')).length === 2);
+  sock.destroy();
+  await until(() => inst.aborted.includes('/sse?n=100000&gapMs=5&a'));
+  await until(() => inst.aborted.includes('/sse?n=100000&gapMs=5&b'));
+  t.pass('both streams stopped at the instance');
+});
+
 t.test('a streamed body arrives whole and in order, and a client that stops reading stops the instance', async (t) => {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
