@@ -171,6 +171,60 @@ t.test('a client that goes away mid-response aborts the upstream response', asyn
   t.pass('the instance saw its unfinished response closed');
 });
 
+/** Sequential HTTP/1.1 responses with chunked bodies, as one connection carries them. */
+function chunkedResponses(raw: string): { status: number; body: string }[] {
+  const out: { status: number; body: string }[] = [];
+  let at = 0;
+  while (at < raw.length) {
+    const headEnd = raw.indexOf('\r\n\r\n', at);
+    if (headEnd < 0) throw new Error(`incomplete head at ${at}`);
+    const head = raw.slice(at, headEnd);
+    if (!/transfer-encoding: chunked/i.test(head)) throw new Error(`not chunked: ${head}`);
+    at = headEnd + 4;
+    let body = '';
+    for (;;) {
+      const eol = raw.indexOf('\r\n', at);
+      const size = parseInt(raw.slice(at, eol), 16);
+      if (!Number.isInteger(size)) throw new Error(`bad chunk size at ${at}: ${JSON.stringify(raw.slice(at, at + 20))}`);
+      at = eol + 2;
+      if (size === 0) { at += 2; break; }
+      body += raw.slice(at, at + size);
+      if (raw.slice(at + size, at + size + 2) !== '\r\n') throw new Error(`chunk not ended by CRLF at ${at + size}`);
+      at += size + 2;
+    }
+    out.push({ status: Number(head.split(' ')[1]), body });
+  }
+  return out;
+}
+
+t.test('two pipelined streams: the second, held back while the first streams, then streams itself, each whole and in order', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const url = new URL(routerUrl(h.app));
+  const path = `/v1/sessions/${s.sessionId}/proxy`;
+  const sock = net.connect(Number(url.port), url.hostname);
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const get = (p: string): string => `GET ${path}${p} HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`;
+  // The second's events start while the first still streams and go on after it ended.
+  sock.write(get('/sse?n=5&gapMs=40') + get('/sse?n=12&gapMs=30'));
+  let raw = '';
+  sock.setEncoding('latin1');
+  sock.on('data', (d: string) => (raw += d));
+  await until(() => raw.split('data: [DONE]').length === 3, 10_000);
+  await new Promise((r) => setTimeout(r, 50));
+  sock.destroy();
+  const responses = chunkedResponses(raw);
+  t.equal(responses.length, 2, 'two responses');
+  for (const [k, n] of [[0, 5], [1, 12]] as const) {
+    const r = responses[k]!;
+    t.equal(r.status, 200);
+    const events = r.body.split('\n\n').filter(Boolean);
+    t.same(events.slice(0, -1).map((e) => (JSON.parse(e.slice(6)) as { i: number }).i), Array.from({ length: n }, (_, i) => i), `response ${k + 1}: every event, in order`);
+    t.equal(events.at(-1), 'data: [DONE]');
+  }
+});
+
 t.test('a pipelined request queued behind a stream is aborted upstream when the client goes away', async (t) => {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
