@@ -55,6 +55,7 @@ function routerCommand(): Command {
     .description('run a router: sessions API and the streaming proxy')
     .addOption(new Option('--listen <host>', 'address to listen on').env('WARMPOOL_ROUTER_HOST').default('0.0.0.0'))
     .addOption(new Option('--port <port>', 'port to listen on').env('WARMPOOL_ROUTER_PORT').default(8080).argParser(int('--port')))
+    .addOption(new Option('--backlog <n>', 'connections the kernel queues before the router accepts them (default 4096, capped by net.core.somaxconn)').env('WARMPOOL_ROUTER_BACKLOG').argParser(int('--backlog', 65535)))
     .addOption(new Option('--default-service <name>', 'claim implicitly for requests without a session').env('WARMPOOL_DEFAULT_SERVICE'))
     .addOption(new Option('--admin-token <token>', 'bearer token for /v1/services*').env('WARMPOOL_ADMIN_TOKEN'))
     .addOption(new Option('--max-wait <sec>', 'upper bound of ?wait=').env('WARMPOOL_MAX_WAIT_SEC').argParser(int('--max-wait')))
@@ -65,13 +66,13 @@ function routerCommand(): Command {
     .addOption(new Option('--heap-growing-percent <n>', 'V8 heap growth past the live data before the next full collection (0: V8\'s own; default 50)').env('WARMPOOL_ROUTER_HEAP_GROWING_PERCENT').argParser(int('--heap-growing-percent', 300)))
     .addOption(new Option('--log-level <level>', 'fatal|error|warn|info|debug').env('WARMPOOL_LOG_LEVEL').default('info'))
     .action(async (o: RegistryFlags & {
-      listen: string; port: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto'; bufferResponseBytes?: number; heapGrowingPercent?: number;
+      listen: string; port: number; backlog?: number; defaultService?: string; adminToken?: string; maxWait?: number; workers: number | 'auto'; bufferResponseBytes?: number; heapGrowingPercent?: number;
       consulAgent?: { host: string; port: number }; advertise?: string; logLevel: string;
     }) => {
       const { startRouter, parseRouterConfig, isClusterPrimary, startRouterCluster, workerCount } = await import('@warmpool/router');
       const parsed = parseRouterConfig({
         registry: { prefix: o.prefix },
-        listen: { host: o.listen, port: o.port },
+        listen: { host: o.listen, port: o.port, ...(o.backlog !== undefined ? { backlog: o.backlog } : {}) },
         ...(o.defaultService ? { defaultService: o.defaultService } : {}),
         ...(o.adminToken ? { adminToken: o.adminToken } : {}),
         ...(o.maxWait !== undefined ? { wait: { maxSec: o.maxWait, defaultSec: Math.min(30, o.maxWait) } } : {}),

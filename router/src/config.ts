@@ -15,6 +15,13 @@ export const routerConfigSchema = z.object({
   listen: z.object({
     host: z.string().min(1).default('0.0.0.0'),
     port: z.number().int().min(0).max(65535).default(8080),
+    /**
+     * Connections the kernel queues for the router before it accepts them (listen(2)'s
+     * backlog, capped by net.core.somaxconn). Node's own 511 overflows when thousands of
+     * clients connect at once (a router restart, a burst of new streams): each dropped SYN
+     * costs its client a retransmission, 1 s, then 3 s, 7 s (doubling, RFC 6298).
+     */
+    backlog: z.number().int().min(1).max(65535).default(4096),
   }).strict().prefault({}),
   /** Service claimed implicitly for `ANY /{path}` requests that carry no session. */
   defaultService: serviceName.optional(),
@@ -103,6 +110,7 @@ export function routerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Route
   const listen: Record<string, unknown> = {};
   if (env.WARMPOOL_ROUTER_HOST) listen.host = env.WARMPOOL_ROUTER_HOST;
   if (env.WARMPOOL_ROUTER_PORT) listen.port = num(env.WARMPOOL_ROUTER_PORT);
+  if (env.WARMPOOL_ROUTER_BACKLOG) listen.backlog = num(env.WARMPOOL_ROUTER_BACKLOG);
   out.listen = listen;
   if (env.WARMPOOL_DEFAULT_SERVICE) out.defaultService = env.WARMPOOL_DEFAULT_SERVICE;
   if (env.WARMPOOL_ADMIN_TOKEN) out.adminToken = env.WARMPOOL_ADMIN_TOKEN;

@@ -53,7 +53,7 @@ export async function startRouter(opts: StartRouterOptions = {}): Promise<Runnin
   if (clusterRender) app.warmpool.metrics.render = clusterRender;
   const port0 = listenPort(config);
   try {
-    await app.listen({ host: config.listen.host, port: port0 });
+    await app.listen({ host: config.listen.host, port: port0, backlog: config.listen.backlog });
   } catch (err) {
     await app.close().catch(() => undefined);
     await registry.close().catch(() => undefined);

@@ -1,7 +1,9 @@
 // Admin endpoints behind a token, health/readiness, metrics, config parsing, error mapping.
+import { execFileSync } from 'node:child_process';
 import t from 'tap';
+import { MemoryKvStore } from '@warmpool/registry';
 import { harness } from './fixtures.js';
-import { httpErrorOf, parseRouterConfig, routerConfigFromEnv, RouterError, ROUTER_ERRORS } from '../src/index.js';
+import { httpErrorOf, parseRouterConfig, routerConfigFromEnv, RouterError, ROUTER_ERRORS, startRouter } from '../src/index.js';
 
 const TOKEN = 'admin-token-0123456789';
 
@@ -94,6 +96,7 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
     t.equal(d.config.registry.prefix, '/warmpool/');
     t.equal(d.config.wait.maxSec, 300);
     t.equal(d.config.heapGrowingPercent, 50);
+    t.equal(d.config.listen.backlog, 4096);
   }
   const bad = parseRouterConfig({ listen: { port: 70000 }, adminToken: 'short', wait: { defaultSec: 10, maxSec: 5 }, registry: { endpoints: ['ftp://x'] }, extra: 1 });
   t.notOk(bad.ok);
@@ -103,7 +106,7 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
   }
   const fromEnv = parseRouterConfig(routerConfigFromEnv({
     WARMPOOL_ETCD: 'http://127.0.0.1:1,http://127.0.0.1:2', WARMPOOL_ROUTER_PORT: '9000', WARMPOOL_DEFAULT_SERVICE: 'chatbot',
-    WARMPOOL_MAX_WAIT_SEC: '60', WARMPOOL_PREFIX: '/wp/', WARMPOOL_ROUTER_HEAP_GROWING_PERCENT: '0',
+    WARMPOOL_MAX_WAIT_SEC: '60', WARMPOOL_PREFIX: '/wp/', WARMPOOL_ROUTER_HEAP_GROWING_PERCENT: '0', WARMPOOL_ROUTER_BACKLOG: '1000',
   }));
   t.ok(fromEnv.ok);
   if (fromEnv.ok) {
@@ -112,6 +115,11 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
     t.equal(fromEnv.config.defaultService, 'chatbot');
     t.equal(fromEnv.config.registry.prefix, '/wp/');
     t.equal(fromEnv.config.heapGrowingPercent, 0, '0: V8 keeps its own factor');
+    t.equal(fromEnv.config.listen.backlog, 1000);
+  }
+  for (const v of ['0', '70000', 'many']) {
+    const r = parseRouterConfig(routerConfigFromEnv({ WARMPOOL_ROUTER_BACKLOG: v }));
+    t.match(r, { ok: false, problems: [{ path: 'listen.backlog' }] }, `listen.backlog ${v} is refused, naming the field`);
   }
   const badEnv = parseRouterConfig(routerConfigFromEnv({ WARMPOOL_ROUTER_PORT: 'eighty' }));
   t.notOk(badEnv.ok, 'a port that is not a number is reported');
@@ -119,6 +127,13 @@ t.test('config: defaults, validation problems by path, environment', async (t) =
     const r = parseRouterConfig(routerConfigFromEnv({ WARMPOOL_ROUTER_HEAP_GROWING_PERCENT: v }));
     t.match(r, { ok: false, problems: [{ path: 'heapGrowingPercent' }] }, `heapGrowingPercent ${v} is refused, naming the field`);
   }
+});
+
+t.test('the router listens with its configured backlog (the Send-Q that ss shows for a listening socket)', async (t) => {
+  const router = await startRouter({ kvStore: new MemoryKvStore(), config: { listen: { host: '127.0.0.1', port: 0, backlog: 1234 }, logLevel: 'warn' } });
+  t.teardown(() => router.close());
+  const out = execFileSync('ss', ['-ltnH', `sport = :${router.port}`], { encoding: 'utf8' });
+  t.match(out, /^LISTEN\s+\d+\s+1234\s/m, `listen(2) got 1234: ${out.trim()}`);
 });
 
 t.test('errors map to HTTP in one place, with stable codes', async (t) => {
