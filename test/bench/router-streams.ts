@@ -1,4 +1,4 @@
-import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -56,7 +56,7 @@ async function streams(port: number, paths: string[], window: (edge: 'start' | '
   let steadyFrom = Infinity;
   let steadyTo = Infinity;
   let measuring = false;
-  const requests: http.ClientRequest[] = [];
+  const sockets: net.Socket[] = [];
   const start = Date.now();
   let settled = 0;
   let allSettled!: () => void;
@@ -73,29 +73,51 @@ async function streams(port: number, paths: string[], window: (edge: 'start' | '
       failed++;
       if (!open) settle();
     };
-    const req = http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
-      if (res.statusCode !== 200) { fail(); res.resume(); return; }
-      open = true;
-      settle();
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        const now = Date.now();
-        buf += d;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const sent = Number(buf.slice(6, i));
-          buf = buf.slice(i + 2);
-          if (!Number.isFinite(sent)) continue;
-          if (opening) openingDelays.push(now - sent);
-          else if (sent >= steadyFrom && sent < steadyTo) steadyDelays.push(now - sent);
-        }
-      });
-      res.on('end', fail);
-      res.on('error', fail);
+    // A raw socket per stream: the client is a load generator and should cost the machine
+    // as little as it can (http.get's response stream and string decoding cost about as
+    // much per event as the router's whole forwarding). It finds each event's
+    // `data: <send time>` line whatever the chunk framing, so a router that merges or
+    // splits chunks is measured the same.
+    const socket = net.connect({ host: '127.0.0.1', port, noDelay: true }, () => {
+      socket.write(`GET ${p} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n\r\n`);
     });
-    req.on('error', fail);
-    requests.push(req);
+    socket.setEncoding('latin1');
+    let buf = '';
+    socket.on('data', (d: string) => {
+      const now = Date.now();
+      buf = buf.length === 0 ? d : buf + d;
+      let at = 0;
+      if (!open) {
+        const headEnd = buf.indexOf('\r\n\r\n');
+        if (headEnd < 0) return;
+        if (!buf.startsWith('HTTP/1.1 200 ')) { fail(); socket.destroy(); return; }
+        open = true;
+        settle();
+        at = headEnd + 4;
+      }
+      for (;;) {
+        const i = buf.indexOf('data: ', at);
+        if (i < 0) {
+          // Keep what may be the start of the next `data: `.
+          buf = buf.length - at > 5 ? buf.slice(buf.length - 5) : buf.slice(at);
+          return;
+        }
+        const nl = buf.indexOf('\n', i + 6);
+        if (nl < 0) { buf = buf.slice(i); return; }
+        at = nl + 1;
+        const sent = Number(buf.slice(i + 6, nl));
+        if (!Number.isFinite(sent)) {
+          // [DONE]: the upstream ended the stream.
+          fail();
+          continue;
+        }
+        if (opening) openingDelays.push(now - sent);
+        else if (sent >= steadyFrom && sent < steadyTo) steadyDelays.push(now - sent);
+      }
+    });
+    socket.on('close', fail);
+    socket.on('error', fail);
+    sockets.push(socket);
   }
   const limit = setTimeout(allSettled, OPEN_LIMIT_MS);
   await allOpen;
@@ -112,7 +134,7 @@ async function streams(port: number, paths: string[], window: (edge: 'start' | '
   window('end');
   await new Promise((r) => setTimeout(r, TAIL_MS));
   measuring = false;
-  for (const req of requests) req.destroy();
+  for (const socket of sockets) socket.destroy();
   return { openMs, openingDelays, steadyDelays, failed };
 }
 
