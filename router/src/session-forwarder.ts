@@ -94,12 +94,14 @@ export class SessionForwarder {
       if (!res.writableFinished) gone.abort();
     };
     res.once('close', end);
-    // A pipelined request queued behind another response has no socket of its own yet: when
-    // the client goes away, Node destroys the request but its response never closes. The
-    // request's error says so.
-    req.once('close', () => {
-      if (req.errored !== null) end();
-    });
+    // A pipelined request queued behind another response has no socket yet: when the client
+    // goes away, Node destroys the request but its response never closes. The request's
+    // error says so. (Only queued responses pay for the listener.)
+    if (res.socket === null) {
+      req.once('close', () => {
+        if (req.errored !== null) end();
+      });
+    }
     this.proxy.web(request, reply, session.address, path, headers, (err) => this.failed(err, reply), onHeaders, gone);
     return reply;
   }
