@@ -3,7 +3,7 @@
 // answers, a killed worker is replaced while the other keeps serving, SIGTERM stops them
 // all, and a primary killed with SIGKILL leaves no worker behind. Configured the way the
 // systemd unit does it (WARMPOOL_* variables), with Consul registration and from main.js.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -385,4 +385,25 @@ t.test('node router/dist/src/main.js with WARMPOOL_ROUTER_WORKERS=2 serves from 
   r.proc.kill('SIGTERM');
   t.equal(await r.exited, 0, 'primary exits 0 on SIGTERM');
   for (const p of workers) t.notOk(alive(p), `worker ${p} stopped`);
+});
+
+t.test('--backlog reaches listen(2) through the CLI, also for a multi-process router; bad values are refused naming the flag', { skip: infraSkip('etcd') }, async (t) => {
+  const mesh = await meshWith(t, 1);
+  const r = spawnRouter([bin, 'router', '--etcd', mesh.etcd.join(','), '--prefix', mesh.prefix, '--listen', '127.0.0.1', '--port', '0', '--log-level', 'warn', '--workers', '2', '--backlog', '777'], 0);
+  t.teardown(() => killAll(r));
+  const port = await eventually(() => {
+    const m = /"msg":"router listening".*"port":(\d+)/.exec(r.out());
+    if (r.proc.exitCode !== null) throw new Error(r.out());
+    return m ? Number(m[1]) : false;
+  }, { timeoutMs: 30_000, what: 'router listening' });
+  // Send-Q of a listening socket is its backlog.
+  const ss = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' });
+  t.match(ss, /^LISTEN\s+\d+\s+777\s/m, `the listening socket queues 777 (${ss.trim()})`);
+  for (const [v, why] of [['lots', /--backlog must be a non-negative integer/], ['70000', /--backlog must be at most 65535/], ['0', /listen\.backlog/]] as const) {
+    const bad = spawnRouter([bin, 'router', '--etcd', mesh.etcd.join(','), '--prefix', mesh.prefix, '--port', '0', '--backlog', v], 0);
+    t.teardown(() => killAll(bad));
+    const code = await bad.exited;
+    t.equal(code, 1, `--backlog ${v}: exit 1`);
+    t.match(bad.out(), why, `--backlog ${v}: says why (${bad.out().trim().split('\n').at(-1)})`);
+  }
 });
