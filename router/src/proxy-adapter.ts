@@ -181,9 +181,13 @@ const CRLF = Buffer.from('\r\n', 'latin1');
 
 /**
  * Writes one HTTP/1.1 chunk (RFC 9112, section 7.1: size in hex, CRLF, the data, CRLF) to
- * the socket. Returns what socket.write returns (false: wait for 'drain').
+ * the socket; nothing for empty data (a zero-size chunk ends the body). Returns what
+ * socket.write returns (false: wait for 'drain').
  */
 function writeChunk(socket: NonNullable<ServerResponse['socket']>, data: Buffer): boolean {
+  // undici hands over empty pieces at times (a chunk split across reads); framed, one would
+  // be the last-chunk marker: the client would take the rest as its next response.
+  if (data.length === 0) return true;
   const size = data.length.toString(16);
   if (data.length > FRAME_COPY_BYTES) {
     socket.cork();

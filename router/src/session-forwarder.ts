@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SessionRecord } from '@warmpool/registry';
@@ -27,6 +28,8 @@ export class SessionForwarder {
    */
   private readonly streaming = new Map<string, Streaming>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Responses still queued behind another on a pipelined connection (see queuedOn). */
+  private readonly queued = new WeakMap<Socket, Set<() => void>>();
 
   constructor(
     private readonly proxy: UpstreamProxy,
@@ -69,8 +72,11 @@ export class SessionForwarder {
       reply.header('connection', 'close');
       return this.replyError(reply, new RouterError('WARMPOOL_BODY_TOO_LARGE', `request body exceeds ${this.maxBodyBytes} bytes`));
     }
-    const headers = upstreamHeaders(req, { credential, sessionId: session.id });
     const res = reply.raw;
+    // The client left while the session was being looked up: nothing to forward, and its
+    // response will not close again to end what would be started for it.
+    if (res.destroyed) return reply;
+    const headers = upstreamHeaders(req, { credential, sessionId: session.id });
     const gone = new ClientGone(res);
     const now = this.now();
     let entry = this.streaming.get(session.id);
@@ -84,26 +90,43 @@ export class SessionForwarder {
     }
     entry.open++;
     const done = entry;
+    // A pipelined request queued behind another response has no socket yet: when the client
+    // goes away, its response never closes (Node gives it the socket only when its turn
+    // comes). The connection's close ends it instead. Only queued responses pay for this.
+    const conn = res.socket === null ? req.socket as Socket | null : null;
+    const queue = conn === null ? undefined : this.queuedOn(conn);
     let ended = false;
     const end = (): void => {
       if (ended) return;
       ended = true;
+      queue?.delete(end);
       done.open--;
       done.lastUsedAt = this.now();
       // Gone before the response was complete (client closed, or we cut it off): stop the instance's work.
       if (!res.writableFinished) gone.abort();
     };
     res.once('close', end);
-    // A pipelined request queued behind another response has no socket yet: when the client
-    // goes away, Node destroys the request but its response never closes. The request's
-    // error says so. (Only queued responses pay for the listener.)
-    if (res.socket === null) {
-      req.once('close', () => {
-        if (req.errored !== null) end();
-      });
+    if (queue !== undefined) {
+      if (conn!.destroyed) end();
+      else queue.add(end);
     }
     this.proxy.web(request, reply, session.address, path, headers, (err) => this.failed(err, reply), onHeaders, gone);
     return reply;
+  }
+
+  /**
+   * The ends of the responses queued on a client connection, called when it closes: one
+   * listener per connection however many requests a client pipelines.
+   */
+  private queuedOn(conn: Socket): Set<() => void> {
+    let queue = this.queued.get(conn);
+    if (queue === undefined) {
+      const q = new Set<() => void>();
+      queue = q;
+      this.queued.set(conn, q);
+      conn.once('close', () => { for (const end of q) end(); });
+    }
+    return queue;
   }
 
   /** Stops the keep-alive sweep. Idempotent. */
