@@ -245,6 +245,34 @@ t.test('a pipelined request queued behind a stream is aborted upstream when the 
   t.pass('both streams stopped at the instance');
 });
 
+t.test('a client gone while its session is looked up: nothing is forwarded and nothing stays open', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const s = await newSession(h);
+  const inst = h.instances.find((i) => i.id === s.instanceId)!;
+  // As if the router's copy did not have the session yet and the registry answered slowly.
+  const ctx = h.app.warmpool;
+  const fromCache = ctx.directory.fromCache.bind(ctx.directory);
+  const lookupSession = h.registry.lookupSession.bind(h.registry);
+  ctx.directory.fromCache = () => undefined;
+  let looking = false;
+  h.registry.lookupSession = async (id) => {
+    looking = true;
+    await new Promise((r) => setTimeout(r, 300));
+    return lookupSession(id);
+  };
+  t.teardown(() => { ctx.directory.fromCache = fromCache; h.registry.lookupSession = lookupSession; });
+  const ac = new AbortController();
+  const p = fetch(`${routerUrl(h.app)}/v1/sessions/${s.sessionId}/proxy/sse?n=1000&gapMs=20&late`, { signal: ac.signal }).catch((e: unknown) => e);
+  await until(() => looking);
+  ac.abort();
+  await p;
+  await new Promise((r) => setTimeout(r, 600));
+  t.notOk(inst.seen.some((r) => r.url?.endsWith('&late')), 'the instance never got the request');
+  const entry = (ctx.forwarder as unknown as { streaming: Map<string, { open: number }> }).streaming.get(s.sessionId);
+  t.equal(entry?.open ?? 0, 0, 'no response of the session counts as open');
+});
+
 t.test('a streamed body arrives whole and in order, and a client that stops reading stops the instance', async (t) => {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
