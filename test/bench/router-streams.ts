@@ -31,6 +31,22 @@ function machineCpu(): { busy: number; total: number } {
   return { busy: total - f[3]! - f[4]!, total };
 }
 
+/**
+ * Connection attempts the kernel dropped so far because a listening socket's accept queue
+ * was full (TcpExt ListenOverflows in /proc/net/netstat; machine-wide).
+ */
+function listenOverflows(): number {
+  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    if (!lines[i]!.startsWith('TcpExt:')) continue;
+    const names = lines[i]!.split(/\s+/);
+    const values = lines[i + 1]!.split(/\s+/);
+    const at = names.indexOf('ListenOverflows');
+    return at < 0 ? 0 : Number(values[at]);
+  }
+  return 0;
+}
+
 interface StreamRun {
   /** ms from the first request until every stream had its response headers (or failed). */
   openMs: number;
@@ -146,7 +162,8 @@ async function streams(port: number, paths: string[], window: (edge: 'start' | '
  * window of STEADY_MS with all of them open: router RSS per stream, router CPU per chunk
  * (all, and its user-mode part), added delay per chunk p50/p99 (through the router minus
  * direct). The opening phase (all streams requested at once) is reported apart: how long
- * until all were open, and the chunk delay p99 meanwhile. Args: [sizes (1000,2000,5000)].
+ * until all were open, the chunk delay p99 meanwhile, and the connection attempts the
+ * kernel dropped on a full accept queue. Args: [sizes (1000,2000,5000)].
  * Env: STREAMS_ROUTER_NODE_ARGS (Node/V8 flags for the router process, e.g.
  * `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
@@ -186,7 +203,9 @@ export async function run(args: string[]): Promise<void> {
         ids.push(r.session.id);
       }, n, 32);
       const q = `?ms=${UPSTREAM_STREAM_MS}`;
+      const overflows0 = listenOverflows();
       const direct = await streams(upstream.port, ids.map(() => `/sse${q}`), () => undefined);
+      const overflows1 = listenOverflows();
       await new Promise((r) => setTimeout(r, 2000));
       const pid = router.proc.pid!;
       const rssIdle = rssMb(pid);
@@ -199,6 +218,7 @@ export async function run(args: string[]): Promise<void> {
       let first = sample();
       let last = first;
       let rssSteady = 0;
+      const overflows2 = listenOverflows();
       const routed = await streams(router.port, ids.map((id) => `/v1/sessions/${id}/proxy/sse${q}`), (edge) => {
         if (edge === 'start') first = sample();
         else {
@@ -228,6 +248,8 @@ export async function run(args: string[]): Promise<void> {
         machineCoresBusy: round(machineBusy, 2), machineCores: cores,
         // All streams requested at once: until every one is open, the router also sets them up.
         directOpenMs: direct.openMs, routedOpenMs: routed.openMs,
+        // Connection attempts dropped on a full accept queue while the streams opened (retried by the client after 1 s, 3 s, ...).
+        directListenOverflows: overflows1 - overflows0, routedListenOverflows: listenOverflows() - overflows2,
         directOpeningP99Ms: summarize(direct.openingDelays).p99Ms, routedOpeningP99Ms: summarize(routed.openingDelays).p99Ms,
       };
       rows.push(row);
@@ -238,7 +260,7 @@ export async function run(args: string[]): Promise<void> {
       bench: 'router-streams', summary: true, sizes: rows.map((x) => x.streams), streams: last.streams,
       addedP50Ms: last.addedP50Ms, addedP99Ms: last.addedP99Ms, routerRssMb: last.routerRssMb,
       rssPerStreamKb: last.rssPerStreamKb, cpuPerChunkUs: last.cpuPerChunkUs, userCpuPerChunkUs: last.userCpuPerChunkUs,
-      routerCoresBusy: last.routerCoresBusy, machineCoresBusy: last.machineCoresBusy, machineCores: last.machineCores, routedOpenMs: last.routedOpenMs, routedOpeningP99Ms: last.routedOpeningP99Ms,
+      routerCoresBusy: last.routerCoresBusy, machineCoresBusy: last.machineCoresBusy, machineCores: last.machineCores, routedOpenMs: last.routedOpenMs, routedOpeningP99Ms: last.routedOpeningP99Ms, routedListenOverflows: last.routedListenOverflows,
       baselineDirectP99Ms: last.directP99Ms, routedP99Ms: last.routedP99Ms,
       addedP99BySize: rows.map((x) => x.addedP99Ms),
     });
