@@ -2,7 +2,7 @@
 // name a session, implicit sessions, SSE flushed as it arrives, aborts, 502/504.
 import http from 'node:http';
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { firehoseByte, harness, routerUrl, type Harness } from './fixtures.js';
 
 async function newSession(h: Harness): Promise<{ sessionId: string; instanceId: string }> {
@@ -225,25 +225,33 @@ t.test('two pipelined streams: the second, held back while the first streams, th
   }
 });
 
-t.test('a pipelined request queued behind a stream is aborted upstream when the client goes away', async (t) => {
+/**
+ * A stream, then `second` (built from the proxy path and host) pipelined behind it in one
+ * write; once the instance has seen both (and `settleMs` more), the client leaves: both
+ * must be aborted at the instance.
+ */
+async function pipelinedThenGone(t: Test, second: (path: string, host: string) => string, settleMs = 0): Promise<void> {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
   const s = await newSession(h);
   const inst = h.instances.find((i) => i.id === s.instanceId)!;
   const url = new URL(routerUrl(h.app));
   const path = `/v1/sessions/${s.sessionId}/proxy`;
-  // Two GETs in one write: the second waits in the router behind the first, which streams.
   const sock = net.connect(Number(url.port), url.hostname);
   await new Promise<void>((r) => sock.once('connect', () => r()));
-  const get = (p: string): string => `GET ${path}${p} HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`;
-  sock.write(get('/sse?n=100000&gapMs=5&a') + get('/sse?n=100000&gapMs=5&b'));
+  sock.write(`GET ${path}/sse?n=100000&gapMs=5&a HTTP/1.1\r\nhost: ${url.host}\r\n\r\n${second(path, url.host)}`);
   sock.resume();
   await until(() => inst.seen.filter((r) => r.url?.startsWith('/sse?')).length === 2);
+  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
   sock.destroy();
   await until(() => inst.aborted.includes('/sse?n=100000&gapMs=5&a'));
   await until(() => inst.aborted.includes('/sse?n=100000&gapMs=5&b'));
   t.pass('both streams stopped at the instance');
-});
+}
+
+t.test('a pipelined request queued behind a stream is aborted upstream when the client goes away', (t) =>
+  // The second waits in the router behind the first, which streams.
+  pipelinedThenGone(t, (path, host) => `GET ${path}/sse?n=100000&gapMs=5&b HTTP/1.1\r\nhost: ${host}\r\n\r\n`));
 
 t.test('a client gone while its session is looked up: nothing is forwarded and nothing stays open', async (t) => {
   const h = await harness({ ready: 1, listen: true });
@@ -335,26 +343,9 @@ t.test('streamed bodies in large and odd chunk sizes arrive byte-exact, and the 
   t.equal(after.status, 200, 'the connection still carries the next request');
 });
 
-t.test('a pipelined request with a body, queued behind a stream, is aborted upstream when the client goes away', async (t) => {
-  const h = await harness({ ready: 1, listen: true });
-  t.teardown(() => h.close());
-  const s = await newSession(h);
-  const inst = h.instances.find((i) => i.id === s.instanceId)!;
-  const url = new URL(routerUrl(h.app));
-  const path = `/v1/sessions/${s.sessionId}/proxy`;
-  const sock = net.connect(Number(url.port), url.hostname);
-  await new Promise<void>((r) => sock.once('connect', () => r()));
+t.test('a pipelined request with a body, queued behind a stream, is aborted upstream when the client goes away', (t) =>
   // The POST's body is read whole before the client leaves: its request is over, its response still queued.
-  sock.write(`GET ${path}/sse?n=100000&gapMs=5&a HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`
-    + `POST ${path}/sse?n=100000&gapMs=5&b HTTP/1.1\r\nhost: ${url.host}\r\ncontent-length: 5\r\n\r\nhello`);
-  sock.resume();
-  await until(() => inst.seen.filter((r) => r.url?.startsWith('/sse?')).length === 2);
-  await new Promise((r) => setTimeout(r, 200));
-  sock.destroy();
-  await until(() => inst.aborted.includes('/sse?n=100000&gapMs=5&a'));
-  await until(() => inst.aborted.includes('/sse?n=100000&gapMs=5&b'));
-  t.pass('both streams stopped at the instance');
-});
+  pipelinedThenGone(t, (path, host) => `POST ${path}/sse?n=100000&gapMs=5&b HTTP/1.1\r\nhost: ${host}\r\ncontent-length: 5\r\n\r\nhello`, 200));
 
 t.test('a streamed body that stalls after several chunks ends in an error; a client gone mid-stream aborts the instance', async (t) => {
   const h = await harness({ ready: 1, listen: true, router: { config: { proxy: { idleTimeoutMs: 400 } } } });

@@ -73,6 +73,15 @@ function spawnRouter(argv: string[], port: number, env: Record<string, string> =
   return { proc, port, out: () => out, exited };
 }
 
+/** The port a router announces in its "router listening" line (it fails if the router exits first). */
+function announcedPort(r: RouterProc): Promise<number> {
+  return eventually(() => {
+    const m = /"msg":"router listening".*"port":(\d+)/.exec(r.out());
+    if (r.proc.exitCode !== null) throw new Error(r.out());
+    return m ? Number(m[1]) : false;
+  }, { timeoutMs: 30_000, what: 'router listening' });
+}
+
 /** Stops a router and everything it forked, whatever state the test left it in. */
 async function killAll(r: RouterProc): Promise<void> {
   for (const c of childrenOf(r.proc.pid!)) { try { process.kill(c, 'SIGKILL'); } catch { /* gone */ } }
@@ -245,11 +254,7 @@ t.test('--port 0 --workers 2: when every worker has died, the replacements serve
   const mesh = await meshWith(t, 2);
   const r = spawnRouter([bin, 'router', '--etcd', mesh.etcd.join(','), '--prefix', mesh.prefix, '--listen', '127.0.0.1', '--port', '0', '--log-level', 'warn', '--workers', '2'], 0);
   t.teardown(() => killAll(r));
-  const announced = await eventually(() => {
-    const m = /"msg":"router listening".*"port":(\d+)/.exec(r.out());
-    if (r.proc.exitCode !== null) throw new Error(r.out());
-    return m ? Number(m[1]) : false;
-  }, { timeoutMs: 30_000, what: 'router listening' });
+  const announced = await announcedPort(r);
   // Listening comes before ready (each worker lists the registry first).
   await eventually(async () => (await request(announced, 'GET', '/readyz').catch(() => undefined))?.status === 200, { timeoutMs: 20_000, what: 'ready on the announced port' });
   t.pass('ready on the announced port');
@@ -391,11 +396,7 @@ t.test('--backlog reaches listen(2) through the CLI, also for a multi-process ro
   const mesh = await meshWith(t, 1);
   const r = spawnRouter([bin, 'router', '--etcd', mesh.etcd.join(','), '--prefix', mesh.prefix, '--listen', '127.0.0.1', '--port', '0', '--log-level', 'warn', '--workers', '2', '--backlog', '777'], 0);
   t.teardown(() => killAll(r));
-  const port = await eventually(() => {
-    const m = /"msg":"router listening".*"port":(\d+)/.exec(r.out());
-    if (r.proc.exitCode !== null) throw new Error(r.out());
-    return m ? Number(m[1]) : false;
-  }, { timeoutMs: 30_000, what: 'router listening' });
+  const port = await announcedPort(r);
   // Send-Q of a listening socket is its backlog.
   const ss = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' });
   t.match(ss, /^LISTEN\s+\d+\s+777\s/m, `the listening socket queues 777 (${ss.trim()})`);
