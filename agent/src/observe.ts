@@ -29,7 +29,7 @@ export function buildPlanInput(ctx: AgentContext, containers: ContainerView | un
   const now = ctx.clock.now();
   for (const [name, v] of cache.services) {
     const pool = poolView(cache, v.value, now);
-    services.set(name, { spec: v.value, hash: hashOf(v.value), pool: { slots: pool.slots, static: pool.static, waiting: pool.waiting } });
+    services.set(name, { spec: v.value, hash: hashOf(v.value), pool: { slots: pool.slots, static: pool.static, waiting: pool.waiting, recheckAt: pool.sizing?.recheckAt ?? null } });
   }
 
   const slots = new Map<string, Map<number, string>>();

@@ -76,7 +76,7 @@ export interface ServiceTarget {
    * capped by the fleet's room) and whether its `warm` is a static number. Absent: the
    * static `warm` number, no waiting sessions.
    */
-  pool?: { slots: number; static: boolean; waiting: number };
+  pool?: { slots: number; static: boolean; waiting: number; recheckAt?: number | null };
 }
 
 /** Warm slots of a service: its pool's, else the static `warm` (0 for a policy with no view). */
@@ -216,6 +216,8 @@ export function plan(input: PlanInput): Plan {
   const wake = (t: number): void => { if (wakeAt === undefined || t < wakeAt) wakeAt = t; };
   const { now, fleet, local, services } = input;
   const surplus = surplusHolders(input);
+  // A demand-driven pool's size may fall with no registry change (its cool-down ends): plan again then.
+  for (const t of services.values()) if (t.pool?.recheckAt != null) wake(t.pool.recheckAt);
 
   // Ready instances of ours without a slot, per service (drain hand-over).
   const unslottedReady = new Map<string, number>();

@@ -68,3 +68,12 @@ t.test('an instance found claimed in the store is left alone until the cache sho
   const seen = plan(input({ local: [inst('b', { slot: 1, phase: 'ready', claimPendingSince: NOW - 1_000 })], fleet: { ...fleet, claims: { b: 's1' } }, pools }));
   t.match(seen.actions, [{ type: 'mark-claimed', instanceId: 'b', sessionId: 's1' }], 'the cache shows the claim: marked claimed');
 });
+
+t.test('a demand-driven pool whose size may fall with no registry change wakes the planner then', async (t) => {
+  const fleet = { slots: { chat: { 0: 'a', 1: 'b' } } };
+  const pool = { slots: 2, static: false, waiting: 0, recheckAt: NOW + 7_000 };
+  const p = plan(input({ fleet, services: [spec({ warm: policy })], pools: { chat: pool } }));
+  t.equal(p.wakeAt, NOW + 7_000, 'woken at the recheck');
+  const none = plan(input({ fleet, services: [spec({ warm: policy })], pools: { chat: { ...pool, recheckAt: null } } }));
+  t.equal(none.wakeAt, undefined, 'no recheck, no wake');
+});

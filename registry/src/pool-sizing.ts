@@ -59,7 +59,17 @@ export interface SizingResult {
   reason: string;
   /** When the size will change if no session arrives meanwhile, and to what (null: not within the look-ahead). */
   next: { at: number; size: number } | null;
+  /**
+   * The earliest moment the size may fall if no session arrives (epoch ms, at least
+   * RECHECK_MIN_MS ahead): a moment of the cool-down leaves it, or an arrival leaves a rate
+   * window. null when the size is at the minimum in force. Agents plan again then, so a
+   * cool-down's end takes effect when it ends, not at the next resync. Cheap (no look-ahead).
+   */
+  recheckAt: number | null;
 }
+
+/** The soonest a recheck is asked for (ms): bounds the extra plans of a busy service. */
+export const RECHECK_MIN_MS = 1000;
 
 function countSince(sorted: readonly number[], from: number, to: number): number {
   // arrivals in (from, to]
@@ -173,6 +183,23 @@ function heldSize(policy: WarmPolicy, sorted: readonly number[], bootMs: BootAt,
   return size;
 }
 
+/** See SizingResult.recheckAt. `sorted`: arrivals up to now, ascending. */
+function recheckAt(policy: WarmPolicy, sorted: readonly number[], now: number): number {
+  const candidates: number[] = [];
+  // The oldest moment of the cool-down's grid leaves it.
+  const cooldownMs = policy.cooldownSec * 1000;
+  const from = now - cooldownMs;
+  const oldest = Math.floor(from / SIZING_STEP_MS) * SIZING_STEP_MS + SIZING_STEP_MS;
+  if (oldest <= now && oldest !== now) candidates.push(oldest + cooldownMs);
+  // The oldest arrival in each rate window leaves it (the size now may fall).
+  const windowMs = policy.windowSec * 1000;
+  for (const w of new Set([Math.min(SHORT_WINDOW_SEC * 1000, windowMs), windowMs])) {
+    const first = sorted.find((a) => a > now - w);
+    if (first !== undefined) candidates.push(first + w);
+  }
+  return Math.max(now + RECHECK_MIN_MS, candidates.length ? Math.min(...candidates) : Infinity);
+}
+
 /** Sizes a demand-driven pool now; see the module comment for the model. */
 export function sizePool(input: SizingInput): SizingResult {
   const { policy, now } = input;
@@ -192,13 +219,15 @@ export function sizePool(input: SizingInput): SizingResult {
   else if (here.model < floor) reason = `at the minimum ${floor} (the model asks for ${here.model})`;
   else reason = `${(policy.target * 100).toFixed(1)}% quantile of arrivals during one boot (${(here.rate * 60).toFixed(2)}/min x ${(bootMs / 1000).toFixed(1)} s) + 1`;
 
+  const recheck = size > floor ? recheckAt(policy, sorted, now) : null;
+  const recheckAtOrNull = recheck !== null && Number.isFinite(recheck) ? recheck : null;
   // Look ahead, assuming nobody arrives: when does the size change (cool-down ends, window edges)?
   let next: SizingResult['next'] = null;
-  if (!input.explain) return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next };
+  if (!input.explain) return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next, recheckAt: recheckAtOrNull };
   const horizon = now + (policy.windowSec + policy.cooldownSec) * 1000 + SIZING_STEP_MS;
   for (let t = Math.floor(now / SIZING_STEP_MS) * SIZING_STEP_MS + SIZING_STEP_MS; t <= horizon; t += SIZING_STEP_MS) {
     const s = heldSize(policy, sorted, bootAt, t);
     if (s !== size) { next = { at: t, size: s }; break; }
   }
-  return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next };
+  return { size, modelSize: here.model, ratePerSec: here.rate, bootMs, bootMeasured: measured !== undefined, floor, reason, next, recheckAt: recheckAtOrNull };
 }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { poissonQuantile, sizePool, windowActive, floorAt, DEFAULT_BOOT_MS } from '../src/pool-sizing.js';
+import { poissonQuantile, sizePool, windowActive, floorAt, DEFAULT_BOOT_MS, RECHECK_MIN_MS } from '../src/pool-sizing.js';
 import { parseServicesFile } from '../src/service-spec.js';
 import type { WarmPolicy } from '../src/types.js';
 
@@ -75,6 +75,33 @@ t.test('cool-down: grows at once, holds for cooldownSec, then shrinks; explained
   // Predicted time and size agree with what happens then.
   const at = sizePool({ policy: p, arrivals, bootsMs: [5_000], now: held.next!.at });
   t.equal(at.size, held.next!.size, 'the announced change happens as announced');
+});
+
+t.test('recheckAt: the first moment the size may fall, so an agent can plan again then', async (t) => {
+  const p = policy({ windowSec: 60, cooldownSec: 120 });
+  const arrivals = spread(60, 60);
+  // Held through the cool-down: every announced drop comes at or after a recheck, and the
+  // recheck before it finds the same size (it never fires later than the change).
+  let now = NOW + 90_000;
+  const seen: number[] = [];
+  for (let i = 0; i < 100; i++) {
+    const r = sizePool({ policy: p, arrivals, bootsMs: [5_000], now, explain: true });
+    seen.push(r.size);
+    if (r.recheckAt === null) { t.equal(r.size, r.floor, 'no recheck only at the minimum'); break; }
+    t.ok(r.recheckAt >= now + RECHECK_MIN_MS, 'never sooner than RECHECK_MIN_MS');
+    if (r.next) t.ok(r.recheckAt <= r.next.at, `recheck ${r.recheckAt - now} ms ahead, not after the change at ${r.next.at - now} ms`);
+    now = r.recheckAt;
+  }
+  t.equal(seen.at(-1), 0, `following the rechecks reaches the minimum: ${seen.join(' ')}`);
+  t.ok(seen.length < 40, `in a few rechecks (${seen.length})`);
+  // At the minimum, nothing to recheck; a size above it always has one.
+  t.equal(sizePool({ policy: p, arrivals: [], bootsMs: [5_000], now: NOW }).recheckAt, null);
+  t.equal(sizePool({ policy: policy({ min: 3 }), arrivals: [], bootsMs: [5_000], now: NOW }).recheckAt, null);
+  const busy = sizePool({ policy: p, arrivals, bootsMs: [5_000], now: NOW });
+  t.ok(busy.recheckAt !== null && busy.recheckAt > NOW, 'a busy pool has a recheck');
+  // No cool-down: the size follows the arrivals leaving the window.
+  const nc = sizePool({ policy: policy({ windowSec: 60, cooldownSec: 0 }), arrivals: [NOW - 50_000], bootsMs: [5_000], now: NOW });
+  t.equal(nc.recheckAt, NOW + 10_000, 'the one arrival leaves the 60 s window in 10 s');
 });
 
 t.test('no flapping: arrivals alternating busy/quiet faster than the cool-down never shrink the pool', async (t) => {

@@ -1,0 +1,45 @@
+// A demand-driven pool shrinks when its cool-down ends, not at the agent's next resync: the
+// size falls with no registry change (nobody arrives), so the agent plans again at the
+// moment the sizing names (SizingResult.recheckAt). The agent here resyncs every 10 minutes.
+import t from 'tap';
+import { newSessionId, poolView, type ServiceSpec } from '@warmpool/registry';
+import { eventually, infraSkip } from '../src/index.js';
+import { AgentHarness, FAST_TIMING, chatSpec, requireImages } from './fixtures/agent-harness.js';
+
+const policy = { min: 1, max: 4, target: 0.99, windowSec: 10, cooldownSec: 10, windows: [] };
+
+t.test('a demand-driven pool retires its surplus when the cool-down ends, with no resync', { skip: infraSkip('docker', 'etcd') }, async (t) => {
+  await requireImages();
+  const h = await AgentHarness.create(t);
+  await h.startAgent('host-a', { timing: { ...FAST_TIMING, resyncMs: 600_000, cacheResyncMs: 600_000 } });
+  const spec: ServiceSpec = chatSpec({ warm: policy });
+  await h.putService(spec);
+
+  // Three sessions, ended at once: the claims stay in the history and raise the size.
+  let claimed = 0;
+  await eventually(async () => {
+    const r = await h.registry.claim({ service: 'chat', sessionId: newSessionId() });
+    if (r.ok) {
+      claimed++;
+      await h.registry.endSession(r.session.id, 'ended');
+    }
+    if (claimed < 3) throw new Error(`${claimed} claimed`);
+    return true;
+  }, { timeoutMs: 60_000, intervalMs: 100, what: '3 claims' });
+  const grown = poolView(h.cache, spec, Date.now()).size;
+  t.ok(grown > 1, `the size grew: ${grown}`);
+  await eventually(() => h.readyUnclaimed().length === grown, { timeoutMs: 60_000, what: `the grown pool ready (${grown})` });
+
+  // Nobody comes: the sizing falls back to the minimum by itself (window + cool-down); the agent follows.
+  const minAt = await eventually(() => {
+    if (poolView(h.cache, spec, Date.now()).size !== 1) throw new Error('size above 1');
+    return Date.now();
+  }, { timeoutMs: 60_000, intervalMs: 100, what: 'size back to 1' });
+  const retiredAt = await eventually(() => {
+    if (h.unclaimed().length !== 1) throw new Error(`${h.unclaimed().length} unclaimed`);
+    return Date.now();
+  }, { timeoutMs: 20_000, intervalMs: 100, what: 'surplus retired without a resync' });
+  t.ok(retiredAt - minAt < 5_000, `retired ${retiredAt - minAt} ms after the size fell to 1 (resync every 600 s)`);
+  await eventually(async () => (await h.containers()).length === 2, { timeoutMs: 20_000, what: 'the surplus containers removed' });
+  t.pass('one instance (app + sidecar) left');
+});
