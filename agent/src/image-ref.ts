@@ -40,9 +40,17 @@ export function parseImageRef(ref: string): ImageRef {
   return { registry, repository, tag, digest };
 }
 
-/** The repository to pull (with its registry, as the engine's `fromImage` wants it). */
+/**
+ * The repository to pull (with its registry, as the engine's `fromImage` wants it). Docker
+ * Hub keeps its `docker.io/` prefix: without it a Hub path whose first part looks like a
+ * host (`docker.io/127.0.0.1:5000/x`) is read by the engine as that host, and the Hub login
+ * chosen for the reference would go there. Throws when the string sent would name another
+ * registry than `ref` (checked by parsing it again), so credentials never change registry.
+ */
 export function fromImage(ref: ImageRef): string {
-  return ref.registry === DOCKER_HUB ? ref.repository : `${ref.registry}/${ref.repository}`;
+  const out = `${ref.registry}/${ref.repository}`;
+  if (parseImageRef(out).registry !== ref.registry) throw new Error(`image reference ${out} does not name registry ${ref.registry}`);
+  return out;
 }
 
 export type PullFailureKind = 'auth' | 'not-found' | 'disk-full' | 'unreachable' | 'timeout' | 'not-present' | 'other';

@@ -1,7 +1,7 @@
 // Pure parts of image pulls: references, failure kinds, layer progress, credentials from a
 // Docker config file.
 import t from 'tap';
-import { classifyPullError, parseImageRef, PullProgressCounter } from '../src/image-ref.js';
+import { classifyPullError, fromImage, parseImageRef, PullProgressCounter } from '../src/image-ref.js';
 import { authFromConfig, registryKey } from '../src/registry-auth.js';
 
 t.test('image references as Docker reads them', async (t) => {
@@ -52,4 +52,16 @@ t.test('credentials from the auths section of a Docker config file', async (t) =
   t.equal(authFromConfig({}, 'ubuntu'), undefined);
   t.equal(authFromConfig(null, 'ubuntu'), undefined);
   t.equal(registryKey('HTTPS://Registry-1.Docker.io/v2/'), 'docker.io');
+});
+
+t.test('fromImage keeps the registry the reference names, Docker Hub included', async (t) => {
+  t.equal(fromImage(parseImageRef('ubuntu:22.04')), 'docker.io/library/ubuntu');
+  t.equal(fromImage(parseImageRef('warmpool/chatbot-demo')), 'docker.io/warmpool/chatbot-demo');
+  t.equal(fromImage(parseImageRef('127.0.0.1:5000/warmpool/chat:v1')), '127.0.0.1:5000/warmpool/chat');
+  // A Hub path whose first part looks like a host: sent without docker.io/, the engine
+  // would read that host as the registry (and the Hub login would go there).
+  for (const ref of ['docker.io/127.0.0.1/x', 'docker.io/127.0.0.1:5055/x:latest', 'docker.io/evil.example/x', 'docker.io/localhost/x']) {
+    const sent = fromImage(parseImageRef(ref));
+    t.equal(parseImageRef(sent).registry, 'docker.io', `${ref} is pulled as ${sent}, from Docker Hub`);
+  }
 });
