@@ -123,15 +123,17 @@ function allowedPath(p: string, prefixes: readonly string[], files: HostFiles): 
  * Why this host refuses the existing named volume `volumes[i]`, or undefined when it grants
  * it. A local volume created with driver options (`docker volume create -o type=none -o
  * o=bind -o device=/`, Compose `driver_opts`) mounts what `device` names: a bind of a host
- * path passes allow.hostPaths like a bind mount; tmpfs is harmless; any other device
+ * path passes allow.hostPaths like a bind mount, whatever its `type` (the kernel ignores the
+ * type of a bind); tmpfs without bind is harmless; any other device
  * (a block device, a network share) and any other volume driver are refused.
  */
 export function namedVolumeRefusal(i: number, name: string, info: VolumeInfo, allow: HostAllowList, files: HostFiles = nodeFiles): string | undefined {
   const at = `volumes[${i}]: named volume ${name}`;
   if (info.driver !== 'local') return `${at} uses volume driver ${info.driver}; only local volumes are granted on this host`;
   const { device, type, o } = info.options;
-  if (!device || type === 'tmpfs') return undefined;
-  const bind = (o ?? '').split(',').some((x) => x === 'bind' || x === 'rbind');
+  // A bind mount's type is ignored by mount(2) (MS_BIND): tmpfs with o=bind binds `device`.
+  const bind = (o ?? '').split(',').some((x) => x.trim() === 'bind' || x.trim() === 'rbind');
+  if (!device || (type === 'tmpfs' && !bind)) return undefined;
   if (!bind) return `${at} mounts device ${device} (type ${type ?? 'unknown'}); only binds of allowed host paths are granted on this host`;
   if (!device.startsWith('/') || !allowedPath(device, allow.hostPaths, files)) {
     return `${at} binds host path ${device}, which is not allowed on this host (agent allow.hostPaths: ${allow.hostPaths.length ? allow.hostPaths.join(', ') : 'none'})`;

@@ -56,6 +56,10 @@ t.test('existing named volumes: binds of host paths pass allow.hostPaths, other 
     'volumes[2]: named volume root binds host path /, which is not allowed on this host (agent allow.hostPaths: /data/models)');
   t.match(namedVolumeRefusal(0, 'esc', bind('/data/models/escape'), allow, files), /binds host path \/data\/models\/escape, which is not allowed/, 'through a symlink');
   t.equal(namedVolumeRefusal(0, 't', { driver: 'local', options: { type: 'tmpfs', device: 'tmpfs', o: 'size=100m' } }, allow, files), undefined, 'tmpfs');
+  // The kernel ignores the type of a bind mount: tmpfs with o=bind binds its device.
+  t.match(namedVolumeRefusal(0, 'tb', { driver: 'local', options: { type: 'tmpfs', device: '/', o: 'size=1m,bind' } }, allow, files), /binds host path \/, which is not allowed/, 'tmpfs with o=bind');
+  t.match(namedVolumeRefusal(0, 'tr', { driver: 'local', options: { type: 'tmpfs', device: '/', o: ' rbind' } }, allow, files), /binds host path \/, which is not allowed/, 'tmpfs with o=rbind');
+  t.equal(namedVolumeRefusal(0, 'ti', { driver: 'local', options: { type: 'tmpfs', device: '/data/models/llama', o: 'bind' } }, allow, files), undefined, 'a tmpfs-typed bind of an allowed path');
   t.match(namedVolumeRefusal(0, 'disk', { driver: 'local', options: { type: 'ext4', device: '/dev/sda1' } }, allow, files), /mounts device \/dev\/sda1 \(type ext4\)/);
   t.match(namedVolumeRefusal(0, 'p', { driver: 'rexray', options: {} }, allow, files), /uses volume driver rexray; only local volumes/);
 });
