@@ -4,7 +4,7 @@ import { sleep } from './clock.js';
 import { appContainerSpec, podSidecarPort, sidecarContainerSpec, specHash, type PodInput } from './container-spec.js';
 import type { ContainerRuntime } from './docker.js';
 import { AgentError } from './errors.js';
-import { DEFAULT_ALLOW, grantHostOptions, namedVolumeRefusal } from './host-policy.js';
+import { DEFAULT_ALLOW, grantHostOptions, grantSecrets, namedVolumeRefusal, redact } from './host-policy.js';
 import type { Logger } from './logger.js';
 import type { Action, LocalInstance } from './plan.js';
 import type { ServiceBackoff } from './backoff.js';
@@ -214,6 +214,8 @@ export class Actions {
     const limit = ctx.timing.createTimeoutMs;
     // A container whose creation finished after its deadline belongs to nobody: remove it.
     const removeLate = (id: string): void => { void ctx.runtime.remove(id).catch(() => undefined); };
+    // The secret values this pod carries: kept out of any error it logs or records.
+    let secrets: string[] = [];
     try {
       // The image first (pulling, when the host lacks it): no container, no boot clock yet.
       const abandoned = new Promise<string>((resolve) => this.pullWaits.set(inst.id, resolve));
@@ -227,6 +229,7 @@ export class Actions {
       // (secretHeaders) and nowhere else.
       const granted = grantHostOptions(pod.spec, ctx.opts.allow ?? DEFAULT_ALLOW);
       if (!granted.ok) throw new AgentError('WARMPOOL_NOT_ALLOWED', granted.reason);
+      secrets = grantSecrets(granted.grant);
       for (const [i, v] of granted.grant.volumes.entries()) {
         if (v.source.startsWith('/')) continue;
         const info = await withDeadline(`inspect volume ${v.source}`, limit, () => ctx.runtime.volume(v.source));
@@ -268,12 +271,17 @@ export class Actions {
       await booting.catch(() => undefined);
       if (!inst.dead) {
         // An unreachable registry says nothing about the image: retire without a penalty.
-        const registryDown = WarmpoolError.is(err) && err.retryable;
+        // (An engine error, even a 5xx, counts against the service: a spec the engine keeps
+        // refusing is retried with the service's backoff, never in a tight loop.)
+        const registryDown = WarmpoolError.is(err) && err.retryable && !AgentError.is(err);
         const host = hostFaultOf(err);
-        inst.dead = host ? `host fault (${host}): ${(err as Error).message}` : `launch failed: ${(err as Error).message}`;
+        const message = secrets.length ? redact((err as Error).message, secrets) : (err as Error).message;
+        inst.dead = host ? `host fault (${host}): ${message}` : `launch failed: ${message}`;
         inst.deadIsFailure = !registryDown && !host;
         if (host) inst.deadIsHostFault = true;
-        ctx.log.warn({ err, instance: inst.id, service: inst.service, hostFault: host }, 'instance launch failed');
+        // The error as logged carries no secret (its message and stack redacted, no cause).
+        const logged = secrets.length ? { message, code: (err as { code?: unknown }).code } : err;
+        ctx.log.warn({ err: logged, instance: inst.id, service: inst.service, hostFault: host }, 'instance launch failed');
       }
     }
   }

@@ -241,9 +241,34 @@ export function grantHostOptions(stored: ServiceSpec, allow: HostAllowList, file
   for (const [name, file] of Object.entries(spec.secretEnv)) {
     const read = readSecret(`secretEnv.${name}`, file, allow, files);
     if (!read.ok) return read;
+    // The engine refuses such a value and quotes it whole in its error: never send it.
+    if (read.value.includes('\0')) return { ok: false, reason: `secretEnv.${name}: the secret file ${file} holds a NUL byte, which an environment variable cannot carry` };
     secretEnv[name] = read.value;
   }
   const warmup = grantWarmupHeaders(spec.warmup ?? [], allow, files);
   if (!warmup.ok) return warmup;
   return { ok: true, grant: { volumes, secretEnv, ...(warmup.headers ? { warmupHeaders: warmup.headers } : {}) } };
+}
+
+/** The secret values of a grant (env and warm-up headers), for redact(). */
+export function grantSecrets(grant: HostGrant): string[] {
+  return [...Object.values(grant.secretEnv), ...(grant.warmupHeaders ?? []).flatMap((h) => Object.values(h))];
+}
+
+/**
+ * `text` with every secret value replaced by `[secret]`, also where a message quotes it
+ * escaped (Go's %q turns a control byte into `\x00`): each run of 4 or more printable
+ * characters of a value is replaced too. For engine errors, which may quote a container's
+ * environment, before they reach a log or the registry.
+ */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  const pieces = new Set<string>();
+  for (const v of secrets) {
+    if (v) pieces.add(v);
+    for (const p of v.split(/[^\x20-\x7e]+/)) if (p.length >= 4) pieces.add(p);
+  }
+  // Longest first, so a value is replaced whole before any of its parts.
+  for (const p of [...pieces].sort((a, b) => b.length - a.length)) out = out.split(p).join('[secret]');
+  return out;
 }

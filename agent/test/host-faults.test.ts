@@ -3,12 +3,14 @@
 // creation has its own deadline; host faults are shown as such and never grow the service's
 // crash backoff; and a death is named by the engine's exit reason, not by the first symptom.
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { MemoryKvStore, Registry, instanceKey, type InstanceRecord, type ServiceSpec } from '@warmpool/registry';
 import { reportToken, type StateReport } from '@warmpool/sidecar/protocol';
-import { startAgent, type AgentHandle, type AgentTiming } from '../src/agent.js';
+import { startAgent, type AgentHandle, type AgentOptions, type AgentTiming } from '../src/agent.js';
 import { AgentError } from '../src/errors.js';
 import { FakeRuntime } from './fake-runtime.js';
 import { postReport } from './report-client.js';
@@ -32,21 +34,23 @@ async function until<T>(fn: () => T | undefined | false, what: string, ms = 5000
 
 const post = postReport;
 
-async function setup(t: Test, runtime: FakeRuntime, timing: Partial<AgentTiming> = {}) {
+async function setup(t: Test, runtime: FakeRuntime, timing: Partial<AgentTiming> = {}, over: Pick<AgentOptions, 'allow'> = {}) {
+  let logged = '';
+  const logger = pino({ level: 'debug' }, new Writable({ write(chunk, _enc, cb) { logged += String(chunk); cb(); } }));
   const store = new MemoryKvStore();
   const registry = new Registry(store, { prefix: PREFIX });
   const cache = await registry.cache();
   const dir = mkdtempSync(path.join(tmpdir(), 'wp-agent-faults-'));
   const agent: AgentHandle = await startAgent({
     store, prefix: PREFIX, runtime, hostId: 'h1', address: '127.0.0.1', capacity: { instances: 10, memoryMb: 0 }, runDir: dir, leaseTtlSec: 5,
-    timing: { resyncMs: 60_000, strayGraceMs: 60_000, backoffBaseMs: 2000, backoffMaxMs: 4000, dockerRetryMs: 20, ...timing },
+    timing: { resyncMs: 60_000, strayGraceMs: 60_000, backoffBaseMs: 2000, backoffMaxMs: 4000, dockerRetryMs: 20, ...timing }, logger, ...over,
   });
   const secret = await registry.clusterSecret();
   t.teardown(async () => { await agent.close(); await registry.close(); await store.close(); rmSync(dir, { recursive: true, force: true }); });
   const report = (id: string, r: Omit<StateReport, 'instanceId'>): Promise<number> =>
     post(agent.socketPath, id, reportToken(instanceKey(secret, id), id), { instanceId: id, ...r });
   const instances = (): InstanceRecord[] => [...cache.instances.values()].map((v) => v.value);
-  return { registry, cache, runtime, agent, report, instances };
+  return { registry, cache, runtime, agent, report, instances, logs: () => logged };
 }
 
 t.test('13.6 a slow engine does not eat the boot timeout: boot counts from the app container\'s start', async (t) => {
@@ -91,6 +95,33 @@ t.test('13.6 a full disk is reported as a host fault and does not grow the servi
   t.match(failed.reason, /host fault \(host out of resources\).*no space left on device/, String(failed.reason));
   t.same(s.agent.status().backoff, {}, 'not charged to the service');
   t.ok(s.agent.status().hostBackoff['*']);
+});
+
+t.test('13.6b an engine error that is no host fault counts against the service: backoff, not a tight loop', async (t) => {
+  const runtime = new FakeRuntime();
+  // e.g. runc refusing the container's configuration at start: a 500 that every retry meets.
+  runtime.createError = new AgentError('WARMPOOL_CONTAINER_FAILED', 'create container x: OCI runtime create failed: invalid configuration', { retryable: true });
+  const s = await setup(t, runtime);
+  await s.registry.putService(spec());
+  const failed = await until(() => s.instances().find((i) => i.state === 'failed'), 'a failed record');
+  t.match(failed.reason, /^launch failed: create container x: OCI runtime create failed/, String(failed.reason));
+  t.ok(s.agent.status().backoff.chat, 'the service backs off');
+  t.same(s.agent.status().hostBackoff, {}, 'no host fault');
+});
+
+t.test('13.6c an engine error quoting a secret value is recorded and logged without it', async (t) => {
+  const runtime = new FakeRuntime();
+  const SECRET = 'tok-SECRET-in-engine-error-77';
+  const dir = mkdtempSync(path.join(tmpdir(), 'wp-secrets-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'tok'), `${SECRET}\n`);
+  runtime.createError = new AgentError('WARMPOOL_CONTAINER_FAILED', `create container x: env "TOKEN=${SECRET}" refused`, { retryable: false });
+  const s = await setup(t, runtime, {}, { allow: { hostPaths: [], ipcHost: false, secretDirs: [dir], volumes: [] } });
+  await s.registry.putService(spec({ secretEnv: { TOKEN: path.join(dir, 'tok') } }));
+  const failed = await until(() => s.instances().find((i) => i.state === 'failed'), 'a failed record');
+  t.match(failed.reason, /env "TOKEN=\[secret\]" refused/, String(failed.reason));
+  t.notMatch(s.logs(), new RegExp(SECRET), 'not in the agent log');
+  t.match(s.logs(), /instance launch failed/, 'the failure itself is logged');
 });
 
 async function deathReason(t: Test, exit: { code: number; oom?: boolean }): Promise<string> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { baseSpec } from './spec-fixture.js';
-import { grantHostOptions, nodeFiles } from '../src/host-policy.js';
+import { grantHostOptions, grantSecrets, nodeFiles, redact } from '../src/host-policy.js';
 
 // A secret file is read synchronously by the agent: a FIFO in a secret directory would block
 // its event loop for good (every pool of the host stuck), a huge file would fill its memory
@@ -33,4 +33,29 @@ t.test('secret files: FIFOs and huge files are refused, not read (real files)', 
   t.match(grantHostOptions({ ...base, secretEnv: { T: big } }, allow, nodeFiles), { ok: false, reason: /secretEnv\.T: .*big.*larger than 65536 bytes/ });
   t.match(grantHostOptions({ ...base, secretEnv: { T: dir } }, allow, nodeFiles), { ok: false, reason: /secretEnv\.T: / }, 'a directory');
   t.same(grantHostOptions({ ...base, secretEnv: { T: ok } }, allow, nodeFiles), { ok: true, grant: { volumes: [], secretEnv: { T: 'value' } } });
+});
+
+t.test('secret files: a NUL byte is refused for an env value, the reason names the file only', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wp-secrets-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const allow = { hostPaths: [], ipcHost: false, secretDirs: [dir], volumes: [] };
+  const bin = path.join(dir, 'binkey');
+  // The engine refuses such an env value and quotes it whole in its error (logged before).
+  writeFileSync(bin, 'BIN\0KEY-SECRET-NUL-4242');
+  const r = grantHostOptions({ ...base, secretEnv: { BINKEY: bin } }, allow, nodeFiles);
+  t.match(r, { ok: false, reason: /^secretEnv\.BINKEY: the secret file .*binkey holds a NUL byte/ });
+  t.notMatch(JSON.stringify(r), /SECRET-NUL/, 'the value is nowhere in the refusal');
+});
+
+t.test('redact: secret values, whole or quoted with escapes, are replaced in engine messages', async (t) => {
+  const secrets = ['hf_abcdefSECRET', 'BIN\0KEY-SECRET-NUL-4242', 'ab'];
+  t.equal(redact('env HF_TOKEN=hf_abcdefSECRET refused', secrets), 'env HF_TOKEN=[secret] refused');
+  // runc quotes the variable with Go's %q: the NUL shows as \x00.
+  t.equal(redact('value can\'t contain null(\\x00): "BINKEY=BIN\\x00KEY-SECRET-NUL-4242"', secrets), 'value can\'t contain null(\\x00): "BINKEY=BIN\\x00[secret]"');
+  t.equal(redact('raw BIN\0KEY-SECRET-NUL-4242 end', secrets), 'raw [secret] end');
+  t.equal(redact('nothing here', []), 'nothing here');
+  t.equal(redact('about ab', secrets), '[secret]out [secret]', 'a short value is replaced wherever it occurs (more than needed, never less)');
+  t.equal(redact('x BIN y', ['BIN\0KEY']), 'x BIN y', 'pieces of a value under 4 characters are not hunted for');
+  const s = grantSecrets({ volumes: [], secretEnv: { A: 'x1' }, warmupHeaders: [{ authorization: 'Bearer y2' }] });
+  t.same(s, ['x1', 'Bearer y2']);
 });
