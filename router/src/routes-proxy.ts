@@ -10,6 +10,36 @@ import type { RouterContext } from './context.js';
 const SESSIONS_PREFIX = '/v1/sessions/';
 const PROXY_URL = /^\/v1\/sessions\/([^/?#]*)\/proxy(?=$|[/?])/;
 
+/**
+ * The router's own paths (router/README.md): never proxied by header or cookie, since a
+ * request there without a session would start an implicit one and take a warm instance.
+ * Exact paths with the methods their routes take (fastify answers HEAD with every GET).
+ */
+const OWN_PATHS = new Map<string, string>([
+  ['/v1/sessions', 'POST'],
+  ...['/v1/services', '/healthz', '/readyz', '/metrics', '/dashboard', '/dashboard/uplot.min.js', '/dashboard/uplot.min.css',
+    '/v1/dashboard/state', '/v1/dashboard/history', '/v1/dashboard/events'].map((p): [string, string] => [p, 'GET, HEAD']),
+]);
+const OWN_PREFIXES = [SESSIONS_PREFIX, '/v1/services/', '/v1/dashboard/', '/dashboard/'];
+
+/**
+ * Refuses a request to one of the router's own paths that no route of the router took: 405
+ * (with Allow) on a path it serves with other methods, 400 for a malformed session id
+ * (one too long for the route), 404 otherwise. Returns for any other path.
+ */
+export function refuseOwnPath(method: string, url: string): void {
+  const end = url.search(/[?#]/);
+  const path = end < 0 ? url : url.slice(0, end);
+  const shown = path.length > 120 ? `${path.slice(0, 120)}...` : path;
+  const allow = OWN_PATHS.get(path);
+  if (allow !== undefined) {
+    throw new RouterError('WARMPOOL_METHOD_NOT_ALLOWED', `${method} is not allowed on the router's ${shown} (allowed: ${allow})`, { headers: { allow } });
+  }
+  if (!OWN_PREFIXES.some((p) => path.startsWith(p))) return;
+  if (path.startsWith(SESSIONS_PREFIX)) checkSessionId(path.slice(SESSIONS_PREFIX.length).split('/')[0]);
+  throw new RouterError('WARMPOOL_NOT_FOUND', `no route ${method} ${shown} on the router; its own paths are never proxied (reach an app path there through /v1/sessions/{id}/proxy/...)`);
+}
+
 /** The instance-side path of `/v1/sessions/{id}/proxy{rest}`: `{rest}`, at least "/". */
 function instancePath(url: string, matchedLength: number): string {
   const rest = url.slice(matchedLength);
@@ -151,6 +181,7 @@ export function proxyRoutes(ctx: RouterContext) {
 
     app.all('/*', (request, reply) => {
       const url = request.raw.url ?? '/';
+      refuseOwnPath(request.method, url);
       checkProxyPath(url);
       const headers = request.headers;
       if (headers[SESSION_HEADER] !== undefined) return forwardTo(ctx, request, reply, sessionIdOf(headers, SESSION_HEADER)!, url);
@@ -176,6 +207,7 @@ export function upgradeHandler(ctx: RouterContext) {
         path = instancePath(url, m[0].length);
       } else {
         if (url.startsWith(SESSIONS_PREFIX)) throw new RouterError('WARMPOOL_NOT_FOUND', 'no WebSocket route here');
+        refuseOwnPath(req.method ?? 'GET', url);
         id = sessionIdOf(req.headers, SESSION_HEADER);
         path = url;
       }

@@ -103,6 +103,41 @@ t.test('implicit session for the default service: header and cookie, then sticky
   }
 });
 
+t.test('the router\'s own paths are never proxied: no implicit session, a JSON 404/405/400 (helper found GET /v1/sessions claiming an instance)', async (t) => {
+  const h = await harness({ ready: 2, listen: true, router: { config: { defaultService: 'chatbot' } } });
+  t.teardown(() => h.close());
+  const base = routerUrl(h.app);
+  const s = await newSession(h);
+  const sessions = async (): Promise<number> => (await (await h.registry.cache()).sessions.size);
+  const before = await sessions();
+  const cases: { method: string; path: string; headers?: Record<string, string>; status: number; allow?: string }[] = [
+    { method: 'GET', path: '/v1/sessions', status: 405, allow: 'POST' },
+    { method: 'PUT', path: '/v1/sessions?x=1', status: 405, allow: 'POST' },
+    { method: 'POST', path: '/healthz', status: 405, allow: 'GET, HEAD' },
+    { method: 'POST', path: '/metrics', headers: { 'x-warmpool-session': s.sessionId }, status: 405, allow: 'GET, HEAD' },
+    { method: 'POST', path: '/dashboard', headers: { cookie: `warmpool_session=${s.sessionId}` }, status: 405, allow: 'GET, HEAD' },
+    { method: 'GET', path: '/v1/services/chatbot/foo', headers: { 'x-warmpool-session': s.sessionId }, status: 404 },
+    { method: 'GET', path: '/v1/dashboard/nosuch', status: 404 },
+    { method: 'PUT', path: `/v1/sessions/${s.sessionId}`, status: 404 },
+    { method: 'GET', path: `/v1/sessions/${'A'.repeat(5000)}`, status: 400 },
+    { method: 'GET', path: `/v1/sessions/${'A'.repeat(300)}/proxy/x`, status: 400 },
+  ];
+  for (const c of cases) {
+    const res = await fetch(`${base}${c.path}`, { method: c.method, headers: c.headers ?? {} });
+    const body = (await res.json()) as { error?: { code: string; message: string }; instanceId?: string };
+    t.equal(res.status, c.status, `${c.method} ${c.path.slice(0, 40)}: ${res.status} ${body.error?.code}`);
+    t.ok(body.error && !body.instanceId, 'the router\'s own JSON error, not the app\'s answer');
+    t.notOk(res.headers.get('x-instance-id'), 'nothing forwarded');
+    t.notOk(res.headers.get('set-cookie'), 'no session started');
+    if (c.allow) t.equal(res.headers.get('allow'), c.allow);
+  }
+  t.equal(await sessions(), before, 'no session was created');
+  // App paths elsewhere still go through, and HEAD on the router's GET routes is the router's.
+  const app = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-warmpool-session': s.sessionId } });
+  t.equal(((await app.json()) as { instanceId: string }).instanceId, s.instanceId);
+  t.equal((await fetch(`${base}/healthz`, { method: 'HEAD' })).status, 200);
+});
+
 t.test('SSE events are flushed as they arrive', async (t) => {
   const h = await harness({ ready: 1, listen: true });
   t.teardown(() => h.close());
