@@ -1,4 +1,4 @@
-import { newSessionId, type InstanceRecord, type Registry, type SessionRecord } from '@warmpool/registry';
+import { isStarting, newSessionId, type InstanceRecord, type Registry, type SessionRecord } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import { WaitQueue } from './wait-queue.js';
 import { DemandPublisher } from './demand-publisher.js';
@@ -142,8 +142,12 @@ export class SessionClaimer {
   private noInstance(service: string, position: number): RouterError {
     const cache = this.directory.cached();
     const spec = cache?.services.get(service)?.value;
-    const secs = retryAfterSec(cache?.instancesOf(service) ?? [], spec, (this.opts.now ?? Date.now)(), position);
-    return new RouterError('WARMPOOL_NO_READY_INSTANCE', `no ready instance of "${service}"; retry in about ${secs} s`, {
+    const instances = cache?.instancesOf(service) ?? [];
+    const secs = retryAfterSec(instances, spec, (this.opts.now ?? Date.now)(), position);
+    // Nothing starting and no host taking instances: say so, or the client retries blind.
+    const accepting = cache ? [...cache.hosts].some(([id, h]) => !h.value.draining && !cache.drains.has(id)) : true;
+    const why = !accepting && !instances.some((i) => isStarting(i.state)) ? ', and no host is taking instances (no agent running, or every host draining)' : '';
+    return new RouterError('WARMPOOL_NO_READY_INSTANCE', `no ready instance of "${service}"${why}; retry in about ${secs} s`, {
       headers: { 'retry-after': String(secs) },
     });
   }

@@ -43,6 +43,18 @@ t.test('two sessions never share an instance', async (t) => {
   t.equal(fourth.statusCode, 503, 'pool exhausted');
   t.equal(fourth.json().error.code, 'WARMPOOL_NO_READY_INSTANCE');
   t.ok(Number(fourth.headers['retry-after']) >= 1, 'Retry-After given');
+  t.notMatch(fourth.json().error.message, /no host/, 'a host takes instances: nothing more to say');
+});
+
+t.test('a 503 says when no host is taking instances (no agent, every host draining)', async (t) => {
+  const h = await harness({ ready: 0 });
+  t.teardown(() => h.close());
+  await h.agent.setDrain('host-a', true);
+  const cache = await h.registry.cache();
+  for (let i = 0; i < 200 && !cache.drains.has('host-a'); i++) await new Promise((r) => setTimeout(r, 10));
+  const r = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=0', payload: { service: 'chatbot' } });
+  t.equal(r.statusCode, 503);
+  t.match(r.json().error.message, /no ready instance of "chatbot", and no host is taking instances \(no agent running, or every host draining\); retry in about \d+ s/);
 });
 
 t.test('Idempotency-Key: a retry gets the same session, even through another router', async (t) => {
@@ -87,6 +99,9 @@ t.test('client errors are 4xx with a stable code', async (t) => {
     ['JSON array', { method: 'POST', url: '/v1/sessions', payload: [1, 2] }, 400, 'WARMPOOL_BAD_REQUEST'],
     ['JSON null', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: 'null' }, 400, 'WARMPOOL_BAD_REQUEST'],
     ['not JSON', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/xml' }, payload: '<a/>' }, 415, 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE'],
+    // curl -d '{"service":"chatbot"}' without -H sends valid JSON as form data; text/plain likewise.
+    ['JSON sent as text/plain', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'text/plain' }, payload: '{"service":"chatbot"}' }, 415, 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE'],
+    ['JSON sent as a form', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: '{"service":"chatbot"}' }, 415, 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE'],
     ['oversized JSON body', { method: 'POST', url: '/v1/sessions', payload: { service: 'chatbot', pad: 'x'.repeat(20_000) } }, 413, 'WARMPOOL_BODY_TOO_LARGE'],
     ['bad wait', { method: 'POST', url: '/v1/sessions?wait=-1', payload: { service: 'chatbot' } }, 400, 'WARMPOOL_INVALID_WAIT'],
     ['wait not a number', { method: 'POST', url: '/v1/sessions?wait=soon', payload: { service: 'chatbot' } }, 400, 'WARMPOOL_INVALID_WAIT'],
