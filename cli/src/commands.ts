@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { parseServicesFile, Registry, type KvStore, type ServiceSpec } from '@warmpool/registry';
 import { computeStatus, poolCost, poolView } from '@warmpool/registry';
 import { renderStatus } from './status.js';
@@ -24,10 +24,14 @@ export async function loadServicesFile(file: string): Promise<ServiceSpec[]> {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text, { prettyErrors: true });
+    // Merge keys (`<<: *common`) as Compose files use them.
+    doc = parseYaml(text, { prettyErrors: true, merge: true });
   } catch (err) {
-    throw new CliError(`${file}: not valid YAML: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    if (/multiple documents/.test(message)) throw new CliError(`${file}: holds several YAML documents (separated by ---); put every service in one document's services list`);
+    throw new CliError(`${file}: not valid YAML: ${message}`);
   }
+  if (doc === null || doc === undefined) throw new CliError(`${file}: is empty; a services file holds a services list (see docs/model-servers.md)`);
   const r = parseServicesFile(doc);
   if (!r.ok) throw new CliError(`${file}: invalid services file:\n${r.problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
   return r.services;
@@ -50,22 +54,43 @@ export async function apply(store: KvStore, prefix: string, io: Io, opts: { file
   try {
     const current = new Map((await reg.listServices()).map((s) => [s.name, s]));
     const changes: { service: string; action: 'create' | 'update' | 'unchanged' | 'delete' }[] = [];
+    const puts: ServiceSpec[] = [];
+    const deletes: string[] = [];
     for (const s of services) {
       const cur = current.get(s.name);
       const action = !cur ? 'create' : JSON.stringify(cur) === JSON.stringify(s) ? 'unchanged' : 'update';
       changes.push({ service: s.name, action });
-      if (!opts.dryRun && action !== 'unchanged') await reg.putService(s);
+      if (action !== 'unchanged') puts.push(s);
     }
     if (opts.prune) {
       for (const name of current.keys()) {
         if (services.some((s) => s.name === name)) continue;
         changes.push({ service: name, action: 'delete' });
-        if (!opts.dryRun) await reg.deleteService(name);
+        deletes.push(name);
       }
     }
-    if (!opts.dryRun) await reg.clusterSecret();
+    // All changes in one transaction (a usual file): applied whole or not at all.
+    if (!opts.dryRun) {
+      await reg.applyServices(puts, deletes);
+      await reg.clusterSecret();
+    }
     if (opts.json) io.out(JSON.stringify({ dryRun: Boolean(opts.dryRun), changes }));
     else for (const c of changes) io.out(`${c.service}: ${c.action}${opts.dryRun ? ' (dry run)' : ''}`);
+  } finally {
+    await reg.close();
+  }
+}
+
+/**
+ * `warmpool export`: the registry's services as a services file (YAML; `--json`: JSON), in
+ * name order, every default written out, so `warmpool apply -f` of it changes nothing.
+ */
+export async function exportServices(store: KvStore, prefix: string, io: Io, opts: { json?: boolean }): Promise<void> {
+  const reg = new Registry(store, { prefix });
+  try {
+    const services = (await reg.listServices()).sort((a, b) => a.name.localeCompare(b.name));
+    if (!services.length) throw new CliError(`no service in the registry under ${prefix}`);
+    io.out(opts.json ? JSON.stringify({ services }, null, 2) : `# warmpool export, ${new Date().toISOString()}: ${services.length} service${services.length === 1 ? '' : 's'} under ${prefix}\n${stringifyYaml({ services })}`.trimEnd());
   } finally {
     await reg.close();
   }
@@ -117,7 +142,7 @@ export async function drain(store: KvStore, prefix: string, io: Io, opts: { host
 const kinds = ['service', 'host', 'instance', 'session'] as const;
 
 export async function inspect(store: KvStore, prefix: string, io: Io, opts: { kind: string; id: string }): Promise<void> {
-  if (!(kinds as readonly string[]).includes(opts.kind)) throw new CliError(`KIND must be one of ${kinds.join(', ')}, got ${JSON.stringify(opts.kind)}`);
+  if (!(kinds as readonly string[]).includes(opts.kind)) throw new CliError(`KIND must be one of ${kinds.join(', ')}, got ${JSON.stringify(opts.kind)}`, 2);
   await withCache(store, prefix, async (reg) => {
     const c = await reg.cache();
     let v: unknown;

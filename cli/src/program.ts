@@ -1,6 +1,6 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { openStore, storeConfigFrom, WarmpoolError, DEFAULT_PREFIX, type KvStore } from '@warmpool/registry';
-import { apply, drain, inspect, sessions, status, validateOffline, CliError, type Io } from './commands.js';
+import { apply, drain, exportServices, inspect, sessions, status, validateOffline, CliError, type Io } from './commands.js';
 import { createSession } from './session-create.js';
 import { daemonCommands } from './daemons.js';
 
@@ -19,11 +19,30 @@ export function addRegistryOptions(cmd: Command): Command {
     .addOption(new Option('--json', 'machine-readable output'));
 }
 
+/**
+ * `opts` of a subcommand with the options its parent was given explicitly (flag or env) where
+ * the subcommand has only a default for them.
+ */
+function withParentFlags<T extends object>(opts: T, cmd: Command): T {
+  const parent = cmd.parent;
+  if (!parent) return opts;
+  const out = { ...opts } as Record<string, unknown>;
+  for (const [key, value] of Object.entries(parent.opts())) {
+    const mine = cmd.getOptionValueSource(key);
+    const theirs = parent.getOptionValueSource(key);
+    if ((mine === undefined || mine === 'default') && (theirs === 'cli' || theirs === 'env')) out[key] = value;
+  }
+  return out as T;
+}
+
 export interface RegistryFlags {
   etcd?: string; etcdCa?: string; etcdCert?: string; etcdKey?: string; etcdUser?: string; consul?: string; prefix: string; json?: boolean;
 }
 
 export async function storeFromFlags(f: RegistryFlags): Promise<KvStore> {
+  if (!f.prefix.startsWith('/') || !f.prefix.endsWith('/')) {
+    throw new CliError(`--prefix (or WARMPOOL_PREFIX) must start and end with "/", got ${JSON.stringify(f.prefix)} (e.g. ${JSON.stringify(`/${f.prefix.replace(/^\/+|\/+$/g, '')}/`)})`, 2);
+  }
   return openStore(storeConfigFrom({ ...f, etcdPassword: process.env.WARMPOOL_ETCD_PASSWORD }));
 }
 
@@ -68,6 +87,10 @@ async function withStore(f: RegistryFlags, fn: (store: KvStore) => Promise<void>
 
 export function buildProgram(): Command {
   const program = new Command('warmpool')
+    // Options after a subcommand are its own (`sessions create chatbot --json`), not its parent's.
+    .enablePositionalOptions()
+    // Usage errors are thrown (main() exits 2), not process.exit(1) inside the parser.
+    .exitOverride()
     .description('Warm pools of slow-booting AI containers, one ready instance per session.')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -104,7 +127,9 @@ export function buildProgram(): Command {
     .addOption(new Option('--router <url>', 'router base URL').env('WARMPOOL_ROUTER').default('http://127.0.0.1:8080'))
     .addOption(new Option('--wait <sec>', 'seconds to wait for a booting instance (the router caps it)').default('120'))
     .option('--quiet', 'print only the session id (SID=$(warmpool sessions create chatbot --quiet))')
-    .action(async (service: string, o: RegistryFlags & { router: string; wait: string; quiet?: boolean }) => {
+    .action(async (service: string, own: RegistryFlags & { router: string; wait: string; quiet?: boolean }, cmd: Command) => {
+      // Registry flags given before `create` (sessions --json create ...) count too.
+      const o = withParentFlags(own, cmd);
       const waitSec = Number(o.wait);
       if (!Number.isFinite(waitSec) || waitSec < 0 || waitSec > 3600) throw new CliError(`--wait must be a number of seconds from 0 to 3600, got ${JSON.stringify(o.wait)}`);
       // The registry only feeds the progress lines: without one, the session is still opened.
@@ -118,6 +143,9 @@ export function buildProgram(): Command {
         await store?.close();
       }
     });
+
+  addRegistryOptions(program.command('export').description('print the registry\'s services as a services file (`warmpool apply -f` takes it back): backups, moving to a new cluster'))
+    .action((o: RegistryFlags) => withStore(o, (s) => exportServices(s, o.prefix, io, { json: o.json })));
 
   addRegistryOptions(program.command('drain').description('start no new instances on HOST; claimed ones finish').argument('<host>'))
     .option('--undo', 'accept new instances again')
@@ -172,6 +200,8 @@ export async function main(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return 0;
   } catch (err) {
+    // Commander has said what was wrong (or printed the help): usage errors exit 2.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof CliError) {
       io.err(`warmpool: ${err.message}`);
       return err.exitCode;

@@ -53,14 +53,18 @@ export async function createSession(store: KvStore | undefined, prefix: string, 
     } catch (err) {
       throw new CliError(`cannot reach the router at ${base.origin}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
     }
-    const body = (await res.json().catch(() => ({}))) as { sessionId?: string; instanceId?: string; expiresAt?: number; error?: { code?: string; message?: string } };
+    const body = (await res.json().catch(() => ({}))) as { sessionId?: string; instanceId?: string; expiresAt?: string | number; error?: { code?: string; message?: string } };
     if (res.status !== 201 || !body.sessionId) {
       const retry = res.headers.get('retry-after');
       throw new CliError(`the router answered ${res.status}: ${body.error?.message ?? 'no session'}${body.error?.code ? ` (${body.error.code})` : ''}${retry ? `; retry after ${retry} s` : ''}`);
     }
     if (o.quiet) io.out(body.sessionId);
     else if (o.json) io.out(JSON.stringify(body));
-    else io.out(`session ${body.sessionId} on instance ${body.instanceId} (after ${formatDuration(Date.now() - started)}; expires in ${formatDuration((body.expiresAt ?? Date.now()) - Date.now())})`);
+    else {
+      // The router sends expiresAt as an ISO 8601 time.
+      const expires = body.expiresAt === undefined ? NaN : new Date(body.expiresAt).getTime();
+      io.out(`session ${body.sessionId} on instance ${body.instanceId} (after ${formatDuration(Date.now() - started)}; expires in ${Number.isFinite(expires) ? formatDuration(expires - Date.now()) : 'unknown'})`);
+    }
   } finally {
     clearInterval(timer);
     await reg?.close();

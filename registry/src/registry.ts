@@ -9,6 +9,11 @@ import { RegistryError } from './errors.js';
 import { bootDurationMs } from './pool-view.js';
 import type { ClaimRecord, ClaimResult, HostRecord, InstanceRecord, ServiceSpec, SessionRecord, TombstoneRecord } from './types.js';
 
+/** Service changes per transaction of `applyServices` (Consul: 64 operations, 2 per put). */
+export const APPLY_BATCH_SERVICES = 32;
+/** Bytes of service records per transaction of `applyServices` (etcd: 1.5 MiB per request). */
+export const APPLY_BATCH_BYTES = 1024 * 1024;
+
 export interface RegistryOptions {
   prefix?: string;
   now?: () => number;
@@ -105,6 +110,33 @@ export class Registry {
 
   async putService(spec: ServiceSpec): Promise<void> {
     await this.store.txn([], [{ type: 'put', key: this.keys.service(spec.name), value: JSON.stringify(spec) }]);
+  }
+
+  /**
+   * Writes a services file's changes (puts, then deletes) in as few transactions as the
+   * store takes, each all-or-nothing: up to APPLY_BATCH_SERVICES changes and
+   * APPLY_BATCH_BYTES of records per transaction (Consul takes 64 operations, a put costing
+   * 2; etcd 128 operations and 1.5 MiB per request by default). A usual file is applied
+   * whole or not at all; a larger one batch by batch, in file order. Returns the number of
+   * transactions written. Throws the store's error; batches before it stay written.
+   */
+  async applyServices(puts: readonly ServiceSpec[], deletes: readonly string[]): Promise<number> {
+    const ops: { op: KvOp; bytes: number }[] = [
+      ...puts.map((s) => { const value = JSON.stringify(s); return { op: { type: 'put', key: this.keys.service(s.name), value } as KvOp, bytes: Buffer.byteLength(value) }; }),
+      ...deletes.map((name) => ({ op: { type: 'delete', key: this.keys.service(name) } as KvOp, bytes: 0 })),
+    ];
+    let txns = 0;
+    for (let i = 0; i < ops.length;) {
+      const batch: KvOp[] = [];
+      let bytes = 0;
+      while (i < ops.length && batch.length < APPLY_BATCH_SERVICES && (batch.length === 0 || bytes + ops[i]!.bytes <= APPLY_BATCH_BYTES)) {
+        bytes += ops[i]!.bytes;
+        batch.push(ops[i++]!.op);
+      }
+      await this.store.txn([], batch);
+      txns++;
+    }
+    return txns;
   }
 
   async deleteService(name: string): Promise<boolean> {

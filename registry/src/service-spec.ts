@@ -139,6 +139,13 @@ export const serviceSpecSchema = z.object({
   });
 });
 
+/**
+ * The most a service's record may take in the registry (bytes of JSON). Every agent and
+ * router keeps every record in memory, and etcd takes at most 1.5 MiB per request
+ * (`--max-request-bytes`), so that one record always fits in a transaction with room to spare.
+ */
+export const MAX_SERVICE_RECORD_BYTES = 256 * 1024;
+
 export const servicesFileSchema = z.object({
   services: z.array(serviceSpecSchema).min(1, 'at least one service'),
 }).strict().superRefine((f, ctx) => {
@@ -146,6 +153,10 @@ export const servicesFileSchema = z.object({
   f.services.forEach((s, i) => {
     if (seen.has(s.name)) ctx.addIssue({ code: 'custom', message: `duplicate service name "${s.name}"`, path: ['services', i, 'name'] });
     seen.add(s.name);
+    const bytes = Buffer.byteLength(JSON.stringify(s));
+    if (bytes > MAX_SERVICE_RECORD_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `the service's record would take ${(bytes / 1024).toFixed(0)} KiB in the registry, more than the ${MAX_SERVICE_RECORD_BYTES / 1024} KiB a service may take (large env values belong in secretEnv files or volumes)`, path: ['services', i] });
+    }
   });
 });
 
@@ -157,6 +168,10 @@ function pathOf(p: PropertyKey[]): string {
 
 /** Validates a parsed services file; problems name the field path and the reason. */
 export function parseServicesFile(input: unknown): { ok: true; services: ServiceSpec[] } | { ok: false; problems: SpecProblem[] } {
+  // Top-level `x-` keys are extension fields, as in Compose files (a place for YAML anchors).
+  if (input && typeof input === 'object' && !Array.isArray(input)) {
+    input = Object.fromEntries(Object.entries(input).filter(([k]) => !k.startsWith('x-')));
+  }
   const r = servicesFileSchema.safeParse(input);
   if (r.success) return { ok: true, services: r.data.services };
   return { ok: false, problems: r.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message })) };

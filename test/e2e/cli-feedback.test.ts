@@ -101,7 +101,15 @@ t.test('sessions create prints progress while the pool boots, then the session i
   await eventually(() => /waiting \S+ for an instance of chatbot \(the router waits up to 120 s\)/.test(blind.stderr()), { timeoutMs: 20_000, what: 'a progress line without a registry' });
   await host.putInstance({ ...inst2, state: 'ready', readyAt: Date.now(), bootMs: 1_000 });
   t.equal(await blind.code, 0, blind.stderr());
-  t.match(blind.stdout(), /^session \S+ on instance chatbot-booting-2 \(after \S+; expires in \S+\)/, 'the session, described');
+  // (The router sends expiresAt as an ISO time: it was read as a number and printed "-".)
+  t.match(blind.stdout(), /^session \S+ on instance chatbot-booting-2 \(after \S+; expires in \d[\dhms]*\)/, 'the session, described, with its expiry');
+
+  // Flags after `create` are its own: --json and the registry flags (they went to `sessions`).
+  const inst3 = { ...inst, id: 'chatbot-booting-3', address: '127.0.0.1:45003', createdAt: Date.now() };
+  await host.putInstance({ ...inst3, state: 'ready', readyAt: Date.now(), bootMs: 1_000 });
+  const asJson = await warmpool(['sessions', 'create', 'chatbot', '--router', url, '--json', '--etcd', etcd.endpoints.join(','), '--prefix', prefix]);
+  t.equal(asJson.code, 0, asJson.stderr);
+  t.match(JSON.parse(asJson.stdout), { sessionId: /^[A-Za-z0-9_-]{20,}$/, instanceId: 'chatbot-booting-3' }, '--json after create prints JSON');
 
   const noRouter = await warmpool(['sessions', 'create', 'chatbot', '--router', `http://127.0.0.1:${await freePort()}`], { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix });
   t.equal(noRouter.code, 1);

@@ -94,3 +94,62 @@ t.test('warmpool router: bad --buffer-response-bytes values are refused, naming 
   t.equal(env.code, 1, 'WARMPOOL_BUFFER_RESPONSE_BYTES=lots: exit 1');
   t.match(env.stderr, /--buffer-response-bytes must be a non-negative integer, got "lots"/, 'the same message for the environment variable');
 });
+
+t.test('apply is all or nothing; export gives back a file apply takes unchanged; rough edges of files and flags', { skip: infraSkip('etcd') }, async (t) => {
+  const etcd = await startEtcd();
+  t.teardown(() => etcd.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const prefix = `/cli-${randomBytes(3).toString('hex')}/`;
+  const env = { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix };
+  const file = (name: string, text: string): string => { const p = path.join(dir, name); writeFileSync(p, text); return p; };
+
+  // YAML merge keys and x- extension fields holding the anchors, as Compose files use them.
+  const first = file('first.yaml', 'x-common: &common\n  image: warmpool/chatbot-demo\n  env: { BOOT_SECONDS: "20" }\nservices:\n  - <<: *common\n    name: chatbot\n    warm: 3\n  - <<: *common\n    name: other\n    warm: 1\n');
+  const applied = await warmpool(['apply', '-f', first, '--json'], env);
+  t.equal(applied.code, 0, applied.stderr);
+  t.same(JSON.parse(applied.stdout).changes, [{ service: 'chatbot', action: 'create' }, { service: 'other', action: 'create' }], 'merge keys work');
+  t.match(JSON.parse(await etcd.etcdctl('get', `${prefix}services/other`, '--print-value-only')), { image: 'warmpool/chatbot-demo', env: { BOOT_SECONDS: '20' }, warm: 1 });
+
+  // A file whose second service is too large for the registry: refused whole, before any write
+  // (it used to write the first service, then fail on the second with "registry unavailable").
+  const big = file('big.yaml', `services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 7\n  - name: big\n    image: warmpool/chatbot-demo\n    env: { BLOB: "${'x'.repeat(300 * 1024)}" }\n`);
+  const refused = await warmpool(['apply', '-f', big], env);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /services\[1\]: the service's record would take 30\d KiB in the registry, more than the 256 KiB/, 'names the service and the limit');
+  t.match(JSON.parse(await etcd.etcdctl('get', `${prefix}services/chatbot`, '--print-value-only')), { warm: 3 }, 'chatbot unchanged');
+  t.equal((await etcd.etcdctl('get', `${prefix}services/big`, '--print-value-only')).trim(), '', 'big not written');
+
+  // Changes and prunes go in one transaction: the revision moves once.
+  const rev = async (): Promise<number> => Number(JSON.parse(await etcd.etcdctl('get', `${prefix}services/`, '--prefix', '-w', 'json', '--keys-only')).header.revision);
+  const before = await rev();
+  const third = file('third.yaml', 'services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 5\n  - name: third\n    image: warmpool/chatbot-demo\n');
+  const pruned = await warmpool(['apply', '-f', third, '--prune', '--json'], env);
+  t.equal(pruned.code, 0, pruned.stderr);
+  t.same(JSON.parse(pruned.stdout).changes.map((c: { action: string }) => c.action), ['update', 'create', 'delete']);
+  t.equal(await rev(), before + 1, 'an update, a create and a delete in one revision');
+
+  // export -> apply: nothing to change.
+  const exported = await warmpool(['export'], env);
+  t.equal(exported.code, 0, exported.stderr);
+  const back = file('exported.yaml', exported.stdout);
+  const reapplied = await warmpool(['apply', '-f', back, '--json'], env);
+  t.equal(reapplied.code, 0, reapplied.stderr);
+  t.same(JSON.parse(reapplied.stdout).changes, [{ service: 'chatbot', action: 'unchanged' }, { service: 'third', action: 'unchanged' }], 'the export applies unchanged');
+
+  // Files a newcomer writes by mistake, and a prefix without its slash.
+  const empty = await warmpool(['apply', '-f', file('empty.yaml', '# nothing yet\n')], env);
+  t.match(empty.stderr, /empty\.yaml: is empty; a services file holds a services list/);
+  const twoDocs = await warmpool(['apply', '-f', file('two.yaml', 'services: []\n---\nservices: []\n')], env);
+  t.match(twoDocs.stderr, /holds several YAML documents \(separated by ---\)/);
+  const noSlash = await warmpool(['status', '--prefix', '/warmpool'], env);
+  t.equal(noSlash.code, 2);
+  t.match(noSlash.stderr, /--prefix \(or WARMPOOL_PREFIX\) must start and end with "\/", got "\/warmpool" \(e\.g\. "\/warmpool\/"\)/);
+  t.notMatch(noSlash.stderr, /\n\s+at /, 'no stack trace');
+  // Usage errors exit 2, as cli/README says.
+  for (const args of [['inspect', 'bogus', 'x'], ['status', '--no-such-flag'], ['no-such-command'], ['inspect', 'service']]) {
+    const r = await warmpool(args, env);
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim().split('\n')[0]})`);
+  }
+  t.equal((await warmpool(['--help'], env)).code, 0, '--help exits 0');
+});
