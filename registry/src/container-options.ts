@@ -69,11 +69,20 @@ const volume = z.unknown().transform((v, ctx): VolumeSpec => {
   return r.data;
 });
 
+/**
+ * The ulimit names Docker knows (`docker run --ulimit`: RLIMIT_* of setrlimit(2) without the
+ * prefix, lower case; checked against Docker 20.10, which refuses `as` too). Any other name
+ * fails the container's start.
+ */
+export const ULIMIT_NAMES = ['core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'] as const;
+
 /** Compose `ulimits`: `memlock: -1` (soft = hard; -1 is unlimited) or `nofile: {soft, hard}`. */
 const ulimitValue = z.number().int().min(-1);
 const ulimit = z.union([
   ulimitValue.transform((n) => ({ soft: n, hard: n })),
-  z.object({ soft: ulimitValue, hard: ulimitValue }).strict(),
+  z.object({ soft: ulimitValue, hard: ulimitValue }).strict()
+    // -1 is unlimited: a soft limit above the hard one is refused by the kernel at start.
+    .refine((u) => u.hard === -1 || (u.soft !== -1 && u.soft <= u.hard), { message: 'soft must not exceed hard (-1 is unlimited)', path: ['soft'] }),
 ]);
 
 export const containerOptionsShape = {
@@ -86,7 +95,11 @@ export const containerOptionsShape = {
   shmSizeMb: z.number().int().min(1).max(1_048_576).optional(),
   /** `--ipc`: host only on hosts whose agent config allows it. */
   ipc: z.enum(['private', 'shareable', 'host']).optional(),
-  ulimits: z.record(z.string().regex(/^[a-z]+$/, 'a ulimit name such as memlock, stack, nofile'), ulimit).default({}),
+  ulimits: z.record(z.string(), ulimit).superRefine((u, ctx) => {
+    for (const k of Object.keys(u)) {
+      if (!(ULIMIT_NAMES as readonly string[]).includes(k)) ctx.addIssue({ code: 'custom', message: `a ulimit name: ${ULIMIT_NAMES.join(', ')}`, path: [k] });
+    }
+  }).default({}),
   /** `--user`: NAME, UID or UID:GID. */
   user: z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, 'NAME, UID or UID:GID').optional(),
   /**

@@ -40,14 +40,19 @@ export const warmPolicySchema = z.object({
   cooldownSec: z.number().int().min(0).max(MAX_HISTORY_SEC).default(300),
   windows: z.array(warmWindowSchema).max(32).default([]),
 }).strict().superRefine((p, ctx) => {
-  if (p.min > p.max) ctx.addIssue({ code: 'custom', message: `min (${p.min}) must not exceed max (${p.max})`, path: ['min'] });
-  p.windows.forEach((w, i) => {
-    if (w.min > p.max) ctx.addIssue({ code: 'custom', message: `window min (${w.min}) must not exceed max (${p.max})`, path: ['windows', i, 'min'] });
-  });
-  if (p.windowSec + p.cooldownSec > MAX_HISTORY_SEC) {
+  // Runs even when other fields failed (all problems in one answer), so fields may be of any type.
+  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (num(p.min) && num(p.max) && p.min > p.max) ctx.addIssue({ code: 'custom', message: `min (${p.min}) must not exceed max (${p.max})`, path: ['min'] });
+  if (Array.isArray(p.windows)) {
+    p.windows.forEach((w, i) => {
+      const wmin = (w as { min?: unknown } | null)?.min;
+      if (num(wmin) && num(p.max) && wmin > p.max) ctx.addIssue({ code: 'custom', message: `window min (${wmin}) must not exceed max (${p.max})`, path: ['windows', i, 'min'] });
+    });
+  }
+  if (num(p.windowSec) && num(p.cooldownSec) && p.windowSec + p.cooldownSec > MAX_HISTORY_SEC) {
     ctx.addIssue({ code: 'custom', message: `windowSec + cooldownSec must be at most ${MAX_HISTORY_SEC} s (claim history kept in the registry)`, path: ['cooldownSec'] });
   }
-});
+}, { when: (payload) => typeof payload.value === 'object' && payload.value !== null });
 
 const checked = new WeakMap<object, WarmPolicy | null>();
 

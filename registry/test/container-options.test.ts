@@ -40,6 +40,11 @@ t.test('container options: errors name the field path', async (t) => {
   t.match(problems({ ipc: 'none' }), [/^services\[0\]\.ipc: /]);
   t.match(problems({ shmSizeMb: 0 }), [/^services\[0\]\.shmSizeMb: /]);
   t.match(problems({ ulimits: { memlock: -2 } }), [/^services\[0\]\.ulimits\.memlock/]);
+  // The engine accepted these and every start failed (a pod recreated in a loop, found by a helper).
+  t.match(problems({ ulimits: { bogus: 5 } }), [/^services\[0\]\.ulimits\.bogus: a ulimit name: core, cpu/]);
+  t.match(problems({ ulimits: { nofile: { soft: 4096, hard: 1024 } } }), [/^services\[0\]\.ulimits\.nofile\.soft: soft must not exceed hard/]);
+  t.match(problems({ ulimits: { nofile: { soft: -1, hard: 1024 } } }), [/soft must not exceed hard/], 'unlimited soft under a finite hard');
+  t.same(problems({ ulimits: { nofile: { soft: 1024, hard: -1 }, stack: -1 } }), [], 'a finite soft under an unlimited hard is fine');
   t.match(problems({ resources: { gpus: 1.5 } }), [/^services\[0\]\.resources\.gpus: /]);
   t.match(problems({ secretEnv: { HF_TOKEN: 'relative' } }), [/^services\[0\]\.secretEnv\.HF_TOKEN: must be an absolute path/]);
   t.match(problems({ env: { HF_TOKEN: 'x' }, secretEnv: { HF_TOKEN: '/s' } }), [/^services\[0\]\.secretEnv\.HF_TOKEN: HF_TOKEN is set in env too/]);

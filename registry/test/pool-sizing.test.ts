@@ -145,6 +145,12 @@ t.test('bad policies are refused with the field path and the reason', async (t) 
   t.match(problems({ max: 2, target: 0.9, windows: [{ start: '08:00', end: '18:00', min: 1, days: ['monday'] }] }), [/warm\.windows\[0\]\.days\[0\]/]);
   t.match(problems({ max: 2, target: 0.9, windowSec: 1500, cooldownSec: 600 }), [/warm\.cooldownSec: windowSec \+ cooldownSec/]);
   t.match(problems({ max: 2, target: 0.9, surprise: 1 }), [/warm: .*surprise/]);
+  // Every problem in one answer, the cross-field ones too (they used to wait for the others' fix).
+  const all = problems({ min: 5, max: 2, target: 1.5, windowSec: 1800, cooldownSec: 300, windows: [{ start: '25:00', end: '18:00', min: 1, days: ['someday'] }] });
+  t.match(all.join('\n'), /warm\.target: a probability/);
+  t.match(all.join('\n'), /warm\.windows\[0\]\.start/);
+  t.match(all.join('\n'), /warm\.min: min \(5\) must not exceed max \(2\)/, all.join('\n'));
+  t.match(all.join('\n'), /warm\.cooldownSec: windowSec \+ cooldownSec/);
 });
 
 t.test('regression: a new, shorter boot measurement does not shrink the pool before the cool-down ends', async (t) => {
