@@ -42,6 +42,13 @@ async function shutdown(code: number): Promise<void> {
 ownSignals();
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
+// A closed terminal (SIGHUP) stops it too; its output then has nowhere to go, which must not
+// end the process before the mesh is stopped.
+process.on('SIGHUP', () => void shutdown(0));
+process.stdout.on('error', () => undefined);
+// `kill` of `npm run demo` ends npm but not this process: a demo whose parent is gone stops.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) void shutdown(0); }, 1000).unref();
 
 // The README promises these ports: a port already taken is an error, never a silent move
 // to another port (a second demo would otherwise answer the README's commands).
@@ -54,7 +61,7 @@ if (ports.length !== 2 || ports.some((p) => !Number.isInteger(p) || p < 0 || p >
 for (const p of ports) {
   if (p && !(await portFree(p))) {
     say(`demo: port ${p} on 127.0.0.1 is already in use (another demo, or another program).\n`
-      + `  Stop it, or run the demo on other ports: WARMPOOL_DEMO_PORTS=18080,18081 npm run demo (0: any free ports).`);
+      + `  Stop it, or run the demo on other ports: WARMPOOL_DEMO_PORTS=0 npm run demo (any two free ports), or WARMPOOL_DEMO_PORTS=PORT1,PORT2.`);
     process.exit(1);
   }
 }
