@@ -53,13 +53,13 @@ export async function apply(store: KvStore, prefix: string, io: Io, opts: { file
   const reg = new Registry(store, { prefix });
   try {
     const current = new Map((await reg.listServices()).map((s) => [s.name, s]));
-    const changes: { service: string; action: 'create' | 'update' | 'unchanged' | 'delete' }[] = [];
+    const changes: { service: string; action: 'create' | 'update' | 'unchanged' | 'delete'; fields?: FieldChange[] }[] = [];
     const puts: ServiceSpec[] = [];
     const deletes: string[] = [];
     for (const s of services) {
       const cur = current.get(s.name);
       const action = !cur ? 'create' : JSON.stringify(cur) === JSON.stringify(s) ? 'unchanged' : 'update';
-      changes.push({ service: s.name, action });
+      changes.push({ service: s.name, action, ...(action === 'update' ? { fields: fieldChanges(cur, s) } : {}) });
       if (action !== 'unchanged') puts.push(s);
     }
     if (opts.prune) {
@@ -75,10 +75,38 @@ export async function apply(store: KvStore, prefix: string, io: Io, opts: { file
       await reg.clusterSecret();
     }
     if (opts.json) io.out(JSON.stringify({ dryRun: Boolean(opts.dryRun), changes }));
-    else for (const c of changes) io.out(`${c.service}: ${c.action}${opts.dryRun ? ' (dry run)' : ''}`);
+    else {
+      for (const c of changes) {
+        io.out(`${c.service}: ${c.action}${opts.dryRun ? ' (dry run)' : ''}`);
+        for (const f of c.fields ?? []) io.out(`  ${f.path}: ${shown(f.from)} -> ${shown(f.to)}`);
+      }
+    }
   } finally {
     await reg.close();
   }
+}
+
+/** One field of a service that an apply changes (values as stored; undefined: absent). */
+export interface FieldChange { path: string; from: unknown; to: unknown }
+
+/**
+ * The fields that differ between two records, as dotted paths to the smallest differing
+ * object member (arrays compare whole), in the new record's key order then removed keys.
+ */
+export function fieldChanges(from: unknown, to: unknown, at = ''): FieldChange[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObj(from) && isObj(to)) {
+    const keys = [...Object.keys(to), ...Object.keys(from).filter((k) => !(k in to))];
+    return keys.flatMap((k) => fieldChanges(from[k], to[k], at ? `${at}.${k}` : k));
+  }
+  return JSON.stringify(from) === JSON.stringify(to) ? [] : [{ path: at, from, to }];
+}
+
+/** A value for a diff line: JSON, long ones shortened; absent is "(none)". */
+function shown(v: unknown): string {
+  if (v === undefined) return '(none)';
+  const j = JSON.stringify(v);
+  return j.length > 80 ? `${j.slice(0, 77)}...` : j;
 }
 
 /**

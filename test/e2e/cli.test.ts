@@ -124,9 +124,13 @@ t.test('apply is all or nothing; export gives back a file apply takes unchanged;
   const rev = async (): Promise<number> => Number(JSON.parse(await etcd.etcdctl('get', `${prefix}services/`, '--prefix', '-w', 'json', '--keys-only')).header.revision);
   const before = await rev();
   const third = file('third.yaml', 'services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 5\n  - name: third\n    image: warmpool/chatbot-demo\n');
+  // The dry run says which fields change, not only that the service does.
+  const dry = await warmpool(['apply', '-f', third, '--prune', '--dry-run'], env);
+  t.match(dry.stdout, /chatbot: update \(dry run\)\n  warm: 3 -> 5\n  env\.BOOT_SECONDS: "20" -> \(none\)\nthird: create \(dry run\)\nother: delete \(dry run\)/, dry.stdout);
   const pruned = await warmpool(['apply', '-f', third, '--prune', '--json'], env);
   t.equal(pruned.code, 0, pruned.stderr);
   t.same(JSON.parse(pruned.stdout).changes.map((c: { action: string }) => c.action), ['update', 'create', 'delete']);
+  t.same(JSON.parse(pruned.stdout).changes[0].fields, [{ path: 'warm', from: 3, to: 5 }, { path: 'env.BOOT_SECONDS', from: '20' }], 'and with --json');
   t.equal(await rev(), before + 1, 'an update, a create and a delete in one revision');
 
   // export -> apply: nothing to change.
