@@ -19,12 +19,14 @@ import { emit, percentile, round } from './stats.js';
  * invocation; idleSavedVsStatic = 1 - auto idle / idle of the cheapest static run whose
  * hit ratio is at least auto's.
  *
- * args: [bootSeconds=3] [statics=2,4,8] [seed=17]
+ * args: [bootSeconds=3] [statics=2,4,8 | none] [seed=17] [policySec=15] (policySec: the
+ * policy's windowSec and cooldownSec, see AUTO_POLICY)
  */
 export async function run(args: string[]): Promise<void> {
   const bootSeconds = Number(args[0] ?? 3);
-  const statics = (args[1] ?? '2,4,8').split(',').map(Number);
+  const statics = args[1] === 'none' ? [] : (args[1] ?? '2,4,8').split(',').map(Number);
   const seed = Number(args[2] ?? 17);
+  const policy = autoPolicy(Number(args[3] ?? AUTO_POLICY.windowSec));
   const trace = makeTrace(seed);
   emit({ bench: 'pool-autoscale', phase: 'trace', seed, arrivals: trace.length, periods: PERIODS });
   const etcd = await startEtcd();
@@ -35,11 +37,11 @@ export async function run(args: string[]): Promise<void> {
       emit({ bench: 'pool-autoscale', run: `static-${warm}`, ...r });
       staticRuns.push({ warm, ...r });
     }
-    const auto = await runOnce(etcd, trace, AUTO_POLICY, bootSeconds);
-    emit({ bench: 'pool-autoscale', run: 'auto', policy: AUTO_POLICY, ...auto });
+    const auto = await runOnce(etcd, trace, policy, bootSeconds);
+    emit({ bench: 'pool-autoscale', run: 'auto', policy, ...auto });
     const comparable = staticRuns.filter((s) => s.hitRatio >= auto.hitRatio).sort((a, b) => a.idleInstanceSec - b.idleInstanceSec)[0];
     emit({
-      bench: 'pool-autoscale', seed, bootSeconds, arrivals: trace.length,
+      bench: 'pool-autoscale', seed, bootSeconds, arrivals: trace.length, policy,
       autoHitRatio: auto.hitRatio, autoP95WaitMs: auto.p95WaitMs, autoIdleInstanceSec: auto.idleInstanceSec, auto503: auto.unavailable,
       staticRuns: staticRuns.map((s) => ({ warm: s.warm, hitRatio: s.hitRatio, p95WaitMs: s.p95WaitMs, idleInstanceSec: s.idleInstanceSec, unavailable: s.unavailable })),
       comparableStaticWarm: comparable?.warm ?? null,
@@ -60,7 +62,21 @@ export const PERIODS = [
   { name: 'tail', sec: 20, rate: 0.05 },
 ];
 export const HOLD_MS = { min: 5_000, max: 20_000 };
-export const AUTO_POLICY: WarmPolicy = { min: 0, max: 12, target: 0.99, windowSec: 60, cooldownSec: 60, windows: [] };
+/**
+ * The demand-driven run's policy: the issue's example (`min 0, target 0.99`) with the
+ * documented defaults for the window and the cool-down (300 s each) on the bench's clock.
+ * The bench compresses time: it stands for a model server that boots in about 90 s (the
+ * design's range is 30 s to many minutes) with chat sessions of 2-7 minutes, and here a boot
+ * takes about 4.5 s and a session 5-20 s, a factor of 20, so 300 s becomes 15 s. A window
+ * counts the same arrivals on either clock. Constants left uncompressed measure a different
+ * pool: 60 s here is 20 minutes there, four times the default (docs/operations.md has both).
+ */
+export const AUTO_POLICY: WarmPolicy = autoPolicy(15);
+
+/** AUTO_POLICY with another window and cool-down (s), for the sensitivity runs. */
+export function autoPolicy(sec: number): WarmPolicy {
+  return { min: 0, max: 12, target: 0.99, windowSec: sec, cooldownSec: sec, windows: [] };
+}
 
 export interface Arrival { at: number; holdMs: number }
 

@@ -1,5 +1,5 @@
 import { poissonQuantile, sizePool, type WarmPolicy } from '@warmpool/registry';
-import { AUTO_POLICY, PERIODS, makeTrace, type Arrival } from './pool-autoscale.js';
+import { AUTO_POLICY, PERIODS, autoPolicy, makeTrace, type Arrival } from './pool-autoscale.js';
 import { emit, round } from './stats.js';
 
 /**
@@ -14,22 +14,24 @@ import { emit, round } from './stats.js';
  * instances, waiting sessions add slots, surplus ready instances are retired, booting ones
  * are not. Figures are per seed and averaged; the static runs are the baseline.
  *
- * args: [bootMs=4500] [seeds=17,1,2,3,4,5,6,7] [statics=2,4,6,8,10] [room=24] (room: instances
- * the fleet can hold, claimed ones included)
+ * args: [bootMs=4500] [seeds=17,1,2,3,4,5,6,7] [statics=2,4,6,8,10] [room=24] [policySec=15]
+ * (room: instances the fleet can hold, claimed ones included; policySec: the policy's window
+ * and cool-down, see AUTO_POLICY)
  */
 export async function run(args: string[]): Promise<void> {
   const bootMs = Number(args[0] ?? 4500);
   const seeds = (args[1] ?? '17,1,2,3,4,5,6,7').split(',').map(Number);
   const statics = (args[2] ?? '2,4,6,8,10').split(',').map(Number);
   const room = Number(args[3] ?? CAPACITY);
+  const policy = autoPolicy(Number(args[4] ?? AUTO_POLICY.windowSec));
   const runs = new Map<string, Outcome[]>();
   const add = (name: string, o: Outcome): void => { runs.set(name, [...(runs.get(name) ?? []), o]); };
   for (const seed of seeds) {
     const trace = makeTrace(seed);
     const row: Record<string, string> = {};
     for (const warm of statics) add(`static-${warm}`, simulate(trace, bootMs, () => warm, warm, room));
-    add('auto', simulate(trace, bootMs, (now, arrivals, boots) => sizePool({ policy: AUTO_POLICY, arrivals, boots, now }).size, AUTO_POLICY.min, room));
-    add('oracle', simulate(trace, bootMs, (now) => oracleSize(AUTO_POLICY, now, bootMs), AUTO_POLICY.min, room));
+    add('auto', simulate(trace, bootMs, (now, arrivals, boots) => sizePool({ policy, arrivals, boots, now }).size, policy.min, room));
+    add('oracle', simulate(trace, bootMs, (now) => oracleSize(policy, now, bootMs), policy.min, room));
     for (const [name, outcomes] of runs) row[name] = `${outcomes.at(-1)!.hitRatio}/${outcomes.at(-1)!.idleInstanceSec}`;
     emit({ bench: 'pool-sizing-sim', seed, arrivals: trace.length, 'hitRatio/idleInstanceSec': row });
   }
@@ -39,7 +41,7 @@ export async function run(args: string[]): Promise<void> {
   };
   const min = (name: string): number => Math.min(...runs.get(name)!.map((o) => o.hitRatio));
   emit({
-    bench: 'pool-sizing-sim', bootMs, seeds, room, policy: AUTO_POLICY,
+    bench: 'pool-sizing-sim', bootMs, seeds, room, policy,
     autoHitRatioMean: mean('auto', 'hitRatio'), autoHitRatioMin: min('auto'), autoIdleInstanceSecMean: mean('auto', 'idleInstanceSec'),
     oracleHitRatioMean: mean('oracle', 'hitRatio'), oracleHitRatioMin: min('oracle'), oracleIdleInstanceSecMean: mean('oracle', 'idleInstanceSec'),
     staticRuns: statics.map((warm) => ({ warm, hitRatioMean: mean(`static-${warm}`, 'hitRatio'), hitRatioMin: min(`static-${warm}`), idleInstanceSecMean: mean(`static-${warm}`, 'idleInstanceSec') })),
