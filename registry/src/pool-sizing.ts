@@ -194,8 +194,11 @@ function recheckAt(policy: WarmPolicy, sorted: readonly number[], now: number): 
   // The oldest arrival in each rate window leaves it (the size now may fall).
   const windowMs = policy.windowSec * 1000;
   for (const w of new Set([Math.min(SHORT_WINDOW_SEC * 1000, windowMs), windowMs])) {
-    const first = sorted.find((a) => a > now - w);
-    if (first !== undefined) candidates.push(first + w);
+    // The first arrival after now - w (binary search, as countSince).
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= now - w) lo = m + 1; else hi = m; }
+    if (lo < sorted.length) candidates.push(sorted[lo]! + w);
   }
   return Math.max(now + RECHECK_MIN_MS, candidates.length ? Math.min(...candidates) : Infinity);
 }
