@@ -126,7 +126,7 @@ t.test('apply is all or nothing; export gives back a file apply takes unchanged;
   const third = file('third.yaml', 'services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 5\n  - name: third\n    image: warmpool/chatbot-demo\n');
   // The dry run says which fields change, not only that the service does.
   const dry = await warmpool(['apply', '-f', third, '--prune', '--dry-run'], env);
-  t.match(dry.stdout, /chatbot: update \(dry run\)\n  warm: 3 -> 5\n  env\.BOOT_SECONDS: "20" -> \(none\)\nthird: create \(dry run\)\nother: delete \(dry run\)/, dry.stdout);
+  t.match(dry.stdout, /chatbot: update \(dry run\)\n {2}warm: 3 -> 5\n {2}env\.BOOT_SECONDS: "20" -> \(none\)\nthird: create \(dry run\)\nother: delete \(dry run\)/, dry.stdout);
   const pruned = await warmpool(['apply', '-f', third, '--prune', '--json'], env);
   t.equal(pruned.code, 0, pruned.stderr);
   t.same(JSON.parse(pruned.stdout).changes.map((c: { action: string }) => c.action), ['update', 'create', 'delete']);
