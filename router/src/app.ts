@@ -132,6 +132,12 @@ export function buildRouter(opts: BuildRouterOptions): WarmpoolRouter {
 
   app.setErrorHandler((err, request, reply) => {
     const h = httpErrorOf(err);
+    // fastify refuses a body it has no parser for before the route runs ("Unsupported Media
+    // Type"): for the session API, say what to send (curl -d without -H sends a form).
+    if (h.body.error.code === 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE' && request.url.startsWith('/v1/sessions') && !request.url.startsWith('/v1/sessions/')) {
+      const type = request.headers['content-type']?.split(';')[0]?.trim();
+      h.body.error.message = `the body is ${type ? type : 'sent without a Content-Type'}; send it as Content-Type: application/json, e.g. {"service":"chatbot"}`;
+    }
     if (h.status >= 500 && h.status !== 503) request.log.error({ err, reqId: request.id, method: request.method, url: request.url }, 'request failed');
     reply.code(h.status).headers(h.headers).send(h.body);
   });

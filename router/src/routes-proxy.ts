@@ -11,16 +11,33 @@ const SESSIONS_PREFIX = '/v1/sessions/';
 const PROXY_URL = /^\/v1\/sessions\/([^/?#]*)\/proxy(?=$|[/?])/;
 
 /**
- * The router's own paths (router/README.md): never proxied by header or cookie, since a
- * request there without a session would start an implicit one and take a warm instance.
- * Exact paths with the methods their routes take (fastify answers HEAD with every GET).
+ * The router's own paths (router/README.md): `/v1/sessions*`, `/v1/services*`,
+ * `/v1/dashboard*`, `/healthz`, `/readyz`, `/metrics`, `/dashboard` and its two assets. They
+ * are never proxied by header or cookie, since a request there without a session would start
+ * an implicit one and take a warm instance. Routes with the methods they take (fastify
+ * answers HEAD with every GET); an app's other `/dashboard/...` paths are proxied as ever.
  */
-const OWN_PATHS = new Map<string, string>([
-  ['/v1/sessions', 'POST'],
-  ...['/v1/services', '/healthz', '/readyz', '/metrics', '/dashboard', '/dashboard/uplot.min.js', '/dashboard/uplot.min.css',
-    '/v1/dashboard/state', '/v1/dashboard/history', '/v1/dashboard/events'].map((p): [string, string] => [p, 'GET, HEAD']),
-]);
-const OWN_PREFIXES = [SESSIONS_PREFIX, '/v1/services/', '/v1/dashboard/', '/dashboard/'];
+const GET = 'GET, HEAD';
+const OWN_ROUTES: { path: RegExp; allow: string }[] = [
+  { path: /^\/v1\/sessions$/, allow: 'POST' },
+  { path: /^\/v1\/sessions\/[^/]+$/, allow: 'GET, HEAD, DELETE' },
+  { path: /^\/v1\/services(\/[^/]+\/instances)?$/, allow: GET },
+  { path: /^\/(healthz|readyz|metrics|dashboard|dashboard\/uplot\.min\.(js|css))$/, allow: GET },
+  { path: /^\/v1\/dashboard\/(state|history|events)$/, allow: GET },
+];
+const OWN_PREFIXES = ['/v1/sessions', '/v1/services', '/v1/dashboard'];
+
+/** The path of a request URL (no query, no fragment). */
+function pathOf(url: string): string {
+  const end = url.search(/[?#]/);
+  return end < 0 ? url : url.slice(0, end);
+}
+
+/** Whether `url` is one of the router's own paths (see OWN_ROUTES). */
+export function isOwnPath(url: string): boolean {
+  const path = pathOf(url);
+  return OWN_ROUTES.some((r) => r.path.test(path)) || OWN_PREFIXES.some((p) => path.startsWith(p));
+}
 
 /**
  * Refuses a request to one of the router's own paths that no route of the router took: 405
@@ -28,15 +45,16 @@ const OWN_PREFIXES = [SESSIONS_PREFIX, '/v1/services/', '/v1/dashboard/', '/dash
  * (one too long for the route), 404 otherwise. Returns for any other path.
  */
 export function refuseOwnPath(method: string, url: string): void {
-  const end = url.search(/[?#]/);
-  const path = end < 0 ? url : url.slice(0, end);
+  if (!isOwnPath(url)) return;
+  const path = pathOf(url);
   const shown = path.length > 120 ? `${path.slice(0, 120)}...` : path;
-  const allow = OWN_PATHS.get(path);
-  if (allow !== undefined) {
-    throw new RouterError('WARMPOOL_METHOD_NOT_ALLOWED', `${method} is not allowed on the router's ${shown} (allowed: ${allow})`, { headers: { allow } });
+  const route = OWN_ROUTES.find((r) => r.path.test(path));
+  if (route) {
+    if (path.startsWith(SESSIONS_PREFIX)) checkSessionId(path.slice(SESSIONS_PREFIX.length));
+    throw new RouterError('WARMPOOL_METHOD_NOT_ALLOWED', `${method} is not allowed on the router's ${shown} (allowed: ${route.allow})`, { headers: { allow: route.allow } });
   }
-  if (!OWN_PREFIXES.some((p) => path.startsWith(p))) return;
-  if (path.startsWith(SESSIONS_PREFIX)) checkSessionId(path.slice(SESSIONS_PREFIX.length).split('/')[0]);
+  const id = path.startsWith(SESSIONS_PREFIX) ? path.slice(SESSIONS_PREFIX.length).split('/')[0] : '';
+  if (id) checkSessionId(id);
   throw new RouterError('WARMPOOL_NOT_FOUND', `no route ${method} ${shown} on the router; its own paths are never proxied (reach an app path there through /v1/sessions/{id}/proxy/...)`);
 }
 
@@ -207,7 +225,7 @@ export function upgradeHandler(ctx: RouterContext) {
         path = instancePath(url, m[0].length);
       } else {
         if (url.startsWith(SESSIONS_PREFIX)) throw new RouterError('WARMPOOL_NOT_FOUND', 'no WebSocket route here');
-        refuseOwnPath(req.method ?? 'GET', url);
+        if (isOwnPath(url)) throw new RouterError('WARMPOOL_NOT_FOUND', `the router serves no WebSocket at ${pathOf(url).slice(0, 120)}`);
         id = sessionIdOf(req.headers, SESSION_HEADER);
         path = url;
       }

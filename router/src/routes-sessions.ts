@@ -29,7 +29,8 @@ export function sessionRoutes(ctx: RouterContext) {
     app.post<{ Querystring: { wait?: string } }>('/v1/sessions', async (request, reply) => {
       const body = request.body;
       if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) {
-        // A JSON body sent as text/plain (curl -d without -H) is parsed as text: say so.
+        // A JSON body sent as text/plain is parsed as text: say so (other types fastify
+        // refuses before this route; the error handler says the same for them).
         const type = request.headers['content-type'];
         if (type && !/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
           throw new RouterError('WARMPOOL_UNSUPPORTED_MEDIA_TYPE', `the body is ${type.split(';')[0]!.trim()}; send it as Content-Type: application/json, e.g. {"service":"chatbot"}`);

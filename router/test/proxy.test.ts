@@ -118,9 +118,16 @@ t.test('the router\'s own paths are never proxied: no implicit session, a JSON 4
     { method: 'POST', path: '/dashboard', headers: { cookie: `warmpool_session=${s.sessionId}` }, status: 405, allow: 'GET, HEAD' },
     { method: 'GET', path: '/v1/services/chatbot/foo', headers: { 'x-warmpool-session': s.sessionId }, status: 404 },
     { method: 'GET', path: '/v1/dashboard/nosuch', status: 404 },
-    { method: 'PUT', path: `/v1/sessions/${s.sessionId}`, status: 404 },
+    { method: 'PUT', path: `/v1/sessions/${s.sessionId}`, status: 405, allow: 'GET, HEAD, DELETE' },
     { method: 'GET', path: `/v1/sessions/${'A'.repeat(5000)}`, status: 400 },
     { method: 'GET', path: `/v1/sessions/${'A'.repeat(300)}/proxy/x`, status: 400 },
+    // Found by a second helper: prefixes without their slash, and 405 on routes with an id.
+    { method: 'GET', path: '/v1/dashboard', status: 404 },
+    { method: 'POST', path: '/v1/sessionsX', status: 404 },
+    { method: 'GET', path: '/v1/services.json', status: 404 },
+    { method: 'POST', path: '/v1/sessions/', status: 404 },
+    { method: 'PATCH', path: `/v1/sessions/${s.sessionId}`, status: 405, allow: 'GET, HEAD, DELETE' },
+    { method: 'POST', path: '/v1/services/chatbot/instances', status: 405, allow: 'GET, HEAD' },
   ];
   for (const c of cases) {
     const res = await fetch(`${base}${c.path}`, { method: c.method, headers: c.headers ?? {} });
@@ -132,6 +139,9 @@ t.test('the router\'s own paths are never proxied: no implicit session, a JSON 4
     if (c.allow) t.equal(res.headers.get('allow'), c.allow);
   }
   t.equal(await sessions(), before, 'no session was created');
+  // An app's own /dashboard/... paths are not the router's: proxied by header as before.
+  const appDash = await fetch(`${base}/dashboard/users`, { headers: { 'x-warmpool-session': s.sessionId } });
+  t.equal(((await appDash.json()) as { instanceId: string }).instanceId, s.instanceId, '/dashboard/users reaches the app');
   // App paths elsewhere still go through, and HEAD on the router's GET routes is the router's.
   const app = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-warmpool-session': s.sessionId } });
   t.equal(((await app.json()) as { instanceId: string }).instanceId, s.instanceId);

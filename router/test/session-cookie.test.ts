@@ -98,3 +98,24 @@ t.test('a dead session cookie is cleared when there is no default service', asyn
   t.match(answer, /^HTTP\/1\.1 410 /, 'WebSocket with an ended session: 410');
   t.match(answer, /set-cookie: warmpool_session=; Path=\/; Max-Age=0/i, 'and the cookie is cleared');
 });
+
+t.test('a WebSocket upgrade to one of the router\'s own paths is refused, never proxied', async (t) => {
+  const h = await harness({ ready: 1, listen: true });
+  t.teardown(() => h.close());
+  const created = await fetch(`${routerUrl(h.app)}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"service":"chatbot"}' });
+  const { sessionId } = (await created.json()) as { sessionId: string };
+  const port = (h.app.server.address() as AddressInfo).port;
+  for (const path of ['/healthz', '/metrics', '/v1/dashboard/events']) {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(port, '127.0.0.1', () => sock.write(
+        `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Warmpool-Session: ${sessionId}\r\n\r\n`,
+      ));
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString()));
+      sock.on('close', () => resolve(got));
+      sock.on('error', reject);
+    });
+    t.match(answer, /^HTTP\/1\.1 404 /, `${path}: 404`);
+    t.match(answer, new RegExp(`the router serves no WebSocket at ${path.replace(/\//g, '\\/')}`), `${path}: says why`);
+  }
+});

@@ -117,6 +117,7 @@ t.test('client errors are 4xx with a stable code', async (t) => {
     t.equal(res.statusCode, status, `${name}: ${status}`);
     t.equal(res.json().error?.code, code, `${name}: ${code}`);
     t.type(res.json().error?.message, 'string', `${name}: has a message`);
+    if (code === 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE') t.match(res.json().error.message, /^the body is \S+; send it as Content-Type: application\/json/, `${name}: says what to send`);
   }
 });
 
