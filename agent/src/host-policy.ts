@@ -257,16 +257,21 @@ export function grantSecrets(grant: HostGrant): string[] {
 
 /**
  * `text` with every secret value replaced by `[secret]`, also where a message quotes it
- * escaped (Go's %q turns a control byte into `\x00`): each run of 4 or more printable
- * characters of a value is replaced too. For engine errors, which may quote a container's
+ * escaped (Go's %q turns a control byte into `\x00`, `"` into `\"`): the value's JSON form
+ * and each run of 4 or more printable characters between characters a quoting may escape
+ * are replaced too, so at most those characters (`"`, `\`, control bytes) remain. For engine errors, which may quote a container's
  * environment, before they reach a log or the registry.
  */
 export function redact(text: string, secrets: readonly string[]): string {
   let out = text;
   const pieces = new Set<string>();
   for (const v of secrets) {
-    if (v) pieces.add(v);
-    for (const p of v.split(/[^\x20-\x7e]+/)) if (p.length >= 4) pieces.add(p);
+    if (!v) continue;
+    pieces.add(v);
+    // Quoted forms: JSON's and Go's %q escape `"` and `\\`, and control bytes differently.
+    pieces.add(JSON.stringify(v).slice(1, -1));
+    // Runs between anything a quoting may escape: whatever the escaping, these appear as they are.
+    for (const p of v.split(/[^\x20-\x7e]+|["\\]/)) if (p.length >= 4) pieces.add(p);
   }
   // Longest first, so a value is replaced whole before any of its parts.
   for (const p of [...pieces].sort((a, b) => b.length - a.length)) out = out.split(p).join('[secret]');

@@ -56,6 +56,12 @@ t.test('redact: secret values, whole or quoted with escapes, are replaced in eng
   t.equal(redact('nothing here', []), 'nothing here');
   t.equal(redact('about ab', secrets), '[secret]out [secret]', 'a short value is replaced wherever it occurs (more than needed, never less)');
   t.equal(redact('x BIN y', ['BIN\0KEY']), 'x BIN y', 'pieces of a value under 4 characters are not hunted for');
+  // Quotes and backslashes escaped by the engine's quoting (found by a second helper).
+  t.equal(redact('invalid env "TOKEN=p@ss\\"word123"', ['p@ss"word123']), 'invalid env "TOKEN=[secret]"', 'the quoted form whole');
+  t.equal(redact('file "C:\\\\dir\\\\secret-key"', ['C:\\dir\\secret-key']), 'file "[secret]"', 'backslashes escaped');
+  t.equal(redact('env "K=ab\\u0001cdef"', ['ab\u0001cdef']), 'env "K=[secret]"', 'JSON\'s escape of a control byte');
+  t.equal(redact('env "K=wxyz\\x01abcd"', ['wxyz\u0001abcd']), 'env "K=[secret]\\x01[secret]"', 'another escaping: the runs around it');
+  t.equal(redact('a.b*c+d', ['.b*c+']), 'a[secret]d', 'regex characters are plain text');
   const s = grantSecrets({ volumes: [], secretEnv: { A: 'x1' }, warmupHeaders: [{ authorization: 'Bearer y2' }] });
   t.same(s, ['x1', 'Bearer y2']);
 });

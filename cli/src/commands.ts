@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { Document as YamlDocument, isScalar, parseAllDocuments, visit as visitYaml } from 'yaml';
 import { parseServicesFile, Registry, type KvStore, type ServiceSpec } from '@warmpool/registry';
 import { computeStatus, poolCost, poolView } from '@warmpool/registry';
 import { renderStatus } from './status.js';
@@ -23,13 +23,18 @@ export async function loadServicesFile(file: string): Promise<ServiceSpec[]> {
     throw new CliError(`cannot read ${file}: ${(err as Error).message}`);
   }
   let doc: unknown;
+  // Merge keys (`<<: *common`) as Compose files use them. Empty documents (a trailing ---)
+  // do not count.
+  const docs = parseAllDocuments(text, { prettyErrors: true, merge: true });
+  const all = Array.isArray(docs) ? docs : [docs];
+  const errors = all.flatMap((d) => d.errors);
+  if (errors.length) throw new CliError(`${file}: not valid YAML: ${errors[0]!.message}`);
+  const filled = all.filter((d) => d.contents !== null && !(isScalar(d.contents) && d.contents.value === null));
+  if (filled.length > 1) throw new CliError(`${file}: holds ${filled.length} YAML documents (separated by ---); put every service in one document's services list`);
   try {
-    // Merge keys (`<<: *common`) as Compose files use them.
-    doc = parseYaml(text, { prettyErrors: true, merge: true });
+    doc = filled[0]?.toJS() ?? null;
   } catch (err) {
-    const message = (err as Error).message;
-    if (/multiple documents/.test(message)) throw new CliError(`${file}: holds several YAML documents (separated by ---); put every service in one document's services list`);
-    throw new CliError(`${file}: not valid YAML: ${message}`);
+    throw new CliError(`${file}: not valid YAML: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) throw new CliError(`${file}: is empty; a services file holds a services list (see docs/model-servers.md)`);
   const r = parseServicesFile(doc);
@@ -58,8 +63,10 @@ export async function apply(store: KvStore, prefix: string, io: Io, opts: { file
     const deletes: string[] = [];
     for (const s of services) {
       const cur = current.get(s.name);
-      const action = !cur ? 'create' : JSON.stringify(cur) === JSON.stringify(s) ? 'unchanged' : 'update';
-      changes.push({ service: s.name, action, ...(action === 'update' ? { fields: fieldChanges(cur, s) } : {}) });
+      // Compared field by field: a stored record with its keys in another order is unchanged.
+      const fields = cur ? fieldChanges(cur, s) : [];
+      const action = !cur ? 'create' : fields.length ? 'update' : 'unchanged';
+      changes.push({ service: s.name, action, ...(action === 'update' ? { fields } : {}) });
       if (action !== 'unchanged') puts.push(s);
     }
     if (opts.prune) {
@@ -118,7 +125,11 @@ export async function exportServices(store: KvStore, prefix: string, io: Io, opt
   try {
     const services = (await reg.listServices()).sort((a, b) => a.name.localeCompare(b.name));
     if (!services.length) throw new CliError(`no service in the registry under ${prefix}`);
-    io.out(opts.json ? JSON.stringify({ services }, null, 2) : `# warmpool export, ${new Date().toISOString()}: ${services.length} service${services.length === 1 ? '' : 's'} under ${prefix}\n${stringifyYaml({ services })}`.trimEnd());
+    if (opts.json) return io.out(JSON.stringify({ services }, null, 2));
+    // A key spelled `<<` (in a warm-up body, say) is quoted: plain, apply would read it as a merge key.
+    const doc = new YamlDocument({ services });
+    visitYaml(doc, { Pair(_, pair) { if (isScalar(pair.key) && pair.key.value === '<<') pair.key.type = 'QUOTE_DOUBLE'; } });
+    io.out(`# warmpool export, ${new Date().toISOString()}: ${services.length} service${services.length === 1 ? '' : 's'} under ${prefix}\n${doc.toString()}`.trimEnd());
   } finally {
     await reg.close();
   }

@@ -20,17 +20,17 @@ export function addRegistryOptions(cmd: Command): Command {
 }
 
 /**
- * `opts` of a subcommand with the options its parent was given explicitly (flag or env) where
- * the subcommand has only a default for them.
+ * `opts` of a subcommand with the options given to its parent (`sessions --prefix X create`):
+ * a flag on either wins over the environment, which wins over defaults; a flag on the
+ * subcommand wins over one on the parent.
  */
 function withParentFlags<T extends object>(opts: T, cmd: Command): T {
   const parent = cmd.parent;
   if (!parent) return opts;
+  const rank = (source: string | undefined): number => (source === 'cli' ? 2 : source === 'env' ? 1 : 0);
   const out = { ...opts } as Record<string, unknown>;
   for (const [key, value] of Object.entries(parent.opts())) {
-    const mine = cmd.getOptionValueSource(key);
-    const theirs = parent.getOptionValueSource(key);
-    if ((mine === undefined || mine === 'default') && (theirs === 'cli' || theirs === 'env')) out[key] = value;
+    if (rank(parent.getOptionValueSource(key)) > rank(cmd.getOptionValueSource(key))) out[key] = value;
   }
   return out as T;
 }
@@ -131,7 +131,7 @@ export function buildProgram(): Command {
       // Registry flags given before `create` (sessions --json create ...) count too.
       const o = withParentFlags(own, cmd);
       const waitSec = Number(o.wait);
-      if (!Number.isFinite(waitSec) || waitSec < 0 || waitSec > 3600) throw new CliError(`--wait must be a number of seconds from 0 to 3600, got ${JSON.stringify(o.wait)}`);
+      if (!Number.isFinite(waitSec) || waitSec < 0 || waitSec > 3600) throw new CliError(`--wait must be a number of seconds from 0 to 3600, got ${JSON.stringify(o.wait)}`, 2);
       // The registry only feeds the progress lines: without one, the session is still opened.
       const store = await reach(o).catch((err: unknown) => {
         if (err instanceof Unreachable) return undefined;
@@ -154,7 +154,8 @@ export function buildProgram(): Command {
   addRegistryOptions(program.command('inspect').description('one record as JSON').argument('<kind>', 'service | host | instance | session').argument('<id>'))
     .action((kind: string, id: string, o: RegistryFlags) => withStore(o, (s) => inspect(s, o.prefix, io, { kind, id })));
 
-  for (const cmd of daemonCommands()) program.addCommand(addRegistryOptions(cmd));
+  // addCommand does not pass on the program's settings: usage errors exit 2 here too.
+  for (const cmd of daemonCommands()) program.addCommand(addRegistryOptions(cmd).exitOverride().showHelpAfterError());
   return program;
 }
 

@@ -13,6 +13,11 @@ import type { ClaimRecord, ClaimResult, HostRecord, InstanceRecord, ServiceSpec,
 export const APPLY_BATCH_SERVICES = 32;
 /** Bytes of service records per transaction of `applyServices` (etcd: 1.5 MiB per request). */
 export const APPLY_BATCH_BYTES = 1024 * 1024;
+/**
+ * The same for Consul: its transactions take 512 KiB of request body by default
+ * (`txn_max_req_len`) and carry values in base64 (4/3 larger).
+ */
+export const APPLY_BATCH_BYTES_CONSUL = 300 * 1024;
 
 export interface RegistryOptions {
   prefix?: string;
@@ -115,8 +120,9 @@ export class Registry {
   /**
    * Writes a services file's changes (puts, then deletes) in as few transactions as the
    * store takes, each all-or-nothing: up to APPLY_BATCH_SERVICES changes and
-   * APPLY_BATCH_BYTES of records per transaction (Consul takes 64 operations, a put costing
-   * 2; etcd 128 operations and 1.5 MiB per request by default). A usual file is applied
+   * APPLY_BATCH_BYTES (Consul: APPLY_BATCH_BYTES_CONSUL) of records per transaction (Consul
+   * takes 64 operations, a put costing 2, and 512 KiB per request; etcd 128 operations and
+   * 1.5 MiB per request by default). A usual file is applied
    * whole or not at all; a larger one batch by batch, in file order. Returns the number of
    * transactions written. Throws the store's error; batches before it stay written.
    */
@@ -125,11 +131,12 @@ export class Registry {
       ...puts.map((s) => { const value = JSON.stringify(s); return { op: { type: 'put', key: this.keys.service(s.name), value } as KvOp, bytes: Buffer.byteLength(value) }; }),
       ...deletes.map((name) => ({ op: { type: 'delete', key: this.keys.service(name) } as KvOp, bytes: 0 })),
     ];
+    const maxBytes = this.store.backend === 'consul' ? APPLY_BATCH_BYTES_CONSUL : APPLY_BATCH_BYTES;
     let txns = 0;
     for (let i = 0; i < ops.length;) {
       const batch: KvOp[] = [];
       let bytes = 0;
-      while (i < ops.length && batch.length < APPLY_BATCH_SERVICES && (batch.length === 0 || bytes + ops[i]!.bytes <= APPLY_BATCH_BYTES)) {
+      while (i < ops.length && batch.length < APPLY_BATCH_SERVICES && (batch.length === 0 || bytes + ops[i]!.bytes <= maxBytes)) {
         bytes += ops[i]!.bytes;
         batch.push(ops[i++]!.op);
       }

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { freePort, startEtcd, infraSkip, warmpool } from '../src/index.js';
+import { freePort, startConsul, startEtcd, infraSkip, warmpool } from '../src/index.js';
 
 t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: infraSkip('etcd') }, async (t) => {
   const etcd = await startEtcd();
@@ -133,19 +133,24 @@ t.test('apply is all or nothing; export gives back a file apply takes unchanged;
   t.same(JSON.parse(pruned.stdout).changes[0].fields, [{ path: 'warm', from: 3, to: 5 }, { path: 'env.BOOT_SECONDS', from: '20' }], 'and with --json');
   t.equal(await rev(), before + 1, 'an update, a create and a delete in one revision');
 
-  // export -> apply: nothing to change.
+  // export -> apply: nothing to change, even for a key spelled like a YAML merge key.
+  const odd = file('odd.json', JSON.stringify({ services: [{ name: 'third', image: 'warmpool/chatbot-demo' }, { name: 'chatbot', image: 'warmpool/chatbot-demo', warm: 5, warmup: [{ path: '/x', body: { '<<': { injected: 1 }, prompt: 'hi' } }] }] }));
+  t.equal((await warmpool(['apply', '-f', odd], env)).code, 0);
   const exported = await warmpool(['export'], env);
   t.equal(exported.code, 0, exported.stderr);
   const back = file('exported.yaml', exported.stdout);
   const reapplied = await warmpool(['apply', '-f', back, '--json'], env);
   t.equal(reapplied.code, 0, reapplied.stderr);
   t.same(JSON.parse(reapplied.stdout).changes, [{ service: 'chatbot', action: 'unchanged' }, { service: 'third', action: 'unchanged' }], 'the export applies unchanged');
+  t.match(exported.stdout, /"<<":/, 'the key is quoted in the export');
 
   // Files a newcomer writes by mistake, and a prefix without its slash.
   const empty = await warmpool(['apply', '-f', file('empty.yaml', '# nothing yet\n')], env);
   t.match(empty.stderr, /empty\.yaml: is empty; a services file holds a services list/);
   const twoDocs = await warmpool(['apply', '-f', file('two.yaml', 'services: []\n---\nservices: []\n')], env);
-  t.match(twoDocs.stderr, /holds several YAML documents \(separated by ---\)/);
+  t.match(twoDocs.stderr, /holds 2 YAML documents \(separated by ---\)/);
+  const trailing = await warmpool(['apply', '-f', file('trailing.yaml', 'services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 5\n---\n'), '--dry-run'], env);
+  t.equal(trailing.code, 0, `a trailing --- is one document (${trailing.stderr})`);
   const noSlash = await warmpool(['status', '--prefix', '/warmpool'], env);
   t.equal(noSlash.code, 2);
   t.match(noSlash.stderr, /--prefix \(or WARMPOOL_PREFIX\) must start and end with "\/", got "\/warmpool" \(e\.g\. "\/warmpool\/"\)/);
@@ -156,4 +161,29 @@ t.test('apply is all or nothing; export gives back a file apply takes unchanged;
     t.equal(r.code, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim().split('\n')[0]})`);
   }
   t.equal((await warmpool(['--help'], env)).code, 0, '--help exits 0');
+  for (const args of [['router', '--no-such-flag'], ['sessions', 'create', 'chatbot', '--wait', 'abc']]) {
+    const r = await warmpool(args, env);
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim().split('\n')[0]})`);
+  }
+  // A flag given to `sessions` before `create` wins over the environment.
+  const flagged = await warmpool(['sessions', '--prefix', prefix, 'create', 'chatbot', '--router', `http://127.0.0.1:${await freePort()}`], { ...env, WARMPOOL_PREFIX: 'bad' });
+  t.notMatch(flagged.stderr, /--prefix/, `the flag, not WARMPOOL_PREFIX=bad (${flagged.stderr.trim()})`);
+  t.match(flagged.stderr, /cannot reach the router/);
+});
+
+t.test('apply to Consul: a large file goes in transactions Consul takes (512 KiB a request, values in base64)', { skip: infraSkip('consul') }, async (t) => {
+  const consul = await startConsul();
+  t.teardown(() => consul.stop());
+  const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { WARMPOOL_CONSUL: `127.0.0.1:${consul.httpPort}`, WARMPOOL_PREFIX: `/cli-${randomBytes(3).toString('hex')}/` };
+  // Three services of 200 KiB: one transaction of them was 821 KB of request body (found by a helper).
+  const services = [0, 1, 2].map((i) => `  - name: big${i}\n    image: warmpool/chatbot-demo\n    env: { BLOB: "${'x'.repeat(200 * 1024)}" }\n`).join('');
+  const f = path.join(dir, 'big.yaml');
+  writeFileSync(f, `services:\n${services}`);
+  const r = await warmpool(['apply', '-f', f, '--json'], env);
+  t.equal(r.code, 0, r.stderr);
+  t.same(JSON.parse(r.stdout).changes.map((c: { action: string }) => c.action), ['create', 'create', 'create']);
+  const exported = await warmpool(['export', '--json'], env);
+  t.equal(JSON.parse(exported.stdout).services.length, 3, 'all three stored');
 });
