@@ -16,8 +16,9 @@ import type { WarmPolicy, WarmWindow } from './types.js';
  * window means λ = 0 and the pool falls to its minimum (scale to zero with `min: 0`).
  *
  * Cool-down and hysteresis: the size is the largest the model gave at any moment of the
- * last `cooldownSec` (on a 10 s grid, and now): it grows at once and shrinks only once it
- * has been too large for a whole cool-down, so it cannot flap faster than that.
+ * last `cooldownSec` (now, a 10 s grid, and every arrival and boot measurement, the moments
+ * it can rise): it grows at once and shrinks only once it has been too large for a whole
+ * cool-down, so it cannot flap faster than that.
  */
 
 /** Rate window that catches a rise quickly (s). */
@@ -147,58 +148,95 @@ export function floorAt(policy: WarmPolicy, t: number): number {
 
 interface Moment { model: number; size: number; rate: number }
 
-/** Boot samples in time order; the boot time at t is the median of the newest ones known at t. */
-type BootAt = (t: number) => number;
+/**
+ * Boot samples in time order; the boot time at t is the median of the newest ones known at t.
+ * `instants`: when the measurements came (the boot time can change only then).
+ */
+type BootAt = ((t: number) => number) & { instants?: readonly number[] };
 const RECENT_BOOTS = 20;
 
 function bootClock(input: SizingInput, fallbackMs: number): BootAt {
   const timed = [...(input.boots ?? [])].filter((b) => b.ms > 0).sort((a, b) => a.at - b.at);
   if (!timed.length) return () => fallbackMs;
-  return (t) => {
+  const medians = new Map<number, number>();
+  const at: BootAt = (t) => {
     let end = timed.length;
     while (end > 0 && timed[end - 1]!.at > t) end--;
     // Before the first measurement: the boot time known now (never the 30 s default).
     if (end === 0) return fallbackMs;
-    return median(timed.slice(Math.max(0, end - RECENT_BOOTS), end).map((b) => b.ms))!;
+    let m = medians.get(end);
+    if (m === undefined) medians.set(end, (m = median(timed.slice(Math.max(0, end - RECENT_BOOTS), end).map((b) => b.ms))!));
+    return m;
   };
+  at.instants = timed.map((b) => b.at);
+  return at;
+}
+
+/** Index of the first of `sorted` after `t`. */
+function firstAfter(sorted: readonly number[], t: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= t) lo = m + 1; else hi = m; }
+  return lo;
+}
+
+/** The claim rate behind the model at `t` (per second; see the module comment). */
+function rateAt(policy: WarmPolicy, sorted: readonly number[], t: number): number {
+  const windowMs = policy.windowSec * 1000;
+  const shortMs = Math.min(SHORT_WINDOW_SEC * 1000, windowMs);
+  return Math.max(countSince(sorted, t - shortMs, t) / (shortMs / 1000), countSince(sorted, t - windowMs, t) / policy.windowSec);
 }
 
 function sizeAt(policy: WarmPolicy, sorted: readonly number[], bootAt: BootAt, t: number): Moment {
   const bootMs = bootAt(t);
-  const windowMs = policy.windowSec * 1000;
-  const shortMs = Math.min(SHORT_WINDOW_SEC * 1000, windowMs);
-  const rate = Math.max(countSince(sorted, t - shortMs, t) / (shortMs / 1000), countSince(sorted, t - windowMs, t) / policy.windowSec);
+  const rate = rateAt(policy, sorted, t);
   const model = rate > 0 ? 1 + poissonQuantile((rate * bootMs) / 1000, policy.target) : 0;
   return { model, size: Math.min(policy.max, Math.max(floorAt(policy, t), model)), rate };
 }
 
-/** The largest size over the cool-down ending at `t` (grid points plus `t` itself). */
-function heldSize(policy: WarmPolicy, sorted: readonly number[], bootMs: BootAt, t: number): number {
-  let size = sizeAt(policy, sorted, bootMs, t).size;
+/**
+ * The largest size over the cool-down ending at `t`: at `t`, at the grid points (time
+ * windows' minimums), and at every moment the model can rise, an arrival (the rate steps up)
+ * or a boot measurement (the boot time may grow). Without those, a rise between two grid
+ * points was forgotten as soon as `now` moved past it. Cheap: per boot time, only the largest
+ * rate at those moments meets the quantile.
+ */
+function heldSize(policy: WarmPolicy, sorted: readonly number[], bootAt: BootAt, t: number): number {
+  let size = sizeAt(policy, sorted, bootAt, t).size;
   const from = t - policy.cooldownSec * 1000;
   for (let g = Math.floor(t / SIZING_STEP_MS) * SIZING_STEP_MS; g > from; g -= SIZING_STEP_MS) {
     if (g === t) continue;
-    size = Math.max(size, sizeAt(policy, sorted, bootMs, g).size);
+    size = Math.max(size, sizeAt(policy, sorted, bootAt, g).size);
   }
+  if (size >= policy.max) return size;
+  const best = new Map<number, number>();
+  const consider = (m: number): void => {
+    const ms = bootAt(m);
+    const r = rateAt(policy, sorted, m);
+    if (r > (best.get(ms) ?? 0)) best.set(ms, r);
+  };
+  for (let i = firstAfter(sorted, from); i < sorted.length && sorted[i]! < t; i++) consider(sorted[i]!);
+  const boots = bootAt.instants ?? [];
+  for (let i = firstAfter(boots, from); i < boots.length && boots[i]! < t; i++) consider(boots[i]!);
+  for (const [ms, r] of best) size = Math.max(size, Math.min(policy.max, 1 + poissonQuantile((r * ms) / 1000, policy.target)));
   return size;
 }
 
 /** See SizingResult.recheckAt. `sorted`: arrivals up to now, ascending. */
 function recheckAt(policy: WarmPolicy, sorted: readonly number[], now: number): number {
   const candidates: number[] = [];
-  // The oldest moment of the cool-down's grid leaves it.
+  // The oldest moment of the cool-down's grid, or its oldest arrival, leaves it.
   const cooldownMs = policy.cooldownSec * 1000;
   const from = now - cooldownMs;
   const oldest = Math.floor(from / SIZING_STEP_MS) * SIZING_STEP_MS + SIZING_STEP_MS;
   if (oldest <= now && oldest !== now) candidates.push(oldest + cooldownMs);
+  const arrival = firstAfter(sorted, from);
+  if (arrival < sorted.length && sorted[arrival]! < now) candidates.push(sorted[arrival]! + cooldownMs);
   // The oldest arrival in each rate window leaves it (the size now may fall).
   const windowMs = policy.windowSec * 1000;
   for (const w of new Set([Math.min(SHORT_WINDOW_SEC * 1000, windowMs), windowMs])) {
-    // The first arrival after now - w (binary search, as countSince).
-    let lo = 0;
-    let hi = sorted.length;
-    while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= now - w) lo = m + 1; else hi = m; }
-    if (lo < sorted.length) candidates.push(sorted[lo]! + w);
+    const first = firstAfter(sorted, now - w);
+    if (first < sorted.length) candidates.push(sorted[first]! + w);
   }
   return Math.max(now + RECHECK_MIN_MS, candidates.length ? Math.min(...candidates) : Infinity);
 }

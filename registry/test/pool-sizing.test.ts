@@ -104,6 +104,27 @@ t.test('recheckAt: the first moment the size may fall, so an agent can plan agai
   t.equal(nc.recheckAt, NOW + 10_000, 'the one arrival leaves the 60 s window in 10 s');
 });
 
+t.test('regression: a rise between two grid points is held for the whole cool-down (CI flake: the size fell 2.4 s after it rose)', async (t) => {
+  const p = policy({ windowSec: 20, cooldownSec: 10 });
+  // One arrival a second from a grid point on; the rate peaks at the last one (12 s), between
+  // the grid points 10 s and 20 s, then the first arrivals leave the 20 s window.
+  const arrivals = Array.from({ length: 13 }, (_, k) => NOW + k * 1000);
+  const peak = sizePool({ policy: policy({ windowSec: 20, cooldownSec: 0 }), arrivals, bootsMs: [10_000], now: NOW + 12_000 }).size;
+  const later = sizePool({ policy: policy({ windowSec: 20, cooldownSec: 0 }), arrivals, bootsMs: [10_000], now: NOW + 20_500 }).size;
+  t.ok(later < peak, `the model itself falls: ${peak} at 12 s, ${later} at 20.5 s`);
+  for (const at of [12_500, 15_000, 20_500, 21_900]) {
+    t.equal(sizePool({ policy: p, arrivals, bootsMs: [10_000], now: NOW + at }).size, peak, `held at ${at / 1000} s`);
+  }
+  t.ok(sizePool({ policy: p, arrivals, bootsMs: [10_000], now: NOW + 22_100 }).size < peak, 'and falls once the cool-down has passed');
+  // The same for a boot measurement that raises the size between grid points.
+  const boots = [{ at: NOW - 60_000, ms: 5_000 }, { at: NOW + 12_000, ms: 40_000 }, { at: NOW + 14_000, ms: 5_000 }, { at: NOW + 14_001, ms: 5_000 }];
+  const steady = Array.from({ length: 20 }, (_, k) => NOW - 8_000 + k * 1000);
+  const high = sizePool({ policy: policy({ windowSec: 20, cooldownSec: 0 }), arrivals: steady, boots, now: NOW + 12_000 }).size;
+  const low = sizePool({ policy: policy({ windowSec: 20, cooldownSec: 0 }), arrivals: steady, boots, now: NOW + 15_000 }).size;
+  t.ok(low < high, `a longer boot raised it (${high}), shorter ones lowered it (${low})`);
+  t.equal(sizePool({ policy: p, arrivals: steady, boots, now: NOW + 15_000 }).size, high, 'held through the cool-down');
+});
+
 t.test('no flapping: arrivals alternating busy/quiet faster than the cool-down never shrink the pool', async (t) => {
   const p = policy({ windowSec: 60, cooldownSec: 180 });
   const arrivals: number[] = [];
