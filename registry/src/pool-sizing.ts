@@ -74,13 +74,7 @@ export const RECHECK_MIN_MS = 1000;
 
 function countSince(sorted: readonly number[], from: number, to: number): number {
   // arrivals in (from, to]
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= from) lo = m + 1; else hi = m; }
-  const a = lo;
-  lo = a; hi = sorted.length;
-  while (lo < hi) { const m = (lo + hi) >> 1; if (sorted[m]! <= to) lo = m + 1; else hi = m; }
-  return lo - a;
+  return firstAfter(sorted, to) - firstAfter(sorted, from);
 }
 
 /** Smallest k with P(N <= k) >= p for N ~ Poisson(mean); exact summation, bounded. */

@@ -1,17 +1,22 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freePort, startConsul, startEtcd, infraSkip, warmpool } from '../src/index.js';
 
-t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: infraSkip('etcd') }, async (t) => {
+/** A private etcd, a temporary directory and a fresh prefix, all removed in teardown. */
+async function etcdAndDir(t: Test) {
   const etcd = await startEtcd();
   t.teardown(() => etcd.stop());
   const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const prefix = `/cli-${randomBytes(3).toString('hex')}/`;
-  const env = { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix };
+  return { etcd, dir, prefix, env: { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix } };
+}
+
+t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: infraSkip('etcd') }, async (t) => {
+  const { etcd, dir, prefix, env } = await etcdAndDir(t);
 
   const good = path.join(dir, 'services.yaml');
   writeFileSync(good, 'services:\n  - name: chatbot\n    image: warmpool/chatbot-demo\n    warm: 3\n    env: { BOOT_SECONDS: "20" }\n');
@@ -96,12 +101,7 @@ t.test('warmpool router: bad --buffer-response-bytes values are refused, naming 
 });
 
 t.test('apply is all or nothing; export gives back a file apply takes unchanged; rough edges of files and flags', { skip: infraSkip('etcd') }, async (t) => {
-  const etcd = await startEtcd();
-  t.teardown(() => etcd.stop());
-  const dir = mkdtempSync(path.join(tmpdir(), 'warmpool-cli-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const prefix = `/cli-${randomBytes(3).toString('hex')}/`;
-  const env = { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix };
+  const { etcd, dir, prefix, env } = await etcdAndDir(t);
   const file = (name: string, text: string): string => { const p = path.join(dir, name); writeFileSync(p, text); return p; };
 
   // YAML merge keys and x- extension fields holding the anchors, as Compose files use them.

@@ -2,7 +2,7 @@
 // size falls with no registry change (nobody arrives), so the agent plans again at the
 // moment the sizing names (SizingResult.recheckAt). The agent here resyncs every 10 minutes.
 import t from 'tap';
-import { newSessionId, poolView, type ServiceSpec } from '@warmpool/registry';
+import { poolView, type ServiceSpec } from '@warmpool/registry';
 import { eventually, infraSkip } from '../src/index.js';
 import { AgentHarness, FAST_TIMING, chatSpec, requireImages } from './fixtures/agent-harness.js';
 
@@ -16,16 +16,7 @@ t.test('a demand-driven pool retires its surplus when the cool-down ends, with n
   await h.putService(spec);
 
   // Three sessions, ended at once: the claims stay in the history and raise the size.
-  let claimed = 0;
-  await eventually(async () => {
-    const r = await h.registry.claim({ service: 'chat', sessionId: newSessionId() });
-    if (r.ok) {
-      claimed++;
-      await h.registry.endSession(r.session.id, 'ended');
-    }
-    if (claimed < 3) throw new Error(`${claimed} claimed`);
-    return true;
-  }, { timeoutMs: 60_000, intervalMs: 100, what: '3 claims' });
+  await h.claimAndEnd(3, { timeoutMs: 60_000 });
   const grown = poolView(h.cache, spec, Date.now()).size;
   t.ok(grown > 1, `the size grew: ${grown}`);
   await eventually(() => h.readyUnclaimed().length === grown, { timeoutMs: 60_000, what: `the grown pool ready (${grown})` });

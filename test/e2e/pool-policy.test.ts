@@ -4,7 +4,7 @@
 // never rises again after it fell (no flapping), it shrinks only after the cool-down, and
 // no booting instance is destroyed to shrink.
 import t from 'tap';
-import { newSessionId, poolView, type ServiceSpec } from '@warmpool/registry';
+import { poolView, type ServiceSpec } from '@warmpool/registry';
 import { eventually, infraSkip } from '../src/index.js';
 import { AgentHarness, chatSpec, requireImages } from './fixtures/agent-harness.js';
 
@@ -42,16 +42,7 @@ t.test('three agents follow a changing demand-driven target without overshoot or
   t.equal(poolView(h.cache, spec, Date.now()).size, 1, 'no claims yet: at the minimum');
 
   // 10 sessions in quick succession, each ended at once (the claims stay in the registry's history).
-  let claimed = 0;
-  await eventually(async () => {
-    const r = await h.registry.claim({ service: 'chat', sessionId: newSessionId() });
-    if (r.ok) {
-      claimed++;
-      await h.registry.endSession(r.session.id, 'ended');
-    }
-    if (claimed < 10) throw new Error(`${claimed} claimed`);
-    return true;
-  }, { timeoutMs: 90_000, intervalMs: 100, what: '10 claims' });
+  await h.claimAndEnd(10);
   // On a slow machine the claims spread over many seconds, and the measured rate may rise and
   // fall while they come (that is demand changing, not flapping): hysteresis is judged from
   // the moment demand stops.
