@@ -57,6 +57,14 @@ const SLOT_LOST = 'warm slot lost';
 /** How long a destroy waits for the exit an oom or kill event announced. */
 const EXIT_WAIT_MS = 5_000;
 
+/**
+ * How long a destroy waits, after a container with a memory limit exits from SIGKILL, for
+ * the engine to mark it OOM-killed. The runtime may deliver the OOM event after the exit
+ * event; the engine sets the flag only when the OOM event arrives (seen on Docker 20.10
+ * with cgroup v2: OOMKilled false at the first inspect, exit code 137).
+ */
+const OOM_SETTLE_MS = 1_500;
+
 type InstanceAction = Exclude<Action, { type: 'start' } | { type: 'remove-strays' }>;
 
 /**
@@ -440,17 +448,32 @@ export class Actions {
    */
   private async exitReasonOf(inst: LocalInstance): Promise<string | undefined> {
     // An oom or kill event comes before the exit: give the engine a moment to record it.
-    const until = this.ctx.clock.now() + (inst.exitExpected ? EXIT_WAIT_MS : 0);
+    const start = this.ctx.clock.now();
+    const until = start + (inst.exitExpected ? EXIT_WAIT_MS : 0);
+    let killed: string | undefined;
     for (;;) {
       for (const [role, cid] of [['app', inst.appContainerId], ['sidecar', inst.sidecarContainerId]] as const) {
         if (!cid) continue;
         const d = await this.ctx.runtime.inspect(cid).catch(() => undefined);
-        const why = exitReason(role, d);
-        if (why) return why;
+        // The oom event may be the only sign of an OOM kill the engine flags late.
+        const seen = d && inst.oomEvent === role && !d.running && d.exitCode !== null ? { ...d, oomKilled: true } : d;
+        const why = exitReason(role, seen);
+        if (!why) continue;
+        // Killed by SIGKILL under a memory limit, not (yet) flagged as OOM: wait a moment for the flag.
+        const oomPossible = !seen!.oomKilled && seen!.exitCode === 137 && this.memoryLimited(inst, role);
+        if (!oomPossible) return why;
+        killed ??= why;
       }
-      if (this.ctx.clock.now() >= until) return undefined;
+      const now = this.ctx.clock.now();
+      if (killed !== undefined && now >= start + OOM_SETTLE_MS) return killed;
+      if (killed === undefined && now >= until) return undefined;
       await sleep(this.ctx.clock, 100);
     }
+  }
+
+  /** Whether the container of this role runs under a memory limit (only the app's has one). */
+  private memoryLimited(inst: LocalInstance, role: 'app' | 'sidecar'): boolean {
+    return role === 'app' && inst.memoryMb > 0;
   }
 
   private async removeContainers(inst: LocalInstance): Promise<void> {

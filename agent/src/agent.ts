@@ -372,6 +372,7 @@ export class Agent implements AgentHandle, AgentContext {
     else if (e.action === 'destroy') reason = `${role} container was removed`;
     else if (e.action === 'kill' && ['9', '15', 'SIGKILL', 'SIGTERM', 'KILL', 'TERM'].includes(e.signal ?? '')) reason = `${role} container killed (signal ${e.signal})`;
     if (reason && (e.action === 'oom' || e.action === 'kill')) inst.exitExpected = true;
+    if (e.action === 'oom') inst.oomEvent = role;
     if (reason) this.markDead(inst, reason, true);
   };
 

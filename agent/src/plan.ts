@@ -60,6 +60,8 @@ export interface LocalInstance {
   deadIsFailure?: boolean;
   /** Death noticed before the exit may be recorded (an oom or kill event, a failing liveness probe): the exit is awaited briefly for its reason. */
   exitExpected?: boolean;
+  /** The engine sent an oom event for this container role ('app' or 'sidecar'). */
+  oomEvent?: string;
   /** The death is the host's fault (engine too slow, disk full): shown, charged to the host backoff only. */
   deadIsHostFault?: boolean;
   /** While pulling: the pull it waits for. */

@@ -118,6 +118,14 @@ export class FakeRuntime implements ContainerRuntime {
     if (events) this.emit({ action: 'die', id, labels: c.spec.labels, exitCode: exit.code, time: Date.now() });
   }
 
+  /** The engine learns late that the stopped container was OOM-killed: flags it, and with event=true sends the oom event (nothing once it is removed). */
+  flagOom(id: string, event = true): void {
+    const c = this.containers.get(id);
+    if (!c) return; // removed meanwhile
+    c.oomKilled = true;
+    if (event) this.emit({ action: 'oom', id, labels: c.spec.labels, time: Date.now() });
+  }
+
   /** The engine goes away: every event stream ends; calls fail until `restart()`. */
   stop(): void {
     this.down = true;

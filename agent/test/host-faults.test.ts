@@ -124,18 +124,23 @@ t.test('13.6c an engine error quoting a secret value is recorded and logged with
   t.match(s.logs(), /instance launch failed/, 'the failure itself is logged');
 });
 
-async function deathReason(t: Test, exit: { code: number; oom?: boolean }): Promise<string> {
+/** How the engine learns of an OOM kill after the exit: its flag only, or its oom event too, after `afterMs`. */
+interface LateOom { afterMs: number; event: boolean }
+
+async function deathReason(t: Test, exit: { code: number; oom?: boolean }, opts: { memoryMb?: number; lateOom?: LateOom } = {}): Promise<string> {
   const runtime = new FakeRuntime();
   const s = await setup(t, runtime);
-  await s.registry.putService(spec());
+  await s.registry.putService(spec({ resources: { memoryMb: opts.memoryMb ?? 0, cpus: 0 } }));
   const booting = await until(() => s.instances().find((i) => i.state === 'booting' && i.address), 'booting');
   await s.report(booting.id, { state: 'ready', bootMs: 10, at: Date.now() });
   await until(() => s.instances().find((i) => i.state === 'ready'), 'ready');
   const app = runtime.byRole('app').find((c) => c.spec.labels['warmpool.instance'] === booting.id)!;
   // The container stopped; the sidecar's failed liveness probes arrive before any engine event.
   runtime.exit(app.id, exit, false);
+  const late = opts.lateOom;
+  if (late) setTimeout(() => runtime.flagOom(app.id, late.event), late.afterMs);
   await s.report(booting.id, { state: 'unhealthy', bootMs: 10, at: Date.now(), reason: '2 failed liveness probes in a row (last: connection refused)' });
-  const failed = await until(() => s.instances().find((i) => i.id === booting.id && i.state === 'failed' && /in a row/.test(i.reason ?? '')), 'the final failed record');
+  const failed = await until(() => s.instances().find((i) => i.id === booting.id && i.state === 'failed' && /; failure \d+ in a row/.test(i.reason ?? '')), 'the final failed record');
   return failed.reason ?? '';
 }
 
@@ -147,4 +152,16 @@ t.test('13.7 the cause of death is the container\'s exit reason, whichever sympt
   t.match(killed, /^app container was killed by SIGKILL \(exit code 137\)/, killed);
   const exited = await deathReason(t, { code: 3 });
   t.match(exited, /^app container exited with code 3/, exited);
+});
+
+t.test('13.7 an OOM kill the engine flags after the exit is still recorded as out of memory', async (t) => {
+  // The runtime may deliver its OOM event after the exit: the first inspect shows exit code
+  // 137 without the OOM flag (seen on the real engine under load).
+  const flagged = await deathReason(t, { code: 137 }, { memoryMb: 96, lateOom: { afterMs: 400, event: false } });
+  t.match(flagged, /^app container ran out of memory \(OOM-killed, exit code 137\)/, flagged);
+  const evented = await deathReason(t, { code: 137 }, { memoryMb: 96, lateOom: { afterMs: 400, event: true } });
+  t.match(evented, /^app container ran out of memory \(OOM-killed, exit code 137\)/, evented);
+  // Without a memory limit a SIGKILL is not waited on: no OOM kill is possible.
+  const unlimited = await deathReason(t, { code: 137 }, { lateOom: { afterMs: 400, event: false } });
+  t.match(unlimited, /^app container was killed by SIGKILL \(exit code 137\)/, unlimited);
 });

@@ -54,7 +54,7 @@ t.test('host faults and causes of death on the real engine', { skip: infraSkip('
     let reason: string | undefined;
     const watch = (): void => {
       const rec = h.cache.instances.get(inst!.id)?.value;
-      if (rec?.state === 'failed' && /in a row/.test(rec.reason ?? '')) reason = rec.reason;
+      if (rec?.state === 'failed' && /; failure \d+ in a row/.test(rec.reason ?? '')) reason = rec.reason;
     };
     h.cache.on('change', watch);
     t.teardown(() => { h.cache.off('change', watch); });
