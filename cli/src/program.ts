@@ -3,6 +3,10 @@ import { openStore, storeConfigFrom, WarmpoolError, DEFAULT_PREFIX, type KvStore
 import { apply, drain, exportServices, inspect, sessions, status, validateOffline, CliError, type Io } from './commands.js';
 import { createSession } from './session-create.js';
 import { daemonCommands } from './daemons.js';
+import { readFileSync } from 'node:fs';
+
+/** This package's version (cli/package.json; dist/src/program.js sits two levels below it). */
+export const CLI_VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const io: Io = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
 
@@ -92,6 +96,7 @@ export function buildProgram(): Command {
     // Usage errors are thrown (main() exits 2), not process.exit(1) inside the parser.
     .exitOverride()
     .description('Warm pools of slow-booting AI containers, one ready instance per session.')
+    .version(CLI_VERSION, '-V, --version', 'print the version and exit')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

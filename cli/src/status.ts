@@ -22,7 +22,7 @@ export function renderPool(v: ServiceStatus): string {
     const z = p.sizing!;
     lines.push(`${v.name}: target ${p.size}; ${slots}`);
     lines.push(`  why: ${z.reason}`);
-    lines.push(`  measured: ${(z.ratePerSec * 60).toFixed(2)} claims/min, boot ${secs(z.bootMs)}${z.bootMeasured ? '' : ' (none measured yet: default)'}; minimum now ${z.floor}`);
+    lines.push(`  measured: ${(z.ratePerSec * 60).toFixed(2)} requests/min, boot ${secs(z.bootMs)}${z.bootMeasured ? '' : ' (none measured yet: the policy\'s bootSec, else 30 s)'}; minimum now ${z.floor}`);
     lines.push(`  next: ${z.next ? `${z.next.size} at ${new Date(z.next.at).toISOString()} if no session arrives` : 'no change expected'}`);
   }
   const c = v.cost;
@@ -43,6 +43,9 @@ export function renderStatus(s: Status, where: { registry?: string; prefix?: str
       h.id, h.address, `${h.instances}/${h.capacity}`, h.gpus.total ? `${h.gpus.used}/${h.gpus.total - h.gpus.used}` : '-', h.draining ? 'draining' : 'active',
     ])])
     : '(none)');
+  if (s.drainedUnregistered.length) {
+    out.push(`drained, not registered by any agent: ${s.drainedUnregistered.join(', ')} (each takes no instance when its agent joins; warmpool drain HOST --undo lifts it)`);
+  }
   out.push('', 'SERVICES');
   out.push(s.services.length
     ? table([

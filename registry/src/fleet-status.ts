@@ -52,6 +52,8 @@ export interface Status {
   gpuInstances: { instance: string; service: string; host: string; gpus: string[] }[];
   services: ServiceStatus[];
   sessions: number;
+  /** Hosts marked drained (`warmpool drain`) that no agent has registered: they take no instance when one does. */
+  drainedUnregistered: string[];
 }
 
 /** Why none of `hosts` can run an instance of `spec` (the planner's GPU and label rules), or null; null when the pool is empty (`target` 0). */
@@ -125,7 +127,8 @@ export function computeStatus(
   }));
   const gpuInstances = [...cache.instances.values()].map((v) => v.value).filter((i) => i.gpus?.length && i.state !== 'failed')
     .map((i) => ({ instance: i.id, service: i.service, host: i.host, gpus: i.gpus! }));
-  return { hosts, gpuInstances, services, sessions: cache.sessions.size };
+  const drainedUnregistered = [...cache.drains].filter((id) => !cache.hosts.has(id)).sort();
+  return { hosts, gpuInstances, services, sessions: cache.sessions.size, drainedUnregistered };
 }
 
 function pick<T extends Pick<RegistryCache, 'services' | 'hosts' | 'instances' | 'claims' | 'drains'>>(c: T) {

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -61,6 +61,12 @@ t.test('warmpool apply / status / drain / inspect against a real etcd', { skip: 
   const drained = await warmpool(['drain', 'host-1', '--json'], env);
   t.same(JSON.parse(drained.stdout), { host: 'host-1', draining: true, known: false });
   t.ok(await etcd.etcdctl('get', `${prefix}drain/host-1`), 'drain marker written');
+  // A drain of a host no agent registered (yet) is shown, with how to lift it.
+  t.match((await warmpool(['status'], env)).stdout, /drained, not registered by any agent: host-1 .*warmpool drain HOST --undo/);
+  t.same(JSON.parse((await warmpool(['status', '--json'], env)).stdout).drainedUnregistered, ['host-1']);
+  await warmpool(['drain', 'host-1', '--undo'], env);
+  t.notMatch((await warmpool(['status'], env)).stdout, /drained, not registered/, 'lifted');
+  t.equal((await warmpool(['drain', 'host-1'], env)).code, 0);
   const badHost = await warmpool(['drain', '../x'], env);
   t.equal(badHost.code, 1);
   t.match(badHost.stderr, /HOST/);
@@ -161,6 +167,8 @@ t.test('apply is all or nothing; export gives back a file apply takes unchanged;
     t.equal(r.code, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim().split('\n')[0]})`);
   }
   t.equal((await warmpool(['--help'], env)).code, 0, '--help exits 0');
+  const version = await warmpool(['--version'], env);
+  t.same({ code: version.code, out: version.stdout.trim() }, { code: 0, out: JSON.parse(readFileSync(new URL('../../../cli/package.json', import.meta.url), 'utf8')).version }, '--version prints the package version and exits 0');
   for (const args of [['router', '--no-such-flag'], ['sessions', 'create', 'chatbot', '--wait', 'abc']]) {
     const r = await warmpool(args, env);
     t.equal(r.code, 2, `${args.join(' ')}: exit 2 (${r.stderr.trim().split('\n')[0]})`);
