@@ -25,12 +25,12 @@ import type { WarmPolicy, WarmWindow } from './types.js';
 export const SHORT_WINDOW_SEC = 60;
 /** Grid the cool-down looks back on (ms); a fixed grid keeps agents' answers equal. */
 export const SIZING_STEP_MS = 10_000;
-/** Boot time assumed while no boot of the service has been measured (ms). */
+/** Boot time assumed while no boot of the service has been measured and the policy gives no `bootSec` (ms). */
 export const DEFAULT_BOOT_MS = 30_000;
 
 export interface SizingInput {
   policy: WarmPolicy;
-  /** Claim times of the service's sessions (epoch ms, any order). */
+  /** When the service's sessions were requested (epoch ms, any order; see pool-view.ts arrivalsOf). */
   arrivals: readonly number[];
   /** Measured boot durations of recent instances (ms), pull + boot + warm-up where known. */
   bootsMs?: readonly number[];
@@ -174,7 +174,7 @@ function firstAfter(sorted: readonly number[], t: number): number {
   return lo;
 }
 
-/** The claim rate behind the model at `t` (per second; see the module comment). */
+/** The session request rate behind the model at `t` (per second; see the module comment). */
 function rateAt(policy: WarmPolicy, sorted: readonly number[], t: number): number {
   const windowMs = policy.windowSec * 1000;
   const shortMs = Math.min(SHORT_WINDOW_SEC * 1000, windowMs);
@@ -241,7 +241,7 @@ export function sizePool(input: SizingInput): SizingResult {
   const sorted = input.arrivals.filter((a) => a <= now).sort((a, b) => a - b);
   const all = [...(input.bootsMs ?? []), ...(input.boots ?? []).filter((b) => b.at <= now).slice(-RECENT_BOOTS).map((b) => b.ms)];
   const measured = median(all.filter((b) => b > 0));
-  const bootMs = measured ?? DEFAULT_BOOT_MS;
+  const bootMs = measured ?? (policy.bootSec !== undefined ? policy.bootSec * 1000 : DEFAULT_BOOT_MS);
   const bootAt = input.boots?.length ? bootClock(input, bootMs) : () => bootMs;
   const here = sizeAt(policy, sorted, bootAt, now);
   const size = heldSize(policy, sorted, bootAt, now);
@@ -249,7 +249,7 @@ export function sizePool(input: SizingInput): SizingResult {
 
   let reason: string;
   if (size > here.size) reason = `holding ${size} for the cool-down (${policy.cooldownSec} s) after a higher demand`;
-  else if (here.rate === 0) reason = `no claim in the last ${policy.windowSec} s: at the minimum ${floor}`;
+  else if (here.rate === 0) reason = `no session requested in the last ${policy.windowSec} s: at the minimum ${floor}`;
   else if (here.model > policy.max) reason = `capped at max ${policy.max} (the model asks for ${here.model})`;
   else if (here.model < floor) reason = `at the minimum ${floor} (the model asks for ${here.model})`;
   else reason = `${(policy.target * 100).toFixed(1)}% quantile of arrivals during one boot (${(here.rate * 60).toFixed(2)}/min x ${(bootMs / 1000).toFixed(1)} s) + 1`;

@@ -28,8 +28,9 @@ export interface PoolView {
 
 type CacheView = Pick<RegistryCache, 'services' | 'hosts' | 'drains' | 'instances' | 'claims' | 'tombstones' | 'demand'>;
 
-/** Boots of this many most recent ready instances count towards the boot time. */
-const RECENT_BOOTS = 20;
+/** Waiting requests of one router counted as arrivals, at most (see arrivalsOf). */
+const MAX_WAITERS_COUNTED = 1_000;
+
 
 /**
  * An instance's boot time: its timed stages summed when its agent records them, else bootMs;
@@ -46,30 +47,38 @@ export function bootDurationMs(i: InstanceRecord): number | null {
   return typeof i.bootMs === 'number' && i.bootMs > 0 ? i.bootMs : null;
 }
 
-/** Claim times of a service's sessions still known to the registry (claims, ended claims, tombstones). */
-export function arrivalsOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, service: string): number[] {
+/**
+ * When the service's sessions were asked for (epoch ms), as far as the registry knows: each
+ * session's request time (its claim time less the time its request waited: claims, ended
+ * claims, tombstones), and the requests waiting in routers' queues now (per router, the
+ * oldest at `oldestSince`, the others at the record's time, when the newest had joined).
+ * Demand is the request, not the claim: a waiting request counts from the moment it is made,
+ * so the first requests of an empty pool raise its size at once, not a boot later when they
+ * are served. A claim and its router's count go down in one transaction (docs/pool-sizing.md),
+ * so no request counts twice.
+ */
+export function arrivalsOf(cache: Pick<CacheView, 'claims' | 'tombstones' | 'demand'>, service: string): number[] {
   const seen = new Set<string>();
   const out: number[] = [];
   for (const { value: c } of cache.claims.values()) {
     if (c.service !== service || seen.has(c.sessionId)) continue;
     seen.add(c.sessionId);
-    out.push(c.claimedAt);
+    out.push(c.claimedAt - (c.waitedMs ?? 0));
   }
   for (const { value: t } of cache.tombstones.values()) {
     if (t.service !== service || t.claimedAt === undefined || seen.has(t.sessionId)) continue;
     seen.add(t.sessionId);
-    out.push(t.claimedAt);
+    out.push(t.claimedAt - (t.waitedMs ?? 0));
+  }
+  for (const { value: d } of cache.demand.values()) {
+    if (d.service !== service || !(d.waiting > 0)) continue;
+    out.push(d.oldestSince);
+    // Bounded: a record written by hand may say anything; past this many, the rate
+    // already asks for more than any pool's max.
+    const n = Math.min(d.waiting, MAX_WAITERS_COUNTED);
+    for (let i = 1; i < n; i++) out.push(Math.max(d.oldestSince, d.at));
   }
   return out;
-}
-
-/** Measured boot times of the service's most recently ready instances (ms). */
-export function recentBootsOf(instances: readonly InstanceRecord[]): number[] {
-  return instances
-    .filter((i) => bootDurationMs(i) !== null)
-    .sort((a, b) => (b.readyAt ?? b.createdAt) - (a.readyAt ?? a.createdAt))
-    .slice(0, RECENT_BOOTS)
-    .map((i) => bootDurationMs(i)!);
 }
 
 /**

@@ -164,6 +164,12 @@ export interface WarmPolicy {
   windowSec: number;
   /** Seconds the pool stays at a size before it may shrink (default 300). */
   cooldownSec: number;
+  /**
+   * Boot time (s) the model assumes until one is measured (default 30): a service that
+   * scales from zero after its boot history has expired (30-60 min) sizes its first pool
+   * from this. Set it to the service's typical start (pull, boot and warm-up).
+   */
+  bootSec?: number;
   /** Known demand: during each window the pool keeps at least its `min`. */
   windows: WarmWindow[];
 }

@@ -31,13 +31,14 @@ const warmWindowSchema = z.object({
   min: z.number().int().min(0).max(MAX_POLICY_INSTANCES),
 }).strict().refine((w) => w.start !== w.end, { message: 'start and end must differ', path: ['end'] });
 
-/** `warm: { min, max, target, windowSec?, cooldownSec?, windows? }` (docs/pool-sizing.md). */
+/** `warm: { min, max, target, windowSec?, cooldownSec?, bootSec?, windows? }` (docs/pool-sizing.md). */
 export const warmPolicySchema = z.object({
   min: z.number().int().min(0).max(MAX_POLICY_INSTANCES).default(0),
   max: z.number().int().min(0).max(MAX_POLICY_INSTANCES),
   target: z.number().gt(0, 'a probability between 0 and 1 (exclusive), e.g. 0.99').lt(1, 'a probability between 0 and 1 (exclusive), e.g. 0.99'),
   windowSec: z.number().int().min(10).max(MAX_HISTORY_SEC).default(300),
   cooldownSec: z.number().int().min(0).max(MAX_HISTORY_SEC).default(300),
+  bootSec: z.number().positive('a boot time in seconds, e.g. 90').max(86_400).optional(),
   windows: z.array(warmWindowSchema).max(32).default([]),
 }).strict().superRefine((p, ctx) => {
   // Runs even when other fields failed (all problems in one answer), so fields may be of any type.

@@ -34,12 +34,17 @@ t.test('size = 1 + target quantile of arrivals during one measured boot', async 
   t.equal(sizePool({ policy: policy({ target: 0.5 }), arrivals: spread(60, 300), bootsMs: [5_000], now: NOW }).size, 2);
   // No boot measured yet: the documented default.
   t.equal(sizePool({ policy: policy(), arrivals: spread(60, 300), bootsMs: [], now: NOW }).bootMs, DEFAULT_BOOT_MS);
+  // ... or the policy's bootSec, until a boot is measured.
+  const hinted = sizePool({ policy: policy({ bootSec: 5 }), arrivals: spread(60, 300), bootsMs: [], now: NOW });
+  t.same({ bootMs: hinted.bootMs, measured: hinted.bootMeasured, size: hinted.size }, { bootMs: 5_000, measured: false, size: 5 }, 'bootSec 5: as if 5 s were measured');
+  t.equal(sizePool({ policy: policy({ bootSec: 5 }), arrivals: spread(60, 300), bootsMs: [30_000], now: NOW }).bootMs, 30_000, 'a measured boot wins over bootSec');
+  t.equal(sizePool({ policy: policy({ bootSec: 5 }), arrivals: spread(60, 300), boots: [{ at: NOW - 1_000, ms: 30_000 }], now: NOW }).bootMs, 30_000, 'also from the timed history');
 });
 
 t.test('min, max, scale to zero and the capped reasons', async (t) => {
   const quiet = sizePool({ policy: policy({ min: 0 }), arrivals: [], bootsMs: [5_000], now: NOW });
   t.equal(quiet.size, 0, 'no arrivals, min 0: scale to zero');
-  t.match(quiet.reason, /no claim/);
+  t.match(quiet.reason, /no session requested/);
   t.equal(sizePool({ policy: policy({ min: 2 }), arrivals: [], bootsMs: [5_000], now: NOW }).size, 2, 'min holds');
   const capped = sizePool({ policy: policy({ max: 3 }), arrivals: spread(600, 300), bootsMs: [30_000], now: NOW });
   t.equal(capped.size, 3);
@@ -166,6 +171,9 @@ t.test('bad policies are refused with the field path and the reason', async (t) 
   t.match(problems({ max: 2, target: 0.9, windows: [{ start: '08:00', end: '18:00', min: 1, days: ['monday'] }] }), [/warm\.windows\[0\]\.days\[0\]/]);
   t.match(problems({ max: 2, target: 0.9, windowSec: 1500, cooldownSec: 600 }), [/warm\.cooldownSec: windowSec \+ cooldownSec/]);
   t.match(problems({ max: 2, target: 0.9, surprise: 1 }), [/warm: .*surprise/]);
+  t.match(problems({ max: 2, target: 0.9, bootSec: 0 }), [/services\[0\]\.warm\.bootSec: a boot time in seconds/]);
+  t.match(problems({ max: 2, target: 0.9, bootSec: '90' }), [/services\[0\]\.warm\.bootSec: /]);
+  t.ok(file({ max: 2, target: 0.9, bootSec: 90 }).ok, 'bootSec 90 is fine');
   // Every problem in one answer, the cross-field ones too (they used to wait for the others' fix).
   const all = problems({ min: 5, max: 2, target: 1.5, windowSec: 1800, cooldownSec: 300, windows: [{ start: '25:00', end: '18:00', min: 1, days: ['someday'] }] });
   t.match(all.join('\n'), /warm\.target: a probability/);

@@ -63,6 +63,28 @@ t.test('history: arrivals from claims, ended claims and tombstones once each; bo
   t.same(bootHistoryOf(c, [...c.instances.values()].map((x) => x.value), 'chat').map((b) => b.ms).sort((a, b) => a - b), [4_500, 7_000, 9_000, 11_000], 'timed stages summed; claimed instances\' boots kept');
 });
 
+t.test('arrivals are request times: a claim less its wait, and the requests waiting now', async (t) => {
+  const claims: ClaimRecord[] = [
+    { sessionId: 's1', service: 'chat', instanceId: 'i1', claimedAt: NOW - 3_000, waitedMs: 4_000 },
+    { sessionId: 's2', service: 'chat', instanceId: 'i2', claimedAt: NOW - 2_000, waitedMs: 0 },
+  ];
+  const tombstones: TombstoneRecord[] = [
+    { sessionId: 's3', service: 'chat', instanceId: 'i3', reason: 'ended', endedAt: NOW - 500, claimedAt: NOW - 60_000, waitedMs: 5_000 },
+  ];
+  const waiting = { ...demand('r1', 3), oldestSince: NOW - 1_500, at: NOW - 200 };
+  const c = cache({ claims, tombstones, demand: [waiting, { ...demand('r2', 0), oldestSince: NOW - 9_000 }] });
+  t.same(arrivalsOf(c, 'chat').sort((a, b) => a - b), [NOW - 65_000, NOW - 7_000, NOW - 2_000, NOW - 1_500, NOW - 200, NOW - 200],
+    'requests, not claims; r1\'s three waiters (the oldest at oldestSince), r2 has none');
+  // The first request of an empty pool raises the size while it waits, not a boot later.
+  const pol = spec({ warm: { min: 0, max: 10, target: 0.99, windowSec: 60, cooldownSec: 60, windows: [] } });
+  const first = cache({ hosts: [host('h1', 10)], services: [pol], demand: [{ ...demand('r1', 1), oldestSince: NOW - 100, at: NOW - 100 }] });
+  const v = poolView(first, pol, NOW);
+  t.ok(v.size >= 1, `one waiting request sizes the pool (size ${v.size})`);
+  t.equal(v.waiting, 1);
+  const bogus = cache({ demand: [{ ...demand('r1', 1e9), oldestSince: NOW - 100, at: NOW - 50 }] });
+  t.equal(arrivalsOf(bogus, 'chat').length, 1_000, 'a record written by hand counts at most 1,000 waiters');
+});
+
 t.test('a policy written into the registry by hand that apply would refuse never throws: no pool, waiters still count', async (t) => {
   for (const warm of [{ max: 'x' }, { min: 1, max: 2, target: 0.9, windows: 'nope' }, null, 'three']) {
     const bad = spec({ warm: warm as unknown as ServiceSpec['warm'] });

@@ -68,7 +68,7 @@ function render(s) {
       return '<div class="chip ' + esc(i.state) + '" data-state="' + esc(i.state) + '" title="' + esc(i.id) + ' on ' + esc(i.host) + stageText(i.stages) + '">' + esc(i.id) + '<br>' + esc(i.state) + (p !== null ? ' ' + p + '%' : '') + (p !== null ? '<div class="bar" style="width:' + p + '%"></div>' : '') + '</div>';
     }).join('');
     const p = v.pool, z = p.sizing, c = v.cost;
-    const why = p.static ? 'static warm ' + p.size : esc(z.reason) + ' · ' + (z.ratePerSec * 60).toFixed(2) + ' claims/min, boot ' + secs(z.bootMs) + (z.bootMeasured ? '' : ' (none measured yet: default)') + (z.next ? ' · next: ' + z.next.size + ' in ' + secs(Math.max(0, z.next.at - s.at)) : '');
+    const why = p.static ? 'static warm ' + p.size : esc(z.reason) + ' · ' + (z.ratePerSec * 60).toFixed(2) + ' requests/min, boot ' + secs(z.bootMs) + (z.bootMeasured ? '' : ' (none measured yet: assumed)') + (z.next ? ' · next: ' + z.next.size + ' in ' + secs(Math.max(0, z.next.at - s.at)) : '');
     const eta = s.etaSec[v.name] === undefined ? '' : s.etaMeasured[v.name]
       ? ' · first waiter served in ~' + secs(s.etaSec[v.name] * 1000)
       : ' · first waiter served within ' + secs(s.etaSec[v.name] * 1000) + ' (its boot timeout: no start measured yet)';

@@ -46,13 +46,13 @@ t.test('pool policies: apply validates, status and inspect explain', { skip: inf
   const chat = json.services.find((s) => s.name === 'chat')!;
   const fixed = json.services.find((s) => s.name === 'fixed')!;
   t.match(chat, { target: 2, pool: { static: false, sizing: { floor: 2 } }, cost: { hitRatio: null } }, 'the window minimum holds, no sessions yet');
-  t.match(chat.pool.sizing!.reason, /no claim in the last 300 s: at the minimum 2/);
+  t.match(chat.pool.sizing!.reason, /no session requested in the last 300 s: at the minimum 2/);
   t.match(fixed, { target: 3, pool: { static: true } });
 
   const human = (await warmpool(['status'], env)).stdout;
   t.match(human, /POOLS[\s\S]*chat: target 2; 0 slots = 2 pool \+ 0 waiting \(capped: the fleet has room for 0 more\)/, 'no host yet: capped, and said so');
-  t.match(human, /why: no claim in the last 300 s/);
-  t.match(human, /measured: 0\.00 claims\/min, boot 30\.0s \(none measured yet: default\)/);
+  t.match(human, /why: no session requested in the last 300 s/);
+  t.match(human, /measured: 0\.00 requests\/min, boot 30\.0s \(none measured yet: the policy.s bootSec, else 30 s\)/);
   t.match(human, /fixed: static warm 3; 3 slots/);
 
   const inspected = JSON.parse((await warmpool(['inspect', 'service', 'chat'], env)).stdout) as { pool: { size: number; sizing: { reason: string } } };
