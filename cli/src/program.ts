@@ -5,8 +5,21 @@ import { createSession } from './session-create.js';
 import { daemonCommands } from './daemons.js';
 import { readFileSync } from 'node:fs';
 
-/** This package's version (cli/package.json; dist/src/program.js sits two levels below it). */
-export const CLI_VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/**
+ * The version of this program: of the nearest package.json above this module that is the
+ * CLI's, `@warmpool/cli` in the source tree (cli/dist/src/program.js) or `warmpool` in the
+ * installable package (dist/warmpool.js, one bundle). "unknown" when neither is found; never
+ * throws (a missing file must not stop every command).
+ */
+export function cliVersion(from: string | URL = import.meta.url): string {
+  for (const up of ['../package.json', '../../package.json', '../../../package.json']) {
+    try {
+      const p = JSON.parse(readFileSync(new URL(up, from), 'utf8')) as { name?: unknown; version?: unknown };
+      if ((p.name === '@warmpool/cli' || p.name === 'warmpool') && typeof p.version === 'string') return p.version;
+    } catch { /* not there: look one level up */ }
+  }
+  return 'unknown';
+}
 
 const io: Io = { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) };
 
@@ -96,7 +109,7 @@ export function buildProgram(): Command {
     // Usage errors are thrown (main() exits 2), not process.exit(1) inside the parser.
     .exitOverride()
     .description('Warm pools of slow-booting AI containers, one ready instance per session.')
-    .version(CLI_VERSION, '-V, --version', 'print the version and exit')
+    .version(cliVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 

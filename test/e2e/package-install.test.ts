@@ -4,7 +4,7 @@
 // etcd. The agent builds its sidecar image from the package (a name private to this
 // test), an instance of the demo chatbot boots behind it, and a session is served.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -35,6 +35,8 @@ t.test('the packed warmpool package installs with npm -g and runs agent and rout
   const warmpool = path.join(prefix, 'bin', 'warmpool');
   const help = await exec(warmpool, ['--help'], { cwd: scratch });
   t.match(help.stdout, /Usage: warmpool/, 'the warmpool command is on the prefix\'s PATH');
+  const version = JSON.parse(readFileSync(path.join(repoRoot, 'cli/package.json'), 'utf8')) as { version: string };
+  t.equal((await exec(warmpool, ['--version'], { cwd: scratch })).stdout.trim(), version.version, '--version from the package (one bundle)');
   t.ok(existsSync(path.join(prefix, 'lib/node_modules/warmpool/systemd/warmpool-agent.service')), 'the systemd units come with it');
 
   const etcd = await startEtcd();
