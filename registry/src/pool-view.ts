@@ -31,7 +31,6 @@ type CacheView = Pick<RegistryCache, 'services' | 'hosts' | 'drains' | 'instance
 /** Waiting requests of one router counted as arrivals, at most (see arrivalsOf). */
 const MAX_WAITERS_COUNTED = 1_000;
 
-
 /**
  * An instance's boot time: its timed stages summed when its agent records them, else bootMs;
  * null until the instance was ready (a starting instance's stages hold only what it has done
