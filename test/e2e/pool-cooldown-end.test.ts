@@ -26,11 +26,14 @@ t.test('a demand-driven pool retires its surplus when the cool-down ends, with n
     if (poolView(h.cache, spec, Date.now()).size !== 1) throw new Error('size above 1');
     return Date.now();
   }, { timeoutMs: 60_000, intervalMs: 100, what: 'size back to 1' });
-  const retiredAt = await eventually(() => {
-    if (h.unclaimed().length !== 1) throw new Error(`${h.unclaimed().length} unclaimed`);
+  // The agent acts when the size falls: its first surplus instance leaves at once. (All of
+  // them leaving takes longer on a loaded machine: each is a few registry writes.)
+  const firstRetiredAt = await eventually(() => {
+    if (h.unclaimed().length >= grown) throw new Error(`${h.unclaimed().length} unclaimed`);
     return Date.now();
-  }, { timeoutMs: 20_000, intervalMs: 100, what: 'surplus retired without a resync' });
-  t.ok(retiredAt - minAt < 5_000, `retired ${retiredAt - minAt} ms after the size fell to 1 (resync every 600 s)`);
+  }, { timeoutMs: 20_000, intervalMs: 100, what: 'the first surplus instance retired without a resync' });
+  t.ok(firstRetiredAt - minAt < 5_000, `retiring began ${firstRetiredAt - minAt} ms after the size fell to 1 (resync every 600 s)`);
+  await eventually(() => h.unclaimed().length === 1, { timeoutMs: 30_000, intervalMs: 100, what: 'all the surplus retired' });
   await eventually(async () => (await h.containers()).length === 2, { timeoutMs: 20_000, what: 'the surplus containers removed' });
   t.pass('one instance (app + sidecar) left');
 });
