@@ -62,8 +62,8 @@ export interface SizingResult {
   next: { at: number; size: number } | null;
   /**
    * The earliest moment the size may fall if no session arrives (epoch ms, at least
-   * RECHECK_MIN_MS ahead): a moment of the cool-down leaves it, or an arrival leaves a rate
-   * window. null when the size is at the minimum in force. Agents plan again then, so a
+   * RECHECK_MIN_MS ahead): a moment of the cool-down (grid point, arrival or boot
+   * measurement) leaves it, or an arrival leaves a rate window. null when the size is at the minimum in force. Agents plan again then, so a
    * cool-down's end takes effect when it ends, not at the next resync. Cheap (no look-ahead).
    */
   recheckAt: number | null;
@@ -217,15 +217,18 @@ function heldSize(policy: WarmPolicy, sorted: readonly number[], bootAt: BootAt,
 }
 
 /** See SizingResult.recheckAt. `sorted`: arrivals up to now, ascending. */
-function recheckAt(policy: WarmPolicy, sorted: readonly number[], now: number): number {
+function recheckAt(policy: WarmPolicy, sorted: readonly number[], boots: readonly number[], now: number): number {
   const candidates: number[] = [];
-  // The oldest moment of the cool-down's grid, or its oldest arrival, leaves it.
+  // The oldest moment of the cool-down's grid, its oldest arrival or its oldest boot
+  // measurement leaves it (heldSize looks back at each of them).
   const cooldownMs = policy.cooldownSec * 1000;
   const from = now - cooldownMs;
   const oldest = Math.floor(from / SIZING_STEP_MS) * SIZING_STEP_MS + SIZING_STEP_MS;
   if (oldest <= now && oldest !== now) candidates.push(oldest + cooldownMs);
-  const arrival = firstAfter(sorted, from);
-  if (arrival < sorted.length && sorted[arrival]! < now) candidates.push(sorted[arrival]! + cooldownMs);
+  for (const moments of [sorted, boots]) {
+    const first = firstAfter(moments, from);
+    if (first < moments.length && moments[first]! < now) candidates.push(moments[first]! + cooldownMs);
+  }
   // The oldest arrival in each rate window leaves it (the size now may fall).
   const windowMs = policy.windowSec * 1000;
   for (const w of new Set([Math.min(SHORT_WINDOW_SEC * 1000, windowMs), windowMs])) {
@@ -242,7 +245,7 @@ export function sizePool(input: SizingInput): SizingResult {
   const all = [...(input.bootsMs ?? []), ...(input.boots ?? []).filter((b) => b.at <= now).slice(-RECENT_BOOTS).map((b) => b.ms)];
   const measured = median(all.filter((b) => b > 0));
   const bootMs = measured ?? (policy.bootSec !== undefined ? policy.bootSec * 1000 : DEFAULT_BOOT_MS);
-  const bootAt = input.boots?.length ? bootClock(input, bootMs) : () => bootMs;
+  const bootAt: BootAt = input.boots?.length ? bootClock(input, bootMs) : () => bootMs;
   const here = sizeAt(policy, sorted, bootAt, now);
   const size = heldSize(policy, sorted, bootAt, now);
   const floor = floorAt(policy, now);
@@ -254,7 +257,7 @@ export function sizePool(input: SizingInput): SizingResult {
   else if (here.model < floor) reason = `at the minimum ${floor} (the model asks for ${here.model})`;
   else reason = `${(policy.target * 100).toFixed(1)}% quantile of arrivals during one boot (${(here.rate * 60).toFixed(2)}/min x ${(bootMs / 1000).toFixed(1)} s) + 1`;
 
-  const recheck = size > floor ? recheckAt(policy, sorted, now) : null;
+  const recheck = size > floor ? recheckAt(policy, sorted, bootAt.instants ?? [], now) : null;
   const recheckAtOrNull = recheck !== null && Number.isFinite(recheck) ? recheck : null;
   // Look ahead, assuming nobody arrives: when does the size change (cool-down ends, window edges)?
   let next: SizingResult['next'] = null;

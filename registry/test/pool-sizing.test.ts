@@ -109,6 +109,36 @@ t.test('recheckAt: the first moment the size may fall, so an agent can plan agai
   t.equal(nc.recheckAt, NOW + 10_000, 'the one arrival leaves the 60 s window in 10 s');
 });
 
+t.test('regression: recheckAt is never later than a fall held up by a boot measurement (CI flake: retiring began 7.1 s after the size fell)', async (t) => {
+  // Three sessions at once, then the replacements' boots measured a few seconds later: the
+  // rate seen at those boot instants holds the size until each instant leaves the cool-down.
+  // The agent planned again only at the next grid point, up to SIZING_STEP_MS late.
+  const p = policy({ min: 1, max: 4, windowSec: 10, cooldownSec: 10 });
+  let seed = 17;
+  const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31; };
+  let late = 0;
+  for (let run = 0; run < 40; run++) {
+    const t0 = NOW + Math.floor(rnd() * 10_000);
+    const arrivals = [t0, t0 + Math.floor(rnd() * 300), t0 + Math.floor(rnd() * 600)];
+    const boots = Array.from({ length: 3 }, () => ({ at: t0 + 1_000 + Math.floor(rnd() * 8_000), ms: 1_000 + Math.floor(rnd() * 6_000) }));
+    const last = Math.max(...arrivals, ...boots.map((b) => b.at));
+    // Follow the rechecks as an agent does; at every 50 ms between two of them, the size may not have fallen.
+    let now = last;
+    for (let i = 0; i < 50; i++) {
+      const r = sizePool({ policy: p, arrivals, boots, now });
+      if (r.recheckAt === null) break;
+      for (let at = now + 50; at < r.recheckAt; at += 50) {
+        const s = sizePool({ policy: p, arrivals, boots, now: at }).size;
+        if (s < r.size) { late = Math.max(late, r.recheckAt - at); break; }
+      }
+      now = r.recheckAt;
+    }
+    t.equal(sizePool({ policy: p, arrivals, boots, now }).size, 1, `run ${run}: the rechecks reach the minimum`);
+  }
+  // A recheck is never asked for sooner than RECHECK_MIN_MS: a fall within that is up to that late.
+  t.ok(late <= RECHECK_MIN_MS, `no fall comes more than RECHECK_MIN_MS before its recheck (late by ${late} ms at most)`);
+});
+
 t.test('regression: a rise between two grid points is held for the whole cool-down (CI flake: the size fell 2.4 s after it rose)', async (t) => {
   const p = policy({ windowSec: 20, cooldownSec: 10 });
   // One arrival a second from a grid point on; the rate peaks at the last one (12 s), between
