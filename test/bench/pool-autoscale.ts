@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Registry, UsageMeter, poolCost, type ServiceSpec, type WarmPolicy } from '@warmpool/registry';
+import { Registry, UsageMeter, poolCost, poolView, type ServiceSpec, type WarmPolicy } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { DockerodeRuntime, clusterFromPrefix, startAgent } from '@warmpool/agent';
 import { buildRouter } from '@warmpool/router';
@@ -141,11 +141,27 @@ async function runOnce(etcd: EtcdCluster, trace: Arrival[], warm: number | WarmP
     const t0 = Date.now();
     sample();
     let unavailable = 0;
+    // The pool as the registry shows it when each request is sent (printed for those that waited).
+    const seen = new Map<string, PoolSnapshot>();
+    const snapshot = (): PoolSnapshot => {
+      const view = poolView(cache, spec, Date.now());
+      const count = { ready: 0, starting: 0, claimed: 0, draining: 0 };
+      for (const { value: i } of cache.instances.values()) {
+        if (i.service !== 'chat') continue;
+        if (i.state === 'ready' && !cache.claims.has(i.id)) count.ready++;
+        else if (i.state === 'claimed' || cache.claims.has(i.id)) count.claimed++;
+        else if (i.state === 'draining') count.draining++;
+        else if (i.state !== 'failed') count.starting++;
+      }
+      return { size: view.size, slots: view.slots, room: view.room, waiting: view.waiting, ...count };
+    };
     const sessions = trace.map(async (a) => {
       await sleepUntil(t0 + a.at);
+      const before = snapshot();
       const res = await fetch(`${url}/v1/sessions?wait=60`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ service: 'chat' }) });
       if (res.status !== 201) { unavailable++; await res.arrayBuffer(); return; }
       const { sessionId } = (await res.json()) as { sessionId: string };
+      seen.set(sessionId, before);
       await new Promise((r) => setTimeout(r, a.holdMs));
       await fetch(`${url}/v1/sessions/${sessionId}`, { method: 'DELETE' });
     });
@@ -158,7 +174,8 @@ async function runOnce(etcd: EtcdCluster, trace: Arrival[], warm: number | WarmP
     const waits = claims.map((c) => c.waitedMs!).sort((x, y) => x - y);
     // Where the misses fall: each waiting session's request time on the trace (s) and its
     // wait (ms); and the boots measured (ms), which the policy's boot time T comes from.
-    const waited = claims.filter((c) => c.waitedMs! > 0).map((c) => ({ atSec: round((c.claimedAt - c.waitedMs! - t0) / 1000, 1), waitedMs: c.waitedMs! }))
+    const waited = claims.filter((c) => c.waitedMs! > 0)
+      .map((c) => ({ atSec: round((c.claimedAt - c.waitedMs! - t0) / 1000, 1), waitedMs: c.waitedMs!, pool: seen.get(c.sessionId) ?? null }))
       .sort((a, b) => a.atSec - b.atSec);
     const boots = claims.filter((c) => c.bootMs !== undefined).map((c) => c.bootMs!).sort((x, y) => x - y);
     const cost = poolCost(cache, spec);
@@ -178,6 +195,13 @@ async function runOnce(etcd: EtcdCluster, trace: Arrival[], warm: number | WarmP
     rmSync(runDir, { recursive: true, force: true });
   }
 }
+
+/**
+ * A service's pool in the router's registry cache: its size and warm slots (poolView), the
+ * host's room, requests waiting, and its instances by state (ready = ready and unclaimed;
+ * starting = pulling, booting or warming).
+ */
+interface PoolSnapshot { size: number; slots: number; room: number; waiting: number; ready: number; starting: number; claimed: number; draining: number }
 
 function sleepUntil(at: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
