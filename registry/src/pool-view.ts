@@ -81,29 +81,37 @@ export function arrivalsOf(cache: Pick<CacheView, 'claims' | 'tombstones' | 'dem
 }
 
 /**
- * The boot history: the most recent measured boots among the service's instances and the
- * instances its sessions claimed (claims and tombstones keep the claimed instance's boot
- * time), so the figure does not jump when instances come and go.
+ * The boot history, `{ at, ms }` ascending by `at` (epoch ms; ms: pull + create + boot +
+ * warm-up where timed): the boots of the instances the service's sessions claimed (claims,
+ * ended claims and tombstones keep the claimed instance's boot time), each dated when its
+ * claim was made, the moment it entered the history. While that history has none (no session
+ * within it), the boots of the service's current instances, dated when each was ready.
+ *
+ * Why not both: a sample must not leave the history by the pool's own doing. An unclaimed
+ * instance's record goes when the pool retires it; had its boot counted, retiring the pool's
+ * fast boots raised the median boot, and with it the size, right after the size fell (a flap
+ * a CI run caught: 6 -> 4 -> 3 -> 4 with no new session). Sessions' records stay for the
+ * history's span (30-60 min) whatever the pool does. And dated at the claim, a sample never
+ * rewrites a past moment of the cool-down.
  */
 export function bootHistoryOf(cache: Pick<CacheView, 'claims' | 'tombstones'>, instances: readonly InstanceRecord[], service: string): { at: number; ms: number }[] {
   const samples: { at: number; ms: number }[] = [];
   const seen = new Set<string>();
-  for (const i of instances) {
-    const ms = bootDurationMs(i);
-    if (ms === null) continue;
-    seen.add(i.id);
-    samples.push({ at: i.readyAt ?? i.createdAt, ms });
-  }
   for (const { value: c } of cache.claims.values()) {
-    if (c.service !== service || c.bootMs === undefined || seen.has(c.instanceId)) continue;
+    if (c.service !== service || !(c.bootMs! > 0) || seen.has(c.instanceId)) continue;
     seen.add(c.instanceId);
-    // When the boot ended (as the instance record said), so the sample keeps its time when the instance goes.
-    samples.push({ at: c.readyAt ?? c.claimedAt, ms: c.bootMs });
+    samples.push({ at: c.claimedAt, ms: c.bootMs! });
   }
   for (const { value: t } of cache.tombstones.values()) {
-    if (t.service !== service || t.bootMs === undefined || seen.has(t.instanceId)) continue;
+    if (t.service !== service || !(t.bootMs! > 0) || seen.has(t.instanceId)) continue;
     seen.add(t.instanceId);
-    samples.push({ at: t.readyAt ?? t.claimedAt ?? t.endedAt, ms: t.bootMs });
+    samples.push({ at: t.claimedAt ?? t.endedAt, ms: t.bootMs! });
+  }
+  if (!samples.length) {
+    for (const i of instances) {
+      const ms = bootDurationMs(i);
+      if (ms !== null) samples.push({ at: i.readyAt ?? i.createdAt, ms });
+    }
   }
   return samples.sort((a, b) => a.at - b.at);
 }

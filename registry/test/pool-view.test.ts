@@ -60,7 +60,10 @@ t.test('history: arrivals from claims, ended claims and tombstones once each; bo
   ];
   const c = cache({ claims, tombstones, instances: [inst('i4', { bootMs: 5_000, stages: { pullMs: 1_000, createMs: 0, bootMs: 3_000, warmupMs: 500 } } as Partial<InstanceRecord>)] });
   t.same(arrivalsOf(c, 'chat').sort((a, b) => a - b), [NOW - 60_000, NOW - 3_000, NOW - 2_000], 'three sessions, s2 counted once');
-  t.same(bootHistoryOf(c, [...c.instances.values()].map((x) => x.value), 'chat').map((b) => b.ms).sort((a, b) => a - b), [4_500, 7_000, 9_000, 11_000], 'timed stages summed; claimed instances\' boots kept');
+  t.same(bootHistoryOf(c, [...c.instances.values()].map((x) => x.value), 'chat'), [{ at: NOW - 60_000, ms: 11_000 }, { at: NOW - 3_000, ms: 7_000 }, { at: NOW - 2_000, ms: 9_000 }],
+    'claimed instances\' boots kept, each dated when claimed; the unclaimed instance i4 is no sample while sessions have some');
+  const quiet = cache({ instances: [...c.instances.values()].map((x) => x.value) });
+  t.same(bootHistoryOf(quiet, [...quiet.instances.values()].map((x) => x.value), 'chat'), [{ at: NOW - 5_000, ms: 4_500 }], 'no session in the history: the current instances\' boots (timed stages summed)');
 });
 
 t.test('arrivals are request times: a claim less its wait, and the requests waiting now', async (t) => {
@@ -98,4 +101,20 @@ t.test('a starting instance is no boot sample: its partial stages would pull the
   const starting = inst('b', { state: 'booting', readyAt: null, bootMs: null, createdAt: NOW - 1_000, stages: { pullMs: 0, createMs: 400 } });
   const history = bootHistoryOf(cache({}), [ready, starting], 'chat');
   t.same(history.map((h) => h.ms), [20_500], 'only the ready instance\'s whole start counts');
+});
+
+t.test('regression: retiring unclaimed instances never raises the size (CI flake: the size fell 6 -> 4 -> 3, then rose to 4 with no new session)', async (t) => {
+  // Ten sessions over the last 12 s, their instances booted in 8 s; the pool's unclaimed
+  // instances booted in 2 s. When the agents retire those (the size fell), their boot
+  // samples must not leave the history: the median boot would rise and the size with it.
+  const pol = spec({ warm: { min: 1, max: 20, target: 0.99, windowSec: 20, cooldownSec: 0, windows: [] } });
+  const claims: ClaimRecord[] = Array.from({ length: 10 }, (_, i) => ({
+    sessionId: `s${i}`, service: 'chat', instanceId: `c${i}`, claimedAt: NOW - 12_000 + i * 1_000, waitedMs: 0, ended: true, endedAt: NOW - 11_000 + i * 1_000, bootMs: 8_000, readyAt: NOW - 20_000,
+  }));
+  const pool = Array.from({ length: 12 }, (_, i) => inst(`p${i}`, { slot: i, bootMs: 2_000, readyAt: NOW - 6_000 + i * 100, createdAt: NOW - 8_000 + i * 100 }));
+  const before = poolView(cache({ hosts: [host('h1', 40)], services: [pol], claims, instances: pool }), pol, NOW);
+  for (let left = pool.length - 1; left >= 0; left--) {
+    const after = poolView(cache({ hosts: [host('h1', 40)], services: [pol], claims, instances: pool.slice(0, left) }), pol, NOW);
+    t.ok(after.size <= before.size, `${left} of the pool's instances left: size ${after.size} (was ${before.size})`);
+  }
 });
