@@ -159,7 +159,8 @@ function describe(code: RouterErrorCode, err: unknown): string {
   switch (code) {
     case 'WARMPOOL_HEADERS_TOO_LARGE': return 'request headers too large';
     case 'WARMPOOL_BODY_TOO_LARGE': return 'request body too large';
-    case 'WARMPOOL_BAD_JSON': return 'request body is not valid JSON';
+    // The JSON parser also refuses prototype keys (prototype pollution), with the same error.
+    case 'WARMPOOL_BAD_JSON': return 'request body is not valid JSON, or has a "__proto__" or "constructor.prototype" key (refused)';
     case 'WARMPOOL_INSTANCE_UNREACHABLE': return 'the session\'s instance is unreachable';
     case 'WARMPOOL_UPSTREAM_TIMEOUT': return 'the session\'s instance did not answer in time';
     case 'WARMPOOL_INSTANCE_BAD_RESPONSE': return 'the session\'s instance sent an invalid HTTP response';

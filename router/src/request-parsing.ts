@@ -61,10 +61,14 @@ export function sessionIdOf(headers: { [k: string]: string | string[] | undefine
   return undefined;
 }
 
-/** `?wait=SECONDS`: a non-negative number, bounded by the router's maximum. */
+/**
+ * `?wait=SECONDS`: a non-negative decimal number of seconds (at most 3 decimals), capped at
+ * the router's maximum however large (a client asking to wait a year waits the maximum).
+ * Anything else (a sign, an exponent, a unit, a repeated parameter) is a 400.
+ */
 export function parseWait(raw: unknown, defaultSec: number, maxSec: number): number {
   if (raw === undefined || raw === '') return Math.min(defaultSec, maxSec);
-  if (typeof raw !== 'string' || !/^\d{1,6}(\.\d{1,3})?$/.test(raw)) {
+  if (typeof raw !== 'string' || raw.length > 64 || !/^\d+(\.\d{1,3})?$/.test(raw)) {
     throw new RouterError('WARMPOOL_INVALID_WAIT', 'wait must be a number of seconds, e.g. ?wait=30');
   }
   return Math.min(Number(raw), maxSec);

@@ -41,7 +41,7 @@ export function sessionRoutes(ctx: RouterContext) {
       if (given === undefined && !ctx.config.defaultService) {
         throw new RouterError('WARMPOOL_INVALID_SERVICE', 'body must name a service: {"service":"chatbot"}');
       }
-      const service = checkServiceName(given ?? ctx.config.defaultService);
+      const service = checkServiceName(given === undefined ? ctx.config.defaultService : given);
       const waitSec = parseWait(request.query.wait, ctx.config.wait.defaultSec, ctx.config.wait.maxSec);
       const idempotencyKey = checkIdempotencyKey(request.headers['idempotency-key']);
       const r = await ctx.claimer.claim(service, {

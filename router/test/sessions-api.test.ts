@@ -96,6 +96,8 @@ t.test('client errors are 4xx with a stable code', async (t) => {
     ['service not a string', { method: 'POST', url: '/v1/sessions', payload: { service: 42 } }, 400, 'WARMPOOL_INVALID_SERVICE'],
     ['no service', { method: 'POST', url: '/v1/sessions', payload: {} }, 400, 'WARMPOOL_INVALID_SERVICE'],
     ['bad JSON', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: '{"service":' }, 400, 'WARMPOOL_BAD_JSON'],
+    ['a __proto__ key', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: '{"__proto__":{"service":"chatbot"}}' }, 400, 'WARMPOOL_BAD_JSON'],
+    ['a constructor.prototype key', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: '{"constructor":{"prototype":{"service":"chatbot"}}}' }, 400, 'WARMPOOL_BAD_JSON'],
     ['JSON array', { method: 'POST', url: '/v1/sessions', payload: [1, 2] }, 400, 'WARMPOOL_BAD_REQUEST'],
     ['JSON null', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: 'null' }, 400, 'WARMPOOL_BAD_REQUEST'],
     ['not JSON', { method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/xml' }, payload: '<a/>' }, 415, 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE'],
@@ -117,6 +119,7 @@ t.test('client errors are 4xx with a stable code', async (t) => {
     t.equal(res.statusCode, status, `${name}: ${status}`);
     t.equal(res.json().error?.code, code, `${name}: ${code}`);
     t.type(res.json().error?.message, 'string', `${name}: has a message`);
+    if (name.includes('__proto__') || name.includes('constructor')) t.match(res.json().error.message, /"__proto__" or "constructor.prototype" key/, `${name}: names the refused keys`);
     if (code === 'WARMPOOL_UNSUPPORTED_MEDIA_TYPE') t.match(res.json().error.message, /^the body is \S+; send it as Content-Type: application\/json/, `${name}: says what to send`);
   }
 });
@@ -130,4 +133,23 @@ t.test('a session past its max lifetime is 410 and ended', async (t) => {
   now += 9 * 3600 * 1000; // default max lifetime is 8 h
   const get = await h.app.inject({ url: `/v1/sessions/${id}/proxy/hello` });
   t.equal(get.statusCode, 410);
+});
+
+t.test('the service field: null is no service (400), even where the router has a default service; waits above the maximum are capped', async (t) => {
+  const h = await harness({ ready: 5, router: { config: { defaultService: 'chatbot', wait: { defaultSec: 0, maxSec: 1 } } } });
+  t.teardown(() => h.close());
+  const nul = await h.app.inject({ method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: '{"service":null}' });
+  t.equal(nul.statusCode, 400, 'service: null is refused, not taken for the default service');
+  t.equal(nul.json().error?.code, 'WARMPOOL_INVALID_SERVICE');
+  for (const wait of ['1000000', '99999999999', '123456789012.5']) {
+    const r = await h.app.inject({ method: 'POST', url: `/v1/sessions?wait=${wait}`, payload: { service: 'chatbot' } });
+    t.not(r.statusCode, 400, `?wait=${wait} is capped at the maximum, not refused (${r.statusCode} ${r.body.slice(0, 120)})`);
+    if (r.statusCode === 201) await h.app.inject({ method: 'DELETE', url: `/v1/sessions/${r.json().sessionId as string}` });
+  }
+  const absurd = await h.app.inject({ method: 'POST', url: `/v1/sessions?wait=${'9'.repeat(65)}`, payload: { service: 'chatbot' } });
+  t.equal(absurd.statusCode, 400, 'a wait of 65 digits is refused');
+  const bySigns = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=1e9', payload: { service: 'chatbot' } });
+  t.equal(bySigns.json().error?.code, 'WARMPOOL_INVALID_WAIT', 'exponents stay refused');
+  const omitted = await h.app.inject({ method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'application/json' }, payload: '{}' });
+  t.equal(omitted.statusCode, 201, 'no service field: the default service');
 });
