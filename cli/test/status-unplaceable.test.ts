@@ -28,3 +28,21 @@ t.test('status says why a service can be placed on no host', async (t) => {
   t.notMatch(text, /fits\s+(needs|no host)/);
   t.equal(computeStatus(cacheOf([['big', { resources: { gpus: 16 } }]], []) as never, 0).services[0]!.unplaceable, null, 'no hosts yet: nothing to say');
 });
+
+t.test('status says when an instance needs more memory than any host has', async (t) => {
+  const mem = (id: string, memoryMb: number, gpus = 0) =>
+    [id, v({ id, address: '127.0.0.1', capacity: { instances: 8, memoryMb, gpus }, labels: {}, draining: false })] as const;
+  const s = computeStatus(cacheOf([
+    ['huge', { resources: { memoryMb: 30_000 } }],
+    ['fits', { resources: { memoryMb: 20_000 } }],
+    ['gpu-huge', { resources: { memoryMb: 30_000, gpus: 2 } }],
+  ], [mem('m1', 21_736), mem('m2', 16_000), mem('g1', 40_000, 1)]) as never, 0);
+  t.equal(s.services.find((x) => x.name === 'huge')!.unplaceable, null, 'g1 has the memory (no GPUs asked)');
+  t.equal(s.services.find((x) => x.name === 'fits')!.unplaceable, null);
+  t.equal(s.services.find((x) => x.name === 'gpu-huge')!.unplaceable, 'needs 2 GPUs per instance; the largest host has 1');
+  const small = computeStatus(cacheOf([['huge', { resources: { memoryMb: 30_000 } }]], [mem('m1', 21_736), mem('m2', 16_000)]) as never, 0);
+  t.equal(small.services[0]!.unplaceable, 'needs 30000 MB of memory per instance; the largest host has 21736 MB');
+  t.match(renderStatus(small), /30000 MB of memory/, 'shown in the status text');
+  const unlimited = computeStatus(cacheOf([['huge', { resources: { memoryMb: 30_000 } }]], [mem('m1', 21_736), mem('m0', 0)]) as never, 0);
+  t.equal(unlimited.services[0]!.unplaceable, null, 'a host with no memory capacity set takes any memory');
+});

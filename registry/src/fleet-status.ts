@@ -56,15 +56,27 @@ export interface Status {
   drainedUnregistered: string[];
 }
 
-/** Why none of `hosts` can run an instance of `spec` (the planner's GPU and label rules), or null; null when the pool is empty (`target` 0). */
+/**
+ * Why none of `hosts` can run an instance of `spec` (the planner's label, GPU and memory
+ * rules), or null; null when the pool is empty (`target` 0). A host whose capacity gives no
+ * memory (`memoryMb` 0) takes any memory, as in fleetRoom.
+ */
 function unplaceable(spec: ServiceSpec, target: number, hosts: readonly HostRecord[]): string | null {
   if (!target || !hosts.length) return null;
   const want = spec.placement?.hostLabels ?? {};
   const labelled = hosts.filter((h) => placementAllows({ hostLabels: want }, h.labels ?? {}));
   if (!labelled.length) return `no host has the labels ${Object.entries(want).map(([k, x]) => `${k}=${x}`).join(',')}`;
+  const withLabels = Object.keys(want).length ? ' with its labels' : '';
   const gpus = spec.resources?.gpus ?? 0;
   const most = Math.max(...labelled.map((h) => h.capacity.gpus ?? 0));
-  return gpus > most ? `needs ${gpus} GPUs per instance; the largest host${Object.keys(want).length ? ' with its labels' : ''} has ${most}` : null;
+  if (gpus > most) return `needs ${gpus} GPUs per instance; the largest host${withLabels} has ${most}`;
+  const memoryMb = spec.resources?.memoryMb ?? 0;
+  const able = labelled.filter((h) => (h.capacity.gpus ?? 0) >= gpus);
+  if (memoryMb > 0 && able.every((h) => h.capacity.memoryMb > 0 && h.capacity.memoryMb < memoryMb)) {
+    const largest = Math.max(...able.map((h) => h.capacity.memoryMb));
+    return `needs ${memoryMb} MB of memory per instance; the largest host${withLabels}${gpus ? ` and ${gpus} GPUs` : ''} has ${largest} MB`;
+  }
+  return null;
 }
 
 /** The fleet at a glance, computed from a cache snapshot (pure: tested without a store). Used by `warmpool status` and the dashboard. */

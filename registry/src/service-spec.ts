@@ -114,7 +114,8 @@ export const serviceSpecSchema = z.object({
   }).strict().prefault({}),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable names are letters, digits and _'), z.string()).default({}),
   resources: z.object({
-    memoryMb: z.number().int().min(0).default(0),
+    // 16 TiB: beyond any host; the engine takes bytes as an int64, so the bound also keeps it exact.
+    memoryMb: z.number().int().min(0).max(16 * 1024 * 1024).default(0),
     cpus: z.number().min(0).max(1024).default(0),
     gpus: gpusPerInstance,
   }).strict().prefault({}),

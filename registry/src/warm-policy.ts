@@ -82,7 +82,12 @@ const INVALID_POLICY: WarmPolicy = { min: 0, max: 0, target: 0.5, windowSec: 300
  * by the value's type, so problems name the exact field (warm.windows[0].days[0]).
  */
 export const warmSchema = (maxWarm: number) => z.unknown().optional().transform((v, ctx): number | WarmPolicy => {
-  const warmCount = z.number().int().min(0).max(maxWarm);
+  const warmCount = z.number({
+    error: (iss) => {
+      if (iss.code !== 'invalid_type') return undefined;
+      return iss.expected === 'int' ? 'a whole number of instances' : 'a number of instances (e.g. 3) or a policy object (e.g. { min: 0, max: 8, target: 0.99 })';
+    },
+  }).int().min(0).max(maxWarm);
   const r = typeof v === 'object' && v !== null ? warmPolicySchema.safeParse(v) : warmCount.safeParse(v === undefined ? 1 : v);
   if (r.success) return r.data;
   for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });

@@ -118,6 +118,22 @@ t.test('warm is sized for fleets: 20,000 accepted, above MAX_WARM refused with t
   if (!bad.ok) t.equal(bad.problems[0]?.path, 'warm');
 });
 
+t.test('warm of the wrong type says both forms it may take', async (t) => {
+  for (const warm of ['three', null, true]) {
+    const r = parseServiceSpec({ name: 'a', image: 'x', warm });
+    t.same(r.ok ? null : r.problems, [{ path: 'warm', message: 'a number of instances (e.g. 3) or a policy object (e.g. { min: 0, max: 8, target: 0.99 })' }], JSON.stringify(warm));
+  }
+  const half = parseServiceSpec({ name: 'a', image: 'x', warm: 2.5 });
+  t.same(half.ok ? null : half.problems, [{ path: 'warm', message: 'a whole number of instances' }]);
+});
+
+t.test('resources.memoryMb: up to 16 TiB; above is refused with the field named', async (t) => {
+  t.ok(parseServiceSpec({ name: 'big', image: 'x', resources: { memoryMb: 2_097_152 } }).ok, '2 TiB');
+  const bad = parseServiceSpec({ name: 'big', image: 'x', resources: { memoryMb: 1e15 } });
+  t.notOk(bad.ok);
+  if (!bad.ok) t.equal(bad.problems[0]?.path, 'resources.memoryMb');
+});
+
 t.test('services file: pullPolicy and pullTimeoutSec', async (t) => {
   const ok = parseServicesFile({ services: [{ name: 'a', image: 'x' }, { name: 'b', image: 'y', pullPolicy: 'Always', pullTimeoutSec: 7200 }] });
   t.ok(ok.ok);
