@@ -15,7 +15,10 @@ const pct = (x: number | null): string => (x === null ? '-' : `${(x * 100).toFix
 export function renderPool(v: ServiceStatus): string {
   const p = v.pool;
   const lines: string[] = [];
-  const slots = `${p.slots} slots = ${p.size} pool + ${p.waiting} waiting${p.slots < p.size + p.waiting ? ` (capped: the fleet has room for ${p.room} more)` : ''}`;
+  // Capped, the slots are fewer than pool + waiting: no "=" then.
+  const slots = p.slots < p.size + p.waiting
+    ? `${p.slots} slots, not ${p.size} pool + ${p.waiting} waiting: capped (the fleet has room for ${p.room} more)`
+    : `${p.slots} slots = ${p.size} pool + ${p.waiting} waiting`;
   if (p.static) {
     lines.push(`${v.name}: static warm ${p.size}; ${slots}`);
   } else {

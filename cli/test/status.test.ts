@@ -21,7 +21,7 @@ t.test('status counts per service and shows boot progress from the typical boot 
   t.equal(s.hosts[0]!.draining, true, 'drain marker shows');
   const text = renderStatus(s);
   t.match(text, /chatbot\s+3\s+2\s+1\s+1\s+1\s+1\s+20\.0s/, 'target, waiting, ready, booting, claimed, failed, typical boot');
-  t.match(text, /POOLS\nchatbot: static warm 3; 3 slots = 3 pool \+ 2 waiting \(capped: the fleet has room for 0 more\)/, 'draining host: no room for the waiters');
+  t.match(text, /POOLS\nchatbot: static warm 3; 3 slots, not 3 pool \+ 2 waiting: capped \(the fleet has room for 0 more\)/, 'draining host: no room for the waiters');
   t.match(text, /cost: hit ratio - of 1 sessions; 0 waited/);
   t.match(text, /50%/);
   t.match(text, /SESSIONS 1/);

@@ -50,7 +50,7 @@ t.test('pool policies: apply validates, status and inspect explain', { skip: inf
   t.match(fixed, { target: 3, pool: { static: true } });
 
   const human = (await warmpool(['status'], env)).stdout;
-  t.match(human, /POOLS[\s\S]*chat: target 2; 0 slots = 2 pool \+ 0 waiting \(capped: the fleet has room for 0 more\)/, 'no host yet: capped, and said so');
+  t.match(human, /POOLS[\s\S]*chat: target 2; 0 slots, not 2 pool \+ 0 waiting: capped \(the fleet has room for 0 more\)/, 'no host yet: capped, and said so');
   t.match(human, /why: no session requested in the last 300 s/);
   t.match(human, /measured: 0\.00 requests\/min, boot 30\.0s \(none measured yet: the policy.s bootSec, else 30 s\)/);
   t.match(human, /fixed: static warm 3; 3 slots/);
