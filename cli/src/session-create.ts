@@ -56,7 +56,8 @@ export async function createSession(store: KvStore | undefined, prefix: string, 
     const body = (await res.json().catch(() => ({}))) as { sessionId?: string; instanceId?: string; expiresAt?: string | number; error?: { code?: string; message?: string } };
     if (res.status !== 201 || !body.sessionId) {
       const retry = res.headers.get('retry-after');
-      throw new CliError(`the router answered ${res.status}: ${body.error?.message ?? 'no session'}${body.error?.code ? ` (${body.error.code})` : ''}${retry ? `; retry after ${retry} s` : ''}`);
+      // A service the router does not know is "not found" (exit 2, as cli/README.md says).
+      throw new CliError(`the router answered ${res.status}: ${body.error?.message ?? 'no session'}${body.error?.code ? ` (${body.error.code})` : ''}${retry ? `; retry after ${retry} s` : ''}`, res.status === 404 ? 2 : 1);
     }
     if (o.quiet) io.out(body.sessionId);
     else if (o.json) io.out(JSON.stringify(body));

@@ -114,4 +114,9 @@ t.test('sessions create prints progress while the pool boots, then the session i
   const noRouter = await warmpool(['sessions', 'create', 'chatbot', '--router', `http://127.0.0.1:${await freePort()}`], { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix });
   t.equal(noRouter.code, 1);
   t.match(noRouter.stderr, /cannot reach the router at http:\/\/127\.0\.0\.1:\d+/, 'an unreachable router is named');
+
+  // A service the router does not know: "not found", exit 2 (cli/README.md's exit codes).
+  const unknown = await warmpool(['sessions', 'create', 'nosuch', '--router', url, '--wait', '1'], { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix });
+  t.equal(unknown.code, 2, `an unknown service exits 2 (${unknown.stderr.trim()})`);
+  t.match(unknown.stderr, /the router answered 404/);
 });
