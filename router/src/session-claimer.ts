@@ -1,4 +1,4 @@
-import { isStarting, newSessionId, type InstanceRecord, type Registry, type SessionRecord } from '@warmpool/registry';
+import { fleetRoom, isStarting, newSessionId, type InstanceRecord, type Registry, type SessionRecord } from '@warmpool/registry';
 import { RouterError } from './errors.js';
 import { WaitQueue } from './wait-queue.js';
 import { DemandPublisher } from './demand-publisher.js';
@@ -146,7 +146,12 @@ export class SessionClaimer {
     const secs = retryAfterSec(instances, spec, (this.opts.now ?? Date.now)(), position);
     // Nothing starting and no host taking instances: say so, or the client retries blind.
     const accepting = cache ? [...cache.hosts].some(([id, h]) => !h.value.draining && !cache.drains.has(id)) : true;
-    const why = !accepting && !instances.some((i) => isStarting(i.state)) ? ', and no host is taking instances (no agent running, or every host draining)' : '';
+    const starting = instances.some((i) => isStarting(i.state));
+    let why = '';
+    if (!starting && !accepting) why = ', and no host is taking instances (no agent running, or every host draining)';
+    // Hosts there, none with room for one (capacity, memory, GPUs, maxPerHost): a retry alone
+    // will not help until sessions end or hosts are added; `warmpool status` says which.
+    else if (!starting && cache && spec && fleetRoom(cache, spec) === 0) why = ', and no host has room for another one now (see warmpool status)';
     return new RouterError('WARMPOOL_NO_READY_INSTANCE', `no ready instance of "${service}"${why}; retry in about ${secs} s`, {
       headers: { 'retry-after': String(secs) },
     });

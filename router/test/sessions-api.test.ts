@@ -3,7 +3,7 @@
 import t from 'tap';
 import type { InjectOptions } from 'fastify';
 import { isValidSessionId } from '@warmpool/registry';
-import { harness } from './fixtures.js';
+import { harness, testSpec } from './fixtures.js';
 
 t.test('POST /v1/sessions claims a ready instance; GET reads it; DELETE ends it (410 after)', async (t) => {
   const h = await harness({ ready: 2 });
@@ -55,6 +55,18 @@ t.test('a 503 says when no host is taking instances (no agent, every host draini
   const r = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=0', payload: { service: 'chatbot' } });
   t.equal(r.statusCode, 503);
   t.match(r.json().error.message, /no ready instance of "chatbot", and no host is taking instances \(no agent running, or every host draining\); retry in about \d+ s/);
+});
+
+t.test('a 503 says when no host has room for another instance (here maxPerHost), not just "retry"', async (t) => {
+  const h = await harness({ ready: 1, services: [testSpec({ maxPerHost: 1 })] });
+  t.teardown(() => h.close());
+  const first = await h.app.inject({ method: 'POST', url: '/v1/sessions', payload: { service: 'chatbot' } });
+  t.equal(first.statusCode, 201);
+  const cache = await h.registry.cache();
+  for (let i = 0; i < 200 && cache.ready.count('chatbot') > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  const r = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=0', payload: { service: 'chatbot' } });
+  t.equal(r.statusCode, 503);
+  t.match(r.json().error.message, /no ready instance of "chatbot", and no host has room for another one now \(see warmpool status\); retry in about \d+ s/);
 });
 
 t.test('Idempotency-Key: a retry gets the same session, even through another router', async (t) => {
