@@ -151,10 +151,26 @@ export class SessionClaimer {
     if (!starting && !accepting) why = ', and no host is taking instances (no agent running, or every host draining)';
     // Hosts there, none with room for one (capacity, memory, GPUs, maxPerHost): a retry alone
     // will not help until sessions end or hosts are added; `warmpool status` says which.
-    else if (!starting && cache && spec && fleetRoom(cache, spec) === 0) why = ', and no host has room for another one now (see warmpool status)';
+    else if (!starting && cache && spec && this.roomOf(cache, spec) === 0) why = ', and no host has room for another one now (see warmpool status)';
     return new RouterError('WARMPOOL_NO_READY_INSTANCE', `no ready instance of "${service}"${why}; retry in about ${secs} s`, {
       headers: { 'retry-after': String(secs) },
     });
+  }
+
+  private readonly rooms = new Map<string, { at: number; room: number }>();
+
+  /**
+   * fleetRoom for a 503's message, computed at most once a second per service: it walks every
+   * instance (20,000 in a large fleet, about 1 ms), and 503s can come by the thousand.
+   */
+  private roomOf(cache: Parameters<typeof fleetRoom>[0], spec: Parameters<typeof fleetRoom>[1]): number {
+    const now = (this.opts.now ?? Date.now)();
+    const hit = this.rooms.get(spec.name);
+    if (hit && now - hit.at < 1_000) return hit.room;
+    const room = fleetRoom(cache, spec);
+    if (this.rooms.size > 10_000) this.rooms.clear();
+    this.rooms.set(spec.name, { at: now, room });
+    return room;
   }
 
   /** Waiting requests per service (metrics). */
