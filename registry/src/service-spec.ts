@@ -167,6 +167,23 @@ function pathOf(p: PropertyKey[]): string {
   return p.map((x, i) => (typeof x === 'number' ? `[${x}]` : `${i ? '.' : ''}${String(x)}`)).join('') || '(root)';
 }
 
+/**
+ * Zod's issues as problems, one bound per field: an integer field over its maximum is also
+ * over the safe-integer bound zod adds (9007199254740991); only the tighter bound is said.
+ */
+function problemsOf(issues: readonly z.core.$ZodIssue[]): SpecProblem[] {
+  const bound = (i: z.core.$ZodIssue): number => Number((i as { maximum?: unknown; minimum?: unknown })[i.code === 'too_big' ? 'maximum' : 'minimum']);
+  const out: { issue: z.core.$ZodIssue; key: string | null }[] = [];
+  for (const i of issues) {
+    const key = i.code === 'too_big' || i.code === 'too_small' ? `${i.code} ${pathOf(i.path)}` : null;
+    const at = key === null ? -1 : out.findIndex((o) => o.key === key);
+    if (at < 0) { out.push({ issue: i, key }); continue; }
+    const prev = out[at]!.issue;
+    if (i.code === 'too_big' ? bound(i) < bound(prev) : bound(i) > bound(prev)) out[at] = { issue: i, key };
+  }
+  return out.map(({ issue: i }) => ({ path: pathOf(i.path), message: i.message }));
+}
+
 /** Validates a parsed services file; problems name the field path and the reason. */
 export function parseServicesFile(input: unknown): { ok: true; services: ServiceSpec[] } | { ok: false; problems: SpecProblem[] } {
   // Top-level `x-` keys are extension fields, as in Compose files (a place for YAML anchors).
@@ -175,11 +192,11 @@ export function parseServicesFile(input: unknown): { ok: true; services: Service
   }
   const r = servicesFileSchema.safeParse(input);
   if (r.success) return { ok: true, services: r.data.services };
-  return { ok: false, problems: r.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message })) };
+  return { ok: false, problems: problemsOf(r.error.issues) };
 }
 
 export function parseServiceSpec(input: unknown): { ok: true; spec: ServiceSpec } | { ok: false; problems: SpecProblem[] } {
   const r = serviceSpecSchema.safeParse(input);
   if (r.success) return { ok: true, spec: r.data };
-  return { ok: false, problems: r.error.issues.map((i) => ({ path: pathOf(i.path), message: i.message })) };
+  return { ok: false, problems: problemsOf(r.error.issues) };
 }

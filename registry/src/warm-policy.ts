@@ -90,6 +90,7 @@ export const warmSchema = (maxWarm: number) => z.unknown().optional().transform(
   }).int().min(0).max(maxWarm);
   const r = typeof v === 'object' && v !== null ? warmPolicySchema.safeParse(v) : warmCount.safeParse(v === undefined ? 1 : v);
   if (r.success) return r.data;
-  for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
+  // As they are (code and bounds too), so the services file's problems keep one bound per field.
+  for (const issue of r.error.issues) ctx.addIssue({ ...issue } as Parameters<typeof ctx.addIssue>[0]);
   return z.NEVER;
 });

@@ -127,6 +127,13 @@ t.test('warm of the wrong type says both forms it may take', async (t) => {
   t.same(half.ok ? null : half.problems, [{ path: 'warm', message: 'a whole number of instances' }]);
 });
 
+t.test('a number far out of range gets one message, with the field\'s own bound', async (t) => {
+  const lifetime = parseServiceSpec({ name: 'a', image: 'x', session: { maxLifetimeSec: 1e20 } });
+  t.same(lifetime.ok ? null : lifetime.problems, [{ path: 'session.maxLifetimeSec', message: 'Too big: expected number to be <=604800' }]);
+  const max = parseServiceSpec({ name: 'a', image: 'x', warm: { min: 0, max: 1e20, target: 0.9 } });
+  t.same(max.ok ? null : max.problems, [{ path: 'warm.max', message: 'Too big: expected number to be <=100000' }], 'inside a warm policy too');
+});
+
 t.test('resources.memoryMb: up to 16 TiB; above is refused with the field named', async (t) => {
   t.ok(parseServiceSpec({ name: 'big', image: 'x', resources: { memoryMb: 2_097_152 } }).ok, '2 TiB');
   const bad = parseServiceSpec({ name: 'big', image: 'x', resources: { memoryMb: 1e15 } });
