@@ -63,8 +63,9 @@ export interface SizingResult {
   /**
    * The earliest moment the size may fall if no session arrives (epoch ms, at least
    * RECHECK_MIN_MS ahead): a moment of the cool-down (grid point, arrival or boot
-   * measurement) leaves it, or an arrival leaves a rate window. null when the size is at the minimum in force. Agents plan again then, so a
-   * cool-down's end takes effect when it ends, not at the next resync. Cheap (no look-ahead).
+   * measurement) leaves it, or an arrival leaves a rate window. null when the size is at the
+   * minimum in force. Agents plan again then, so a cool-down's end takes effect when it ends,
+   * not at the next resync. Cheap (no look-ahead).
    */
   recheckAt: number | null;
 }

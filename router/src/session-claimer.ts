@@ -161,7 +161,8 @@ export class SessionClaimer {
 
   /**
    * fleetRoom for a 503's message, computed at most once a second per service: it walks every
-   * instance (20,000 in a large fleet, about 1 ms), and 503s can come by the thousand.
+   * instance (4.7 ms per call measured for 20,000 instances on 500 hosts, on a loaded 2-core
+   * machine), and 503s can come by the thousand.
    */
   private roomOf(cache: Parameters<typeof fleetRoom>[0], spec: Parameters<typeof fleetRoom>[1]): number {
     const now = (this.opts.now ?? Date.now)();
