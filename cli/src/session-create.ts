@@ -51,7 +51,10 @@ export async function createSession(store: KvStore | undefined, prefix: string, 
     try {
       res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ service: o.service }) });
     } catch (err) {
-      throw new CliError(`cannot reach the router at ${base.origin}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`);
+      const why = (err as Error & { cause?: Error }).cause?.message ?? (err as Error).message;
+      // The Fetch standard's "bad ports" (1, 7, 9, ..., 6000, ...) are refused before any connect.
+      if (why === 'bad port') throw new CliError(`--router ${base.origin}: HTTP clients refuse port ${base.port} (a port the Fetch standard blocks); run the router on another port`);
+      throw new CliError(`cannot reach the router at ${base.origin}: ${why}`);
     }
     const body = (await res.json().catch(() => ({}))) as { sessionId?: string; instanceId?: string; expiresAt?: string | number; error?: { code?: string; message?: string } };
     if (res.status !== 201 || !body.sessionId) {

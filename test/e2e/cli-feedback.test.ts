@@ -115,6 +115,11 @@ t.test('sessions create prints progress while the pool boots, then the session i
   t.equal(noRouter.code, 1);
   t.match(noRouter.stderr, /cannot reach the router at http:\/\/127\.0\.0\.1:\d+/, 'an unreachable router is named');
 
+  // A port fetch refuses before connecting (the Fetch standard's bad ports): said so, not "bad port".
+  const blocked = await warmpool(['sessions', 'create', 'chatbot', '--router', 'http://127.0.0.1:1'], { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix });
+  t.equal(blocked.code, 1);
+  t.match(blocked.stderr, /--router http:\/\/127\.0\.0\.1:1: HTTP clients refuse port 1 \(a port the Fetch standard blocks\)/, blocked.stderr.trim());
+
   // A service the router does not know: "not found", exit 2 (cli/README.md's exit codes).
   const unknown = await warmpool(['sessions', 'create', 'nosuch', '--router', url, '--wait', '1'], { WARMPOOL_ETCD: etcd.endpoints.join(','), WARMPOOL_PREFIX: prefix });
   t.equal(unknown.code, 2, `an unknown service exits 2 (${unknown.stderr.trim()})`);
