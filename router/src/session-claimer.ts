@@ -107,7 +107,15 @@ export class SessionClaimer {
     };
     // Nobody of this service waiting here: claim directly (the common case, one txn).
     if (this.queue.waiting(service) === 0) {
-      const r = await attempt(false);
+      let r: ClaimedSession | undefined;
+      try {
+        r = await attempt(false);
+      } catch (err) {
+        // The registry did not take the claim: a request that may wait queues and tries
+        // again (below), as a waiter does; only one that does not wait gets the error now.
+        if (err instanceof RouterError || o.waitMs <= 0) throw err;
+        this.opts.onError?.(err);
+      }
       if (r) return r;
       if (o.waitMs <= 0) throw this.noInstance(service, 0);
     }

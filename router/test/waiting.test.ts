@@ -4,7 +4,7 @@ import t from 'tap';
 import { WaitQueue } from '../src/wait-queue.js';
 import { retryAfterSec } from '../src/boot-eta.js';
 import { harness, routerUrl, testSpec } from './fixtures.js';
-import type { InstanceRecord } from '@warmpool/registry';
+import { RegistryError, type InstanceRecord } from '@warmpool/registry';
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
@@ -63,6 +63,34 @@ t.test('a waiter whose claim fails on a registry error keeps waiting and is serv
   t.equal(refused, 3, 'three claim attempts were refused');
   t.equal(res.statusCode, 201, 'then the waiter got its session');
   t.equal(res.json<{ instanceId: string }>().instanceId, booting.id);
+});
+
+// Regression (pool-burst on Node 24 in a local CI: two of five requests with ?wait=90 got 503
+// at once while etcd was down for 3 s): the first claim, made before the request queues, failed
+// on the registry and the 503 went out although the request may wait. It waits now, like a
+// queued waiter; only a request that does not wait gets the 503 at once.
+t.test('a request that may wait, whose first claim fails on a registry error, waits and is served', async (t) => {
+  const h = await harness({ ready: 1 });
+  t.teardown(() => h.close());
+  const txn = h.store.txn.bind(h.store);
+  let refused = 0;
+  h.store.txn = (async (...a: Parameters<typeof txn>) => {
+    if (refused < 2 && a[1].some((op) => op.key.includes('/claims/'))) { refused++; throw new RegistryError('WARMPOOL_REGISTRY_UNAVAILABLE', 'registry unavailable: etcdserver: no leader', { retryable: true }); }
+    return txn(...a);
+  }) as typeof h.store.txn;
+  t.teardown(() => { h.store.txn = txn; });
+  const res = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=10', payload: { service: 'chatbot' } });
+  t.equal(refused, 2, 'two claim attempts were refused');
+  t.equal(res.statusCode, 201, `then the request got its session (${res.body.slice(0, 160)})`);
+  t.equal(h.app.warmpool.claimer.queue.waiting('chatbot'), 0, 'and left the queue');
+  // Without a wait, the registry's error is the answer at once.
+  const another = await h.addInstance({ state: 'ready' });
+  await until(() => h.app.warmpool.directory.cached()?.ready.count('chatbot') === 1);
+  refused = 1;
+  const now = await h.app.inject({ method: 'POST', url: '/v1/sessions?wait=0', payload: { service: 'chatbot' } });
+  t.equal(now.statusCode, 503, 'wait=0: 503 at once');
+  t.equal(now.json().error.code, 'WARMPOOL_REGISTRY_UNAVAILABLE');
+  t.ok(another.id, 'a ready instance was there to claim');
 });
 
 t.test('a bounded wait ends in 503 with Retry-After from the boots under way', async (t) => {
