@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Registry, UsageMeter, poolCost, poolView, type ServiceSpec, type WarmPolicy } from '@warmpool/registry';
+import { Registry, UsageMeter, isStarting, poolCost, poolView, type ServiceSpec, type WarmPolicy } from '@warmpool/registry';
 import { EtcdKvStore } from '@warmpool/registry/etcd-kv';
 import { DockerodeRuntime, clusterFromPrefix, startAgent } from '@warmpool/agent';
 import { buildRouter } from '@warmpool/router';
@@ -151,7 +151,7 @@ async function runOnce(etcd: EtcdCluster, trace: Arrival[], warm: number | WarmP
         if (i.state === 'ready' && !cache.claims.has(i.id)) count.ready++;
         else if (i.state === 'claimed' || cache.claims.has(i.id)) count.claimed++;
         else if (i.state === 'draining') count.draining++;
-        else if (i.state !== 'failed') count.starting++;
+        else if (isStarting(i.state)) count.starting++;
       }
       return { size: view.size, slots: view.slots, room: view.room, waiting: view.waiting, ...count };
     };

@@ -26,8 +26,8 @@ t.test('a demand-driven pool retires its surplus when the cool-down ends, with n
     if (poolView(h.cache, spec, Date.now()).size !== 1) throw new Error('size above 1');
     return Date.now();
   }, { timeoutMs: 60_000, intervalMs: 100, what: 'size back to 1' });
-  // The agent acts when the size falls: its first surplus instance leaves at once. (All of
-  // them leaving takes longer on a loaded machine: each is a few registry writes.)
+  // The agent acts when the size falls (SizingResult.recheckAt): its first surplus instance
+  // leaves at once; the others follow, one retirement (a few registry writes) each.
   const firstRetiredAt = await eventually(() => {
     if (h.unclaimed().length >= grown) throw new Error(`${h.unclaimed().length} unclaimed`);
     return Date.now();
